@@ -1,0 +1,262 @@
+"""The run config: one YAML file, validated into typed, immutable settings.
+
+Every mistake is a :class:`ConfigError` whose one-line message names the key, and it
+is raised before anything is written. The resolved config (defaults filled in) is
+what the run directory keeps.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from evo.space import SearchSpace
+from evo.trial import Budget, ConfigError
+
+
+class Strategy(str, enum.Enum):
+    MU_PLUS_LAMBDA = "mu_plus_lambda"  # survivors from parents + offspring: elitist
+    MU_COMMA_LAMBDA = "mu_comma_lambda"  # survivors from offspring (+ elites): forgets faster
+
+
+class Crossover(str, enum.Enum):
+    UNIFORM = "uniform"
+    BLEND = "blend"
+
+
+class ArtifactPolicy(str, enum.Enum):
+    BEST = "best"  # keep the artifacts (adapter) of the best trial so far only
+    ALL = "all"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class EvolutionSettings:
+    """How the population evolves. Rates are probabilities per child or per gene."""
+
+    population_size: int = 8  # mu
+    generations: int = 10  # generations after the initial one
+    offspring_size: int | None = None  # lambda; None = population_size
+    strategy: Strategy = Strategy.MU_PLUS_LAMBDA
+    crossover: Crossover = Crossover.BLEND
+    crossover_rate: float = 0.6  # chance a child is bred from two parents
+    mutation_rate: float = 0.5  # chance a crossed child is also mutated (uncrossed ones always are)
+    gene_mutation_rate: float = 0.3  # chance each gene of a mutated child moves
+    mutation_sigma: float = 0.15  # Gaussian step, as a fraction of a gene's (log) range
+    tournament_size: int = 3
+    elitism: int = 1  # best individuals that always survive under mu_comma_lambda
+    immigrants: int = 0  # random newcomers per generation, to keep diversity
+    hall_of_fame: int = 5
+    max_consecutive_failures: int = 10  # stop the run when the fitness keeps failing
+
+    @property
+    def lambda_(self) -> int:
+        return self.offspring_size or self.population_size
+
+    def __post_init__(self) -> None:
+        def whole(key: str, minimum: int) -> None:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"evolution.{key}: must be a whole number >= {minimum}, got {value!r}")
+
+        def rate(key: str) -> None:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ConfigError(f"evolution.{key}: must be a probability in [0, 1], got {value!r}")
+
+        whole("population_size", 2)
+        whole("generations", 0)
+        if self.offspring_size is not None:
+            whole("offspring_size", 1)
+        whole("tournament_size", 1)
+        whole("elitism", 0)
+        whole("immigrants", 0)
+        whole("hall_of_fame", 1)
+        whole("max_consecutive_failures", 1)
+        for key in ("crossover_rate", "mutation_rate", "gene_mutation_rate"):
+            rate(key)
+        sigma = self.mutation_sigma
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma <= 1:
+            raise ConfigError(f"evolution.mutation_sigma: must be in (0, 1], got {sigma!r}")
+        if self.strategy is Strategy.MU_COMMA_LAMBDA and self.lambda_ < self.population_size:
+            raise ConfigError(
+                f"evolution.offspring_size: mu_comma_lambda needs offspring_size >= population_size "
+                f"({self.lambda_} < {self.population_size})"
+            )
+        if self.immigrants > self.lambda_:
+            raise ConfigError(f"evolution.immigrants: {self.immigrants} is more than the {self.lambda_} offspring")
+        if self.elitism > self.population_size:
+            raise ConfigError(f"evolution.elitism: {self.elitism} is more than the population ({self.population_size})")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, validated. ``raw`` is the resolved YAML, for the run directory."""
+
+    space: SearchSpace
+    fitness: Mapping[str, Any]
+    seed: int = 0
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    budget: Budget = Budget()
+    evolution: EvolutionSettings = EvolutionSettings()
+    baseline: Mapping[str, Any] | None = None
+    artifacts: ArtifactPolicy = ArtifactPolicy.BEST
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def trial_config(self, genome: Mapping[str, Any]) -> dict[str, Any]:
+        """Fixed values and genes together, as the fitness sees them."""
+        return {**self.fixed, **genome}
+
+
+_TOP_KEYS = {"seed", "fitness", "budget", "evolution", "search_space", "fixed", "baseline", "artifacts"}
+
+
+def _enum(cls: type[enum.Enum], key: str, value: Any) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        known = ", ".join(m.value for m in cls)
+        raise ConfigError(f"{key}: unknown value {value!r} (known: {known})") from None
+
+
+def _mapping(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+    return dict(value)
+
+
+def _budget(spec: Mapping[str, Any]) -> Budget:
+    extra = set(spec) - {"steps", "tokens"}
+    if extra:
+        raise ConfigError(f"budget: unknown key(s) {', '.join(sorted(extra))} (known: steps, tokens)")
+    for key in ("steps", "tokens"):
+        value = spec.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"budget.{key}: must be a whole number >= 1, got {value!r}")
+    return Budget(steps=spec.get("steps"), tokens=spec.get("tokens"))
+
+
+def _evolution(spec: Mapping[str, Any]) -> EvolutionSettings:
+    known = {f.name for f in dataclasses.fields(EvolutionSettings)}
+    extra = set(spec) - known
+    if extra:
+        raise ConfigError(f"evolution: unknown key(s) {', '.join(sorted(extra))}")
+    values = dict(spec)
+    if "strategy" in values:
+        values["strategy"] = _enum(Strategy, "evolution.strategy", values["strategy"])
+    if "crossover" in values:
+        values["crossover"] = _enum(Crossover, "evolution.crossover", values["crossover"])
+    return EvolutionSettings(**values)
+
+
+def parse_config(raw: Any) -> RunConfig:
+    """Validate a run config given as a mapping (the parsed YAML)."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
+    extra = set(raw) - _TOP_KEYS
+    if extra:
+        raise ConfigError(f"config: unknown top-level key(s) {', '.join(sorted(map(str, extra)))}")
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed: must be a whole number >= 0, got {seed!r}")
+    fitness = _mapping(raw, "fitness")
+    if not fitness.get("type"):
+        raise ConfigError("fitness.type: missing (e.g. 'synthetic' or 'qlora')")
+    space = SearchSpace.from_spec(raw.get("search_space"))
+    fixed = _mapping(raw, "fixed")
+    both = sorted(set(fixed) & set(space.names))
+    if both:
+        raise ConfigError(f"fixed.{both[0]}: is also a searched gene; keep it in one place")
+    baseline = raw.get("baseline")
+    if baseline is not None:
+        if not isinstance(baseline, Mapping) or not baseline:
+            raise ConfigError("baseline: expected a non-empty mapping of hyperparameter values")
+        for key, value in baseline.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"baseline.{key}: must be finite, got {value!r}")
+    evolution = _evolution(_mapping(raw, "evolution"))
+    config = RunConfig(
+        space=space,
+        fitness=fitness,
+        seed=seed,
+        fixed=fixed,
+        budget=_budget(_mapping(raw, "budget")),
+        evolution=evolution,
+        baseline=dict(baseline) if baseline else None,
+        artifacts=_enum(ArtifactPolicy, "artifacts", raw.get("artifacts", "best")),
+    )
+    return dataclasses.replace(config, raw=resolved(config, raw))
+
+
+def resolved(config: RunConfig, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The config with every default written out: what the run directory keeps."""
+    evolution = {
+        f.name: (v.value if isinstance(v, enum.Enum) else v)
+        for f in dataclasses.fields(EvolutionSettings)
+        for v in [getattr(config.evolution, f.name)]
+    }
+    out = {
+        "seed": config.seed,
+        "fitness": dict(config.fitness),
+        "budget": {k: v for k, v in config.budget.as_dict().items() if v is not None},
+        "evolution": evolution,
+        "search_space": dict(raw["search_space"]),
+        "fixed": dict(config.fixed),
+        "artifacts": config.artifacts.value,
+    }
+    if config.baseline:
+        out["baseline"] = dict(config.baseline)
+    return out
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a raw config in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r}: expected KEY=VALUE, e.g. evolution.generations=3")
+    path, _, text = assignment.partition("=")
+    keys = [k for k in path.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"override {assignment!r}: empty key")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {path}: value is not valid YAML ({exc.__class__.__name__})") from None
+    node = raw
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {path}: {key} is not a mapping")
+        node = child
+    node[keys[-1]] = value
+
+
+def read_yaml(path: Path | str) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+
+
+def load_config(path: Path | str, overrides: list[str] = ()) -> RunConfig:
+    raw = read_yaml(path)
+    if raw is None:
+        raise ConfigError(f"{path}: the config file is empty")
+    if isinstance(raw, dict):
+        for assignment in overrides:
+            apply_override(raw, assignment)
+    return parse_config(raw)
