@@ -1,0 +1,151 @@
+"""The Python API: start, resume, or simply evolve. The CLI is built on these."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from evo.config import EvolutionSettings, RunConfig, parse_config
+from evo.evaluation import RunAborted, run_fingerprint
+from evo.loop import Evolution, RunResult
+from evo.progress import Progress
+from evo.seeding import seed_genomes_from
+from evo.space import SearchSpace, canonical
+from evo.store import RunStore
+from evo.trial import Budget, ConfigError, Fitness
+
+__all__ = ["evolve", "start_run", "resume_run", "RunAborted"]
+
+
+def evolve(
+    space: SearchSpace | Mapping[str, Any],
+    fitness: Fitness,
+    *,
+    evolution: EvolutionSettings | Mapping[str, Any] | None = None,
+    seed: int = 0,
+    fixed: Mapping[str, Any] | None = None,
+    budget: Budget = Budget(),
+    baseline: Mapping[str, Any] | None = None,
+    run_dir: Path | str | None = None,
+    seed_genomes: Sequence[Mapping[str, Any]] = (),
+    progress: Progress | None = None,
+) -> RunResult:
+    """Evolve ``fitness`` over ``space`` and return the best configs and the history.
+
+    ``space`` is a :class:`SearchSpace` or a ``search_space`` mapping as in a run
+    config. With ``run_dir`` the run is stored there and can be resumed; without it
+    everything stays in memory.
+    """
+    if isinstance(evolution, EvolutionSettings):
+        evolution = {
+            f.name: getattr(getattr(evolution, f.name), "value", getattr(evolution, f.name))
+            for f in dataclasses.fields(evolution)
+        }
+    raw: dict[str, Any] = {
+        "seed": seed,
+        "fitness": {"type": type(fitness).__name__},
+        "budget": {k: v for k, v in budget.as_dict().items() if v is not None},
+        "evolution": dict(evolution or {}),
+        "fixed": dict(fixed or {}),
+        "artifacts": "best" if run_dir else "none",
+    }
+    if baseline:
+        raw["baseline"] = dict(baseline)
+    spec = space.to_spec() if isinstance(space, SearchSpace) else dict(space)
+    config = parse_config({**raw, "search_space": spec})
+    return start_run(config, fitness, run_dir, seed_genomes=seed_genomes, progress=progress)
+
+
+def start_run(
+    config: RunConfig,
+    fitness: Fitness,
+    run_dir: Path | str | None,
+    *,
+    seed_genomes: Sequence[Mapping[str, Any]] = (),
+    seed_from: Path | str | None = None,
+    seed_generation: int | None = None,
+    seed_top_k: int | None = None,
+    progress: Progress | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> RunResult:
+    """Start a new run of ``config`` in ``run_dir`` (None: in memory)."""
+    fingerprint = run_fingerprint(fitness, config.budget)
+    genomes = [dict(g) for g in seed_genomes]
+    source = None
+    if seed_from is not None:
+        found, warnings, source = seed_genomes_from(
+            seed_from, config.space, generation=seed_generation, top_k=seed_top_k, seed=config.seed
+        )
+        for message in warnings:
+            warn(message)
+        genomes.extend(found)
+    for genome in genomes:
+        if not config.space.contains(genome):
+            raise ConfigError(f"seed genome {genome!r} does not fit the search space")
+
+    if run_dir is None:
+        store = RunStore(":memory:")
+        store.set_meta("config", dict(config.raw))
+        store.set_meta("fingerprint", fingerprint)
+    else:
+        store = RunStore.create(run_dir, config.raw, fingerprint)
+    try:
+        store.set_meta("seed_genomes", genomes)
+        store.set_meta("objectives", [{"name": o.name, "direction": o.direction.value} for o in fitness.objectives])
+        if source is not None:
+            _import_results(source, store, config, genomes, fingerprint, warn)
+            store.set_meta("seeded_from", str(Path(seed_from).resolve()))
+            source.close()
+        evolution = Evolution(config, fitness, store, fingerprint, seed_genomes=genomes, progress=progress)
+        return evolution.run()
+    finally:
+        store.close()
+
+
+def resume_run(run_dir: Path | str, fitness: Fitness, *, progress: Progress | None = None) -> RunResult:
+    """Continue a stored run where it stopped; finished evaluations are not redone.
+
+    Refuses when ``fitness`` is not the definition the run started with (model, data or
+    budget changed): its results would not be comparable with the stored ones.
+    """
+    store = RunStore.open(run_dir)
+    try:
+        store.lock()
+        config = load_stored_config(store)
+        fingerprint = run_fingerprint(fitness, config.budget)
+        if fingerprint != store.meta("fingerprint"):
+            raise ConfigError(
+                f"{run_dir}: the fitness definition (model, data or budget) differs from the one the run started with"
+            )
+        evolution = Evolution(
+            config, fitness, store, fingerprint, seed_genomes=store.meta("seed_genomes", []), progress=progress
+        )
+        return evolution.run()
+    finally:
+        store.close()
+
+
+def load_stored_config(store: RunStore) -> RunConfig:
+    raw = store.meta("config")
+    if raw is None:
+        raise ConfigError(f"{store.run_dir}: run.db holds no config")
+    return parse_config(raw)
+
+
+def _import_results(
+    source: RunStore,
+    store: RunStore,
+    config: RunConfig,
+    genomes: Sequence[Mapping[str, Any]],
+    fingerprint: str,
+    warn: Callable[[str], None],
+) -> None:
+    """Copy the seed genomes' finished trials, but only under the same fitness definition."""
+    if source.meta("fingerprint") != fingerprint:
+        warn("the seed run used another fitness definition (model, data or budget): seeds are evaluated anew")
+        return
+    for genome in genomes:
+        key = canonical(config.trial_config(genome))
+        record = source.find_reusable(fingerprint, key)
+        if record is not None and store.find_reusable(fingerprint, key) is None:
+            store.copy_trial(record, fingerprint=fingerprint, config_key=key, note=f"reused from {source.run_dir} trial {record.id}")

@@ -1,0 +1,86 @@
+"""Breeding: the initial population and each generation's offspring.
+
+A member is ``(genome, origin, parent ids)``; origins are ``init``, ``seed``,
+``crossover``, ``mutation``, ``crossover+mutation`` and ``immigrant``. Children that
+repeat a genome already in the population or among their siblings are mutated again,
+so that no offspring slot is spent on a genome whose fitness is already known.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from evo import _deap
+from evo.config import EvolutionSettings
+from evo.operators import CROSSOVERS, mutate
+from evo.space import SearchSpace, genome_key
+
+Member = tuple[dict[str, Any], str, list[int]]
+_RETRIES = 20  # attempts to make a duplicate child new before accepting it (tiny spaces)
+
+
+def initial_members(
+    space: SearchSpace, size: int, rng: np.random.Generator, seeds: Sequence[Mapping[str, Any]] = ()
+) -> list[Member]:
+    """Seed genomes first (at most ``size``), then distinct random samples."""
+    members: list[Member] = []
+    seen: set[str] = set()
+    for genome in seeds[:size]:
+        members.append((dict(genome), "seed", []))
+        seen.add(genome_key(genome))
+    while len(members) < size:
+        genome = space.sample(rng)
+        for _ in range(_RETRIES):
+            if genome_key(genome) not in seen:
+                break
+            genome = space.sample(rng)
+        seen.add(genome_key(genome))
+        members.append((genome, "init", []))
+    return members
+
+
+def offspring(
+    space: SearchSpace, parents: Sequence[Any], settings: EvolutionSettings, rng: np.random.Generator
+) -> list[Member]:
+    """Lambda children: tournament-selected parents, crossover and/or mutation, plus immigrants.
+
+    ``parents`` are DEAP individuals (dicts with ``fitness`` and ``id``).
+    """
+    crossover = CROSSOVERS[settings.crossover.value]
+    n_bred = settings.lambda_ - settings.immigrants
+    seen = {genome_key(p) for p in parents}
+    children: list[Member] = []
+
+    def vary_once() -> list[Member]:
+        if rng.random() < settings.crossover_rate and len(parents) > 1:
+            a, b = _deap.tournament(parents, 2, settings.tournament_size, rng)
+            pair = crossover(space, a, b, rng)
+            out = []
+            for child in pair:
+                origin = "crossover"
+                if rng.random() < settings.mutation_rate or genome_key(child) in (genome_key(a), genome_key(b)):
+                    child, origin = _mutate(space, child, settings, rng), "crossover+mutation"
+                out.append((child, origin, [a.id, b.id]))
+            return out
+        (a,) = _deap.tournament(parents, 1, settings.tournament_size, rng)
+        return [(_mutate(space, a, settings, rng), "mutation", [a.id])]
+
+    while len(children) < n_bred:
+        for child, origin, ids in vary_once():
+            for _ in range(_RETRIES):
+                if genome_key(child) not in seen:
+                    break
+                child = _mutate(space, child, settings, rng)
+            if len(children) < n_bred:
+                seen.add(genome_key(child))
+                children.append((child, origin, ids))
+    for _ in range(settings.immigrants):
+        genome = space.sample(rng)
+        seen.add(genome_key(genome))
+        children.append((genome, "immigrant", []))
+    return children
+
+
+def _mutate(space: SearchSpace, genome: Mapping[str, Any], settings: EvolutionSettings, rng) -> dict[str, Any]:
+    return mutate(space, dict(genome), rng, gene_rate=settings.gene_mutation_rate, sigma=settings.mutation_sigma)

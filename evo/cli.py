@@ -1,0 +1,209 @@
+"""The ``evo`` command: run, resume, status, best."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from evo.api import RunAborted, load_stored_config, resume_run, start_run
+from evo.config import load_config
+from evo.export import split_sections
+from evo.loop import build_result
+from evo.progress import TerminalProgress
+from evo.store import RunDirInUse, RunStore, StoreError
+from evo.trial import ConfigError
+
+EXIT_CONFIG = 2  # bad config, data, model path or run directory
+EXIT_FAILED = 1  # the run itself failed (e.g. aborted after consecutive failures)
+
+
+def _make_fitness(spec):
+    from fitness import make_fitness  # the composition root: the only place evo meets fitness
+
+    return make_fitness(spec)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.set or [])
+    if args.out is None:
+        args.out = Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (Path(args.out) / "run.db").exists():
+        raise ConfigError(f"{args.out}: already holds a run; continue it with 'evo resume {args.out}'")
+    fitness = _make_fitness(config.fitness)
+    try:
+        print(f"run directory: {args.out}", file=sys.stderr)
+        result = start_run(
+            config,
+            fitness,
+            args.out,
+            seed_from=args.seed_from,
+            seed_generation=args.seed_generation,
+            seed_top_k=args.seed_top_k,
+            progress=None if args.quiet else TerminalProgress(),
+            warn=lambda message: print(f"warning: {message}", file=sys.stderr),
+        )
+    finally:
+        fitness.close()
+    _print_best(result.best_trials[:1], fitness.objectives)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    with RunStore.open(args.run_dir) as store:
+        config = load_stored_config(store)
+    fitness = _make_fitness(config.fitness)
+    try:
+        result = resume_run(args.run_dir, fitness, progress=None if args.quiet else TerminalProgress())
+    finally:
+        fitness.close()
+    _print_best(result.best_trials[:1], fitness.objectives)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with RunStore.open(args.run_dir) as store:
+        config = load_stored_config(store)
+        stats = store.generation_stats()
+        trials = store.trials()
+        objectives = _objectives_of(store, trials)
+        header = ("gen", "evals", "cached", "failed", "best", "median", "worst", "diversity")
+        rows = [[_fmt(s.get(h)) for h in header] for s in stats]
+        _table(header, rows)
+        by_status: dict[str, int] = {}
+        for t in trials:
+            if t.generation >= -1:
+                label = t.status.value + (f"/{t.reason.value}" if t.reason else "")
+                by_status[label] = by_status.get(label, 0) + 1
+        planned = config.evolution.generations + 1
+        print(f"\ngenerations finished: {len(stats)}/{planned}; trials: "
+              + ", ".join(f"{n} {k}" for k, n in sorted(by_status.items())))
+        baseline = [t for t in trials if t.generation == -1]
+        if baseline and baseline[0].ok:
+            name = next(iter(baseline[0].values))
+            print(f"baseline {name}: {_fmt(baseline[0].values[name])}")
+        result = build_result(store, objectives, config.evolution.hall_of_fame)
+        _print_best(result.best_trials[:1], objectives)
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    with RunStore.open(args.run_dir) as store:
+        config = load_stored_config(store)
+        objectives = _objectives_of(store, store.trials())
+        result = build_result(store, objectives, max(config.evolution.hall_of_fame, args.top))
+        if not result.best_trials:
+            raise ConfigError(f"{args.run_dir}: no trial has completed yet, so there is no best config")
+        artifacts = store.meta("best_artifacts")
+        entries = []
+        for trial in result.best_trials[: args.top]:
+            applied = trial.applied_config or trial.config
+            entry: dict[str, Any] = {
+                "trial_id": trial.id,
+                "objectives": dict(trial.values),
+                **split_sections(applied),
+            }
+            if artifacts and artifacts["trial_id"] == trial.id:
+                entry["adapter_path"] = str(Path(artifacts["path"]) / "adapter")
+            entries.append(entry)
+    document: Any = entries[0] if args.top == 1 else entries
+    text = yaml.safe_dump(document, sort_keys=False)
+    if args.export:
+        Path(args.export).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.export).write_text(text)
+        print(f"wrote {args.export}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
+# -- helpers ---------------------------------------------------------------------------
+def _objectives_of(store: RunStore, trials) -> tuple:
+    """The run's objectives, from the stored objective names (no fitness is built)."""
+    from evo.trial import Direction, Objective
+
+    stored = store.meta("objectives")
+    if stored:
+        return tuple(Objective(o["name"], Direction(o["direction"])) for o in stored)
+    names = next((list(t.values) for t in trials if t.ok), ["objective"])
+    return tuple(Objective(n) for n in names)
+
+
+def _print_best(best_trials, objectives) -> None:
+    if not best_trials:
+        print("no completed trial: no best config", file=sys.stderr)
+        return
+    best = best_trials[0]
+    values = ", ".join(f"{o.name}={best.values[o.name]:.5g}" for o in objectives if o.name in best.values)
+    print(f"best (trial {best.id}): {values}")
+    print(yaml.safe_dump(dict(best.applied_config or best.config), sort_keys=True), end="")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evo", description="Evolve QLoRA fine-tuning hyperparameters.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start an evolutionary run from a YAML config")
+    run.add_argument("config", help="run config (YAML), e.g. experiments/synthetic.yaml")
+    run.add_argument("--out", type=Path, help="run directory (default: runs/<config>-<time>)")
+    run.add_argument("--seed-from", type=Path, metavar="RUN_DIR", help="start from the population of an earlier run")
+    run.add_argument("--seed-generation", type=int, metavar="G", help="with --seed-from: that generation (default: last)")
+    run.add_argument("--seed-top-k", type=int, metavar="K", help="with --seed-from: only its K best")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set evolution.generations=3 (repeatable)")
+    run.add_argument("--quiet", action="store_true", help="no live progress")
+    run.set_defaults(func=cmd_run)
+
+    resume = sub.add_parser("resume", help="continue a stopped or killed run")
+    resume.add_argument("run_dir", type=Path)
+    resume.add_argument("--quiet", action="store_true", help="no live progress")
+    resume.set_defaults(func=cmd_resume)
+
+    status = sub.add_parser("status", help="a table per generation and the best so far")
+    status.add_argument("run_dir", type=Path)
+    status.set_defaults(func=cmd_status)
+
+    best = sub.add_parser("best", help="print the best config (or export it as YAML)")
+    best.add_argument("run_dir", type=Path)
+    best.add_argument("--export", type=Path, metavar="FILE",
+                      help="write YAML with training / lora / quantization sections to FILE")
+    best.add_argument("--top", type=int, default=1, help="the K best trials (default 1)")
+    best.set_defaults(func=cmd_best)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, StoreError, RunDirInUse) as exc:
+        print(f"evo: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except RunAborted as exc:
+        print(f"evo: run stopped: {exc}; fix the cause, then 'evo resume'", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("evo: interrupted; continue with 'evo resume RUN_DIR'", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

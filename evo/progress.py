@@ -1,0 +1,95 @@
+"""Live progress of a run on the terminal: generation, trial, best so far, ETA."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Mapping, TextIO
+
+from evo.store import TrialRecord
+from evo.trial import Direction, Objective
+
+
+class Silent:
+    """The progress interface, doing nothing (the default for the Python API)."""
+
+    def start(self, generations: int, first: int, objective: Objective) -> None: ...
+    def generation(self, gen: int, size: int) -> None: ...
+    def trial(self, record: TrialRecord, cached: bool) -> None: ...
+    def generation_done(self, stats: Mapping[str, Any]) -> None: ...
+    def end(self) -> None: ...
+
+
+Progress = Silent
+
+
+class TerminalProgress(Silent):
+    """One line per trial and per generation on a stream (stderr by default).
+
+    The ETA assumes the remaining trials take as long as the mean real trial so far;
+    cache hits are free and counted as such.
+    """
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.best: float | None = None
+
+    def start(self, generations: int, first: int, objective: Objective) -> None:
+        self.generations, self.objective = generations, objective
+        self.remaining_gens = generations - first + 1
+        self.durations: list[float] = []
+        self.t0 = time.monotonic()
+
+    def generation(self, gen: int, size: int) -> None:
+        self.gen, self.size, self.index = gen, size, 0
+        self._print(f"generation {gen}/{self.generations}: {size} individuals")
+
+    def trial(self, record: TrialRecord, cached: bool) -> None:
+        if record.generation == -1 and not cached:
+            self._print(f"  baseline: {self._outcome(record)}")
+            self._remember(record, count_best=False)
+            return
+        self.index = getattr(self, "index", 0) + 1
+        self._remember(record, count_best=True)
+        tag = "cached" if cached else f"{record.duration or 0:.1f}s"
+        best = f"{self.best:.4g}" if self.best is not None else "-"
+        self._print(
+            f"  gen {self.gen} trial {self.index}/{self.size} [{tag}] {self._outcome(record)}"
+            f" | best {best} | ETA {self._eta()}"
+        )
+
+    def generation_done(self, stats: Mapping[str, Any]) -> None:
+        self.remaining_gens -= 1
+        fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+        self._print(
+            f"generation {stats['gen']} done: best {fmt(stats['best'])} median {fmt(stats['median'])}"
+            f" worst {fmt(stats['worst'])} diversity {stats['diversity']:.2f}"
+            f" ({stats['evals']} evaluated, {stats['cached']} cached, {stats['failed']} failed)"
+        )
+
+    def end(self) -> None:
+        self._print(f"done in {time.monotonic() - self.t0:.1f}s")
+
+    # -----------------------------------------------------------------------------------
+    def _remember(self, record: TrialRecord, count_best: bool) -> None:
+        if record.duration and record.generation >= -1:
+            self.durations.append(record.duration)
+        if count_best and record.ok:
+            value = record.values[self.objective.name]
+            minimize = self.objective.direction is Direction.MINIMIZE
+            if self.best is None or (value < self.best if minimize else value > self.best):
+                self.best = value
+
+    def _outcome(self, record: TrialRecord) -> str:
+        if record.ok:
+            return f"{self.objective.name}={record.values[self.objective.name]:.4g}"
+        return f"{record.status.value} ({record.reason.value if record.reason else '-'}): {record.message[:120]}"
+
+    def _eta(self) -> str:
+        if not self.durations:
+            return "?"
+        left = (self.size - self.index) + (self.remaining_gens - 1) * self.size
+        seconds = left * sum(self.durations) / len(self.durations)
+        return f"{seconds / 60:.1f}m" if seconds >= 90 else f"{seconds:.0f}s"
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
