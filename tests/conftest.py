@@ -1,0 +1,43 @@
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+SMALL_SPACE = {
+    "learning_rate": {"type": "log_float", "low": 1e-5, "high": 1e-2},
+    "per_device_train_batch_size": {"type": "int", "choices": [1, 2, 4, 8]},
+    "r": {"type": "int", "choices": [4, 8, 16, 32, 64]},
+    "lora_alpha": {"type": "int", "low": 8, "high": 128, "step": 8},
+    "lora_dropout": {"type": "float", "low": 0.0, "high": 0.3},
+    "target_modules": {"type": "categorical", "choices": ["attention", "all-linear", ["q_proj", "v_proj"]]},
+    "use_rslora": {"type": "bool"},
+}
+
+
+@pytest.fixture
+def synthetic_config():
+    """A small synthetic run config as a dict; tests change it and write it out."""
+    return {
+        "seed": 3,
+        "fitness": {"type": "synthetic"},
+        "budget": {"steps": 50},
+        "evolution": {"population_size": 6, "generations": 4},
+        "search_space": {k: dict(v) for k, v in SMALL_SPACE.items()},
+        "fixed": {"max_seq_length": 128},
+    }
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    def write(config, name="config.yaml"):
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write

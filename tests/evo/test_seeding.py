@@ -1,0 +1,68 @@
+import copy
+
+from evo.api import start_run
+from evo.cli import main
+from evo.config import parse_config
+from evo.store import RunStore
+from fitness.synthetic import SyntheticFitness
+
+
+def run(config, run_dir, **kw):
+    cfg = parse_config(config)
+    fitness = SyntheticFitness.from_spec(cfg.fitness)
+    calls = []
+    original = fitness.evaluate
+    fitness.evaluate = lambda trial: calls.append(trial.config) or original(trial)
+    start_run(cfg, fitness, run_dir, **kw)
+    return calls
+
+
+def test_seeded_run_starts_from_the_old_population_and_reuses_results(synthetic_config, tmp_path):
+    run(synthetic_config, tmp_path / "old")
+    calls = run(synthetic_config, tmp_path / "new", seed_from=tmp_path / "old", seed_top_k=3)
+    with RunStore.open(tmp_path / "old") as old, RunStore.open(tmp_path / "new") as new:
+        old_best = [i.genome for i in old.population(4)[:3]]
+        gen0 = new.individuals(0)
+        assert [i.genome for i in gen0[:3]] == old_best
+        assert [i.origin for i in gen0].count("seed") == 3
+        seeded_configs = [new.trial(i.trial_id).config for i in gen0[:3]]
+    assert not any(c in calls for c in seeded_configs)  # same fingerprint: not trained again
+
+
+def test_seeding_with_another_fitness_definition_evaluates_anew(synthetic_config, tmp_path):
+    run(synthetic_config, tmp_path / "old")
+    other = copy.deepcopy(synthetic_config)
+    other["fitness"]["noise"] = 0.02
+    warnings = []
+    calls = run(other, tmp_path / "new", seed_from=tmp_path / "old", seed_top_k=2, warn=warnings.append)
+    with RunStore.open(tmp_path / "new") as new:
+        seeded = [new.trial(i.trial_id).config for i in new.individuals(0)[:2]]
+    assert all(c in calls for c in seeded)
+    assert any("another fitness definition" in w for w in warnings)
+
+
+def test_seeding_into_a_changed_space_drops_samples_and_clips(synthetic_config, write_config, tmp_path, capsys):
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    assert main(["run", str(write_config(synthetic_config, "old.yaml")), "--out", str(old_dir), "--quiet"]) == 0
+    changed = copy.deepcopy(synthetic_config)
+    del changed["search_space"]["use_rslora"]
+    changed["search_space"]["weight_decay"] = {"type": "float", "low": 0.0, "high": 0.1}
+    changed["search_space"]["learning_rate"] = {"type": "log_float", "low": 1e-5, "high": 1e-5 * 1.5}
+    code = main(["run", str(write_config(changed, "new.yaml")), "--out", str(new_dir), "--seed-from", str(old_dir),
+                 "--seed-generation", "2", "--quiet"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "dropped gene(s) not in this search space: use_rslora" in err
+    assert "weight_decay: not in the seed genome, sampled" in err
+    assert "clipped" in err
+    with RunStore.open(new_dir) as new:
+        for ind in new.individuals(0):
+            assert "use_rslora" not in ind.genome and "weight_decay" in ind.genome
+            assert 1e-5 <= ind.genome["learning_rate"] <= 1.5e-5
+
+
+def test_seed_from_a_missing_run_is_a_config_error(synthetic_config, write_config, tmp_path, capsys):
+    code = main(["run", str(write_config(synthetic_config)), "--out", str(tmp_path / "new"), "--seed-from", str(tmp_path / "ghost")])
+    assert code == 2
+    assert "--seed-from" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
