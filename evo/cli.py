@@ -28,7 +28,7 @@ def _make_fitness(spec):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.set or [])
+    config = load_config(args.config, [*args.overrides, *(args.set or [])])
     if args.out is None:
         args.out = Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (Path(args.out) / "run.db").exists():
@@ -161,14 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evo", description="Evolve QLoRA fine-tuning hyperparameters.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="start an evolutionary run from a YAML config")
+    run = sub.add_parser(
+        "run",
+        help="start an evolutionary run from a YAML config",
+        usage="evo run CONFIG [KEY=VALUE ...] [options]",
+        description="Start an evolutionary run. KEY=VALUE arguments override config values, "
+        "e.g. evolution.generations=3 budget.steps=20 (values are parsed as YAML).",
+    )
     run.add_argument("config", help="run config (YAML), e.g. experiments/synthetic.yaml")
     run.add_argument("--out", type=Path, help="run directory (default: runs/<config>-<time>)")
     run.add_argument("--seed-from", type=Path, metavar="RUN_DIR", help="start from the population of an earlier run")
     run.add_argument("--seed-generation", type=int, metavar="G", help="with --seed-from: that generation (default: last)")
     run.add_argument("--seed-top-k", type=int, metavar="K", help="with --seed-from: only its K best")
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
-                     help="override a config value, e.g. --set evolution.generations=3 (repeatable)")
+                     help="the same as a positional KEY=VALUE (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no live progress")
     run.set_defaults(func=cmd_run)
 
@@ -191,7 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    if len(overrides) != len(extra) or (overrides and args.command != "run"):
+        parser.error(f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides or args.command != 'run')}")
+    args.overrides = overrides
     try:
         return args.func(args)
     except (ConfigError, StoreError, RunDirInUse) as exc:
