@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 from evo.config import EvolutionSettings, RunConfig, parse_config
 from evo.evaluation import RunAborted, run_fingerprint
 from evo.loop import Evolution, RunResult
-from evo.progress import Progress
+from evo.observers import RunObserver
 from evo.seeding import seed_genomes_from
 from evo.space import SearchSpace, canonical
 from evo.store import RunStore
@@ -28,7 +28,7 @@ def evolve(
     baseline: Mapping[str, Any] | None = None,
     run_dir: Path | str | None = None,
     seed_genomes: Sequence[Mapping[str, Any]] = (),
-    progress: Progress | None = None,
+    observers: Sequence[RunObserver] = (),
 ) -> RunResult:
     """Evolve ``fitness`` over ``space`` and return the best configs and the history.
 
@@ -53,7 +53,7 @@ def evolve(
         raw["baseline"] = dict(baseline)
     spec = space.to_spec() if isinstance(space, SearchSpace) else dict(space)
     config = parse_config({**raw, "search_space": spec})
-    return start_run(config, fitness, run_dir, seed_genomes=seed_genomes, progress=progress)
+    return start_run(config, fitness, run_dir, seed_genomes=seed_genomes, observers=observers)
 
 
 def start_run(
@@ -65,7 +65,7 @@ def start_run(
     seed_from: Path | str | None = None,
     seed_generation: int | None = None,
     seed_top_k: int | None = None,
-    progress: Progress | None = None,
+    observers: Sequence[RunObserver] = (),
     warn: Callable[[str], None] = lambda message: None,
 ) -> RunResult:
     """Start a new run of ``config`` in ``run_dir`` (None: in memory)."""
@@ -96,13 +96,13 @@ def start_run(
             _import_results(source, store, config, genomes, fingerprint, warn)
             store.set_meta("seeded_from", str(Path(seed_from).resolve()))
             source.close()
-        evolution = Evolution(config, fitness, store, fingerprint, seed_genomes=genomes, progress=progress)
+        evolution = Evolution(config, fitness, store, fingerprint, seed_genomes=genomes, observers=observers)
         return evolution.run()
     finally:
         store.close()
 
 
-def resume_run(run_dir: Path | str, fitness: Fitness, *, progress: Progress | None = None) -> RunResult:
+def resume_run(run_dir: Path | str, fitness: Fitness, *, observers: Sequence[RunObserver] = ()) -> RunResult:
     """Continue a stored run where it stopped; finished evaluations are not redone.
 
     Refuses when ``fitness`` is not the definition the run started with (model, data or
@@ -118,7 +118,7 @@ def resume_run(run_dir: Path | str, fitness: Fitness, *, progress: Progress | No
                 f"{run_dir}: the fitness definition (model, data or budget) differs from the one the run started with"
             )
         evolution = Evolution(
-            config, fitness, store, fingerprint, seed_genomes=store.meta("seed_genomes", []), progress=progress
+            config, fitness, store, fingerprint, seed_genomes=store.meta("seed_genomes", []), observers=observers
         )
         return evolution.run()
     finally:

@@ -43,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             seed_from=args.seed_from,
             seed_generation=args.seed_generation,
             seed_top_k=args.seed_top_k,
-            progress=None if args.quiet else TerminalProgress(),
+            observers=_observers(args),
             warn=lambda message: print(f"warning: {message}", file=sys.stderr),
         )
     finally:
@@ -57,7 +57,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         config = load_stored_config(store)
     fitness = _make_fitness(config.fitness)
     try:
-        result = resume_run(args.run_dir, fitness, progress=None if args.quiet else TerminalProgress())
+        result = resume_run(args.run_dir, fitness, observers=_observers(args))
     finally:
         fitness.close()
     _print_best(result.best_trials[:1], fitness.objectives)
@@ -121,6 +121,10 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 # -- helpers ---------------------------------------------------------------------------
+def _observers(args: argparse.Namespace) -> list:
+    return [] if args.quiet else [TerminalProgress()]
+
+
 def _objectives_of(store: RunStore, trials) -> tuple:
     """The run's objectives, from the stored objective names (no fitness is built)."""
     from evo.trial import Direction, Objective

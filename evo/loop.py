@@ -16,7 +16,7 @@ from deap import tools
 from evo import _deap, breeding
 from evo.config import RunConfig, Strategy
 from evo.evaluation import Evaluator, penalty
-from evo.progress import Progress, Silent
+from evo.observers import Fanout, RunInfo, RunObserver
 from evo.stats import generation_record, logbook
 from evo.store import IndividualRecord, RunStore, TrialRecord
 from evo.trial import Fitness
@@ -46,7 +46,7 @@ class Evolution:
         fingerprint: str,
         *,
         seed_genomes: Sequence[dict[str, Any]] = (),
-        progress: Progress | None = None,
+        observers: Sequence[RunObserver] = (),
     ):
         self.config, self.fitness, self.store = config, fitness, store
         self.settings = config.evolution
@@ -54,7 +54,7 @@ class Evolution:
         self.multi_objective = len(self.objectives) > 1
         self.Fitness, self.Individual = _deap.make_types(self.objectives)
         self.seed_genomes = list(seed_genomes)
-        self.progress = progress or Silent()
+        self.observers = Fanout(observers)
         self.evaluator = Evaluator(
             store=store,
             fitness=fitness,
@@ -64,7 +64,7 @@ class Evolution:
             config_of=config.trial_config,
             artifacts=config.artifacts,
             max_consecutive_failures=self.settings.max_consecutive_failures,
-            on_trial=self.progress.trial,
+            on_trial=self.observers.trial,
         )
 
     # -- the loop -----------------------------------------------------------------------
@@ -73,16 +73,16 @@ class Evolution:
         done = self.store.finished_generations()
         start = done[-1] + 1 if done else 0
         population = self._individuals(self.store.population(start - 1)) if start else []
-        self.progress.start(self.settings.generations, start, self.objectives[0])
+        self.observers.start(RunInfo(self.store.run_dir, self.config, self.objectives, start))
         self._evaluate_baseline()
         for gen in range(start, self.settings.generations + 1):
             rng = np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(gen,)))
             members = self.store.individuals(gen) or self.store.add_individuals(gen, self._breed(population, rng))
-            self.progress.generation(gen, len(members))
+            self.observers.generation(gen, len(members))
             new = self._individuals(members, generation=gen)
             population = self._survivors(population, new)
             self._record(gen, population, new, rng)
-        self.progress.end()
+        self.observers.end()
         return self.result()
 
     def _breed(self, population: list, rng: np.random.Generator) -> list[breeding.Member]:
@@ -113,7 +113,7 @@ class Evolution:
         )
         entropy = str(np.random.SeedSequence(self.config.seed, spawn_key=(gen,)).entropy)
         self.store.finish_generation(gen, [ind.id for ind in population], stats, entropy)
-        self.progress.generation_done(stats)
+        self.observers.generation_done(stats)
 
     # -- individuals ----------------------------------------------------------------------
     def _individuals(self, records: Sequence[IndividualRecord], generation: int | None = None) -> list:

@@ -5,24 +5,12 @@ import sys
 import time
 from typing import Any, Mapping, TextIO
 
+from evo.observers import RunInfo, RunObserver
 from evo.store import TrialRecord
-from evo.trial import Direction, Objective
+from evo.trial import Direction
 
 
-class Silent:
-    """The progress interface, doing nothing (the default for the Python API)."""
-
-    def start(self, generations: int, first: int, objective: Objective) -> None: ...
-    def generation(self, gen: int, size: int) -> None: ...
-    def trial(self, record: TrialRecord, cached: bool) -> None: ...
-    def generation_done(self, stats: Mapping[str, Any]) -> None: ...
-    def end(self) -> None: ...
-
-
-Progress = Silent
-
-
-class TerminalProgress(Silent):
+class TerminalProgress(RunObserver):
     """One line per trial and per generation on a stream (stderr by default).
 
     The ETA assumes the remaining trials take as long as the mean real trial so far;
@@ -33,9 +21,10 @@ class TerminalProgress(Silent):
         self.stream = stream or sys.stderr
         self.best: float | None = None
 
-    def start(self, generations: int, first: int, objective: Objective) -> None:
-        self.generations, self.objective = generations, objective
-        self.remaining_gens = generations - first + 1
+    def start(self, run: RunInfo) -> None:
+        self.generations = run.config.evolution.generations
+        self.objective = run.objectives[0]
+        self.remaining_gens = self.generations - run.first_generation + 1
         self.durations: list[float] = []
         self.t0 = time.monotonic()
 
