@@ -1,0 +1,44 @@
+"""PNG plots of a run, written into ``RUN_DIR/plots/``.
+
+Each figure function computes the series it draws, draws them, and returns them, so
+tests can check that what is drawn is what the store holds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evo.rundata import RunData, load_run
+
+
+class NothingToPlot(ValueError):
+    """The run has no finished trial yet; the message says so in one line."""
+
+
+@dataclass
+class PlotReport:
+    written: dict[str, Path] = field(default_factory=dict)
+    series: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # figure name -> why it was not drawn
+
+
+def plot_run(run_dir: Path | str, out_dir: Path | str | None = None, data: RunData | None = None) -> PlotReport:
+    """Write every figure that the run's data supports; say why the others were skipped."""
+    from evo.plots import figures  # matplotlib loads only when plotting
+
+    data = data or load_run(run_dir)
+    if not data.trials and data.baseline is None:
+        raise NothingToPlot(f"{run_dir}: nothing to plot yet: no trial has finished")
+    out = Path(out_dir) if out_dir else Path(run_dir) / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    report = PlotReport()
+    for name, figure in figures.FIGURES.items():
+        reason = figures.why_not(name, data)
+        if reason:
+            report.skipped[name] = reason
+            continue
+        path = out / f"{name}.png"
+        report.series[name] = figure(data, path)
+        report.written[name] = path
+    return report
