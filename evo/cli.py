@@ -13,6 +13,7 @@ from evo.api import RunAborted, load_stored_config, resume_run, start_run
 from evo.config import load_config
 from evo.export import split_sections
 from evo.loop import build_result
+from evo.plots import NothingToPlot
 from evo.progress import TerminalProgress
 from evo.store import RunDirInUse, RunStore, StoreError
 from evo.trial import ConfigError
@@ -43,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             seed_from=args.seed_from,
             seed_generation=args.seed_generation,
             seed_top_k=args.seed_top_k,
-            observers=_observers(args),
+            observers=_observers(args, config),
             warn=lambda message: print(f"warning: {message}", file=sys.stderr),
         )
     finally:
@@ -57,10 +58,36 @@ def cmd_resume(args: argparse.Namespace) -> int:
         config = load_stored_config(store)
     fitness = _make_fitness(config.fitness)
     try:
-        result = resume_run(args.run_dir, fitness, observers=_observers(args))
+        result = resume_run(args.run_dir, fitness, observers=_observers(args, config))
     finally:
         fitness.close()
     _print_best(result.best_trials[:1], fitness.objectives)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from evo.plots import plot_run
+
+    report = plot_run(args.run_dir, args.out)
+    for name, path in report.written.items():
+        print(path)
+    for name, reason in report.skipped.items():
+        print(f"{name}: not drawn, {reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from evo.report import write_report
+
+    print(write_report(args.run_dir, args.out))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from evo.plots.compare import compare_runs
+
+    series = compare_runs(args.run_dirs, args.out)
+    print(f"{args.out} ({len(series['runs'])} runs, compute in {series['compute_unit']})")
     return 0
 
 
@@ -121,8 +148,14 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 # -- helpers ---------------------------------------------------------------------------
-def _observers(args: argparse.Namespace) -> list:
-    return [] if args.quiet else [TerminalProgress()]
+def _observers(args: argparse.Namespace, config) -> list:
+    from evo.plots import PlotRefresher
+    from evo.trackers import make_trackers
+
+    observers = [] if args.quiet else [TerminalProgress()]
+    if not args.no_plots:
+        observers.append(PlotRefresher())
+    return observers + make_trackers(config.report_to)
 
 
 def _objectives_of(store: RunStore, trials) -> tuple:
@@ -180,16 +213,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="the same as a positional KEY=VALUE (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no live progress")
+    run.add_argument("--no-plots", action="store_true", help="do not refresh RUN_DIR/plots during the run")
     run.set_defaults(func=cmd_run)
 
     resume = sub.add_parser("resume", help="continue a stopped or killed run")
     resume.add_argument("run_dir", type=Path)
     resume.add_argument("--quiet", action="store_true", help="no live progress")
+    resume.add_argument("--no-plots", action="store_true", help="do not refresh RUN_DIR/plots during the run")
     resume.set_defaults(func=cmd_resume)
 
     status = sub.add_parser("status", help="a table per generation and the best so far")
     status.add_argument("run_dir", type=Path)
     status.set_defaults(func=cmd_status)
+
+    plot = sub.add_parser("plot", help="write PNG plots of a run into RUN_DIR/plots")
+    plot.add_argument("run_dir", type=Path)
+    plot.add_argument("--out", type=Path, help="another directory for the PNGs")
+    plot.set_defaults(func=cmd_plot)
+
+    report = sub.add_parser("report", help="write one self-contained HTML report of a run")
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("--out", type=Path, help="the HTML file (default RUN_DIR/report.html)")
+    report.set_defaults(func=cmd_report)
+
+    compare = sub.add_parser("compare", help="overlay the best-so-far curves of several runs")
+    compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--out", type=Path, default=Path("compare.png"), help="the PNG (default compare.png)")
+    compare.set_defaults(func=cmd_compare)
 
     best = sub.add_parser("best", help="print the best config (or export it as YAML)")
     best.add_argument("run_dir", type=Path)
@@ -209,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.overrides = overrides
     try:
         return args.func(args)
+    except NothingToPlot as exc:
+        print(f"evo: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except (ConfigError, StoreError, RunDirInUse) as exc:
         print(f"evo: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

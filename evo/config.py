@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from evo.space import SearchSpace
+from evo.trackers import check_report_to
 from evo.trial import Budget, ConfigError
 
 
@@ -106,6 +107,7 @@ class RunConfig:
     evolution: EvolutionSettings = EvolutionSettings()
     baseline: Mapping[str, Any] | None = None
     artifacts: ArtifactPolicy = ArtifactPolicy.BEST
+    report_to: tuple[str, ...] = ()  # experiment trackers: tensorboard, mlflow, wandb
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def trial_config(self, genome: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,7 +115,7 @@ class RunConfig:
         return {**self.fixed, **genome}
 
 
-_TOP_KEYS = {"seed", "fitness", "budget", "evolution", "search_space", "fixed", "baseline", "artifacts"}
+_TOP_KEYS = {"seed", "fitness", "budget", "evolution", "search_space", "fixed", "baseline", "artifacts", "report_to"}
 
 
 def _enum(cls: type[enum.Enum], key: str, value: Any) -> Any:
@@ -190,6 +192,7 @@ def parse_config(raw: Any) -> RunConfig:
         evolution=evolution,
         baseline=dict(baseline) if baseline else None,
         artifacts=_enum(ArtifactPolicy, "artifacts", raw.get("artifacts", "best")),
+        report_to=check_report_to(raw.get("report_to")),
     )
     return dataclasses.replace(config, raw=resolved(config, raw))
 
@@ -209,6 +212,7 @@ def resolved(config: RunConfig, raw: Mapping[str, Any]) -> dict[str, Any]:
         "search_space": dict(raw["search_space"]),
         "fixed": dict(config.fixed),
         "artifacts": config.artifacts.value,
+        "report_to": list(config.report_to),
     }
     if config.baseline:
         out["baseline"] = dict(config.baseline)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evo.observers import RunInfo, RunObserver
 from evo.rundata import RunData, load_run
 
 
@@ -42,3 +43,37 @@ def plot_run(run_dir: Path | str, out_dir: Path | str | None = None, data: RunDa
         report.series[name] = figure(data, path)
         report.written[name] = path
     return report
+
+
+class PlotRefresher(RunObserver):
+    """Redraws RUN_DIR/plots during a run, so a long run can be watched.
+
+    Refreshes after a generation when ``every_seconds`` have passed since the last
+    refresh (plotting takes about a second), and always at the end.
+    """
+
+    def __init__(self, every_seconds: float = 30.0):
+        self.every_seconds = every_seconds
+        self.last = float("-inf")
+
+    def start(self, run: RunInfo) -> None:
+        self.run_dir = run.run_dir
+
+    def generation_done(self, stats) -> None:
+        import time
+
+        if self.run_dir is not None and time.monotonic() - self.last >= self.every_seconds:
+            self._refresh()
+
+    def end(self) -> None:
+        if self.run_dir is not None:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        import time
+
+        try:
+            plot_run(self.run_dir)
+        except NothingToPlot:
+            pass
+        self.last = time.monotonic()

@@ -32,7 +32,7 @@ def test_synthetic_example_runs_then_status_and_best_export(tmp_path, capsys):
 
 def test_overrides_change_the_config(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    argv = ["run", str(ROOT / "experiments/synthetic.yaml"), "--out", str(run_dir), "--quiet",
+    argv = ["run", str(ROOT / "experiments/synthetic.yaml"), "--out", str(run_dir), "--quiet", "--no-plots",
             "evolution.generations=2", "--set", "evolution.population_size=4"]
     assert main(argv) == 0
     stored = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -50,7 +50,7 @@ def test_best_of_a_run_without_completed_trials(synthetic_config, write_config, 
     synthetic_config["fitness"]["failure_rate"] = 1.0
     synthetic_config["evolution"]["max_consecutive_failures"] = 3
     run_dir = tmp_path / "run"
-    assert main(["run", str(write_config(synthetic_config)), "--out", str(run_dir), "--quiet"]) == 1
+    assert main(["run", str(write_config(synthetic_config)), "--out", str(run_dir), "--quiet", "--no-plots"]) == 1
     assert "3 evaluations in a row failed" in capsys.readouterr().err
     assert main(["best", str(run_dir)]) == 2
     assert "no trial has completed" in capsys.readouterr().err

@@ -85,7 +85,7 @@ def test_resume_of_missing_run(tmp_path, capsys):
 
 def test_run_into_existing_run_is_refused_and_keeps_it(synthetic_config, write_config, tmp_path, capsys):
     out = tmp_path / "run"
-    assert run_cli(capsys, "run", write_config(synthetic_config), "--out", out, "--quiet")[0] == 0
+    assert run_cli(capsys, "run", write_config(synthetic_config), "--out", out, "--quiet", "--no-plots")[0] == 0
     before = (out / "run.db").read_bytes()
     code, err = run_cli(capsys, "run", write_config(synthetic_config), "--out", out)
     assert code == 2 and "already holds a run" in err[0]

@@ -49,9 +49,9 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(synthetic_config, wri
     synthetic_config["fitness"]["seconds_per_trial"] = 0.03
     config = write_config(synthetic_config)
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert evo("run", config, "--out", whole, "--quiet").wait(120) == 0
+    assert evo("run", config, "--out", whole, "--quiet", "--no-plots").wait(120) == 0
 
-    proc = evo("run", config, "--out", killed, "--quiet")
+    proc = evo("run", config, "--out", killed, "--quiet", "--no-plots")
     wait_for(lambda: finished_trials(killed) >= 14)  # in generation 1 or 2
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
@@ -59,7 +59,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(synthetic_config, wri
         before = {t.id: (t.config, t.values) for t in store.trials() if t.ok}
         assert store.finished_generations()[-1] < 4  # really interrupted
 
-    resumed = evo("resume", killed, "--quiet")
+    resumed = evo("resume", killed, "--quiet", "--no-plots")
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
     assert final_state(killed)[:2] == final_state(whole)[:2]
@@ -77,30 +77,30 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(synthetic_config, wri
 def test_a_second_driver_is_refused_while_the_first_runs(synthetic_config, write_config, tmp_path, capsys):
     synthetic_config["fitness"]["seconds_per_trial"] = 0.05
     run_dir = tmp_path / "run"
-    first = evo("run", write_config(synthetic_config), "--out", run_dir, "--quiet")
+    first = evo("run", write_config(synthetic_config), "--out", run_dir, "--quiet", "--no-plots")
     try:
         wait_for(lambda: finished_trials(run_dir) >= 1)
-        assert main(["resume", str(run_dir), "--quiet"]) == 2
+        assert main(["resume", str(run_dir), "--quiet", "--no-plots"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "another evo driver" in err[0] and str(first.pid) in err[0]
     finally:
         first.kill()
         first.wait(10)
     # the killed driver's lock is reclaimed: resume now goes through
-    assert main(["resume", str(run_dir), "--quiet"]) == 0
+    assert main(["resume", str(run_dir), "--quiet", "--no-plots"]) == 0
 
 
 def test_resume_of_a_finished_run_does_no_work(synthetic_config, write_config, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert main(["run", str(write_config(synthetic_config)), "--out", str(run_dir), "--quiet"]) == 0
+    assert main(["run", str(write_config(synthetic_config)), "--out", str(run_dir), "--quiet", "--no-plots"]) == 0
     count = len(RunStore.open(run_dir).trials())
-    assert main(["resume", str(run_dir), "--quiet"]) == 0
+    assert main(["resume", str(run_dir), "--quiet", "--no-plots"]) == 0
     assert len(RunStore.open(run_dir).trials()) == count
 
 
 def test_resume_refuses_a_changed_fitness_definition(synthetic_config, write_config, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert main(["run", str(write_config(synthetic_config)), "--out", str(run_dir), "--quiet"]) == 0
+    assert main(["run", str(write_config(synthetic_config)), "--out", str(run_dir), "--quiet", "--no-plots"]) == 0
     text = (run_dir / "config.yaml").read_text()
     with RunStore(run_dir) as store:  # somebody edits the stored config's fitness
         raw = store.meta("config")
