@@ -30,6 +30,16 @@ def _use_log(values) -> bool:
     return bool(values) and max(values) / min(values) > 3
 
 
+def _log_y(ax) -> None:
+    """Log scale with plain numbers (12, 20, 50) rather than 2x10^1."""
+    ax.set_yscale("log")
+    ax.yaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(1.2, 1.4, 1.6, 1.8, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)))
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
@@ -85,7 +95,7 @@ def generation_fitness(data: RunData, path: Path) -> dict[str, Any]:
         ax.axhline(data.value(data.baseline), color="#9467bd", ls=":", lw=1.5, label="untuned baseline")
     all_values = [y for _, y in series["points"]]
     if _use_log(all_values):
-        ax.set_yscale("log")
+        _log_y(ax)
     if series["failed"]:
         counts = Counter(series["failed"])
         ax.scatter(list(counts), [1.0] * len(counts), transform=ax.get_xaxis_transform(), marker="x", s=40,
@@ -141,7 +151,7 @@ def best_vs_compute(data: RunData, path: Path) -> dict[str, Any]:
         ax.legend(fontsize=8)
     axes[0].set_ylabel(_label(data))
     if _use_log([v for v in series["best_so_far"] if v is not None]):
-        axes[0].set_yscale("log")
+        _log_y(axes[0])
     fig.suptitle("Best so far against compute")
     _save(fig, path)
     return series
