@@ -91,6 +91,7 @@ def start_run(
         store = RunStore.create(run_dir, config.raw, fingerprint)
     try:
         store.set_meta("seed_genomes", genomes)
+        store.set_meta("environment", describe_environment(fitness))
         store.set_meta("objectives", [{"name": o.name, "direction": o.direction.value} for o in fitness.objectives])
         if source is not None:
             _import_results(source, store, config, genomes, fingerprint, warn)
@@ -123,6 +124,24 @@ def resume_run(run_dir: Path | str, fitness: Fitness, *, observers: Sequence[Run
         return evolution.run()
     finally:
         store.close()
+
+
+def describe_environment(fitness: Fitness) -> dict[str, Any]:
+    """Versions and hardware, for the report. A fitness may add its own (device, torch, ...)
+    through an optional ``describe()`` method."""
+    import platform
+    from importlib import metadata
+
+    env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("evo-qlora", "deap", "numpy"):
+        try:
+            env[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    describe = getattr(fitness, "describe", None)
+    if callable(describe):
+        env.update(describe())
+    return env
 
 
 def load_stored_config(store: RunStore) -> RunConfig:

@@ -99,7 +99,7 @@ def _metadata(data: RunData) -> str:
     rows = {
         "run directory": str(data.run_dir.resolve()),
         "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data.meta["created_at"])) if data.meta.get("created_at") else "-",
-        "duration (first trial start to last trial end)": f"{(max(ends) - min(starts)) / 60:.1f} min" if ends else "-",
+        "duration (first trial start to last trial end)": _duration(max(ends) - min(starts)) if ends else "-",
         "seed": data.config.seed,
         "strategy": data.config.evolution.strategy.value,
         "objectives": ", ".join(f"{o.name} ({o.direction.value})" for o in data.objectives),
@@ -112,6 +112,10 @@ def _metadata(data: RunData) -> str:
     }
     body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows.items())
     return f"<h2>Run</h2><table>{body}</table>"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
 
 
 def _best(data: RunData, run_dir: Path) -> str:
@@ -139,7 +143,8 @@ def _top_trials(data: RunData) -> str:
         rows.append("<tr>" + "".join(
             f"<td class='num'>{_fmt(c)}</td>" if isinstance(c, (int, float)) and not isinstance(c, bool) else f"<td>{_e(c)}</td>"
             for c in cells) + "</tr>")
-    return f"<h2>Top {min(TOP_TRIALS, len(ok))} trials</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
+    return (f"<h2>Top {min(TOP_TRIALS, len(ok))} trials</h2>"
+            f"<div style='overflow-x:auto'><table><tr>{head}</tr>{''.join(rows)}</table></div>")
 
 
 def _failures(data: RunData) -> str:
