@@ -65,7 +65,8 @@ class SyntheticSpec:
     base_perplexity: float = 12.0  # the perplexity of a perfectly tuned config at budget 100 steps
     noise: float = 0.01  # log-normal sigma of the measurement noise
     failure_rate: float = 0.0  # fraction of trials that raise an error (seeded), to exercise failures
-    seconds_per_trial: float = 0.0  # sleep per trial, to simulate training time
+    seconds_per_trial: float = 0.0  # sleep per trial, to simulate training time (the mean, with a spread)
+    duration_spread: float = 0.0  # log-normal sigma of the sleep; 0.5-1 looks like real trials of mixed configs
     objectives: tuple[str, ...] = ("val_perplexity",)
 
     def __post_init__(self) -> None:
@@ -77,6 +78,8 @@ class SyntheticSpec:
             raise ConfigError(f"fitness.failure_rate: must be in [0, 1], got {self.failure_rate}")
         if self.seconds_per_trial < 0:
             raise ConfigError(f"fitness.seconds_per_trial: must be >= 0, got {self.seconds_per_trial}")
+        if not 0 <= self.duration_spread <= 3:
+            raise ConfigError(f"fitness.duration_spread: must be in [0, 3], got {self.duration_spread}")
         if not self.objectives:
             raise ConfigError("fitness.objectives: needs at least one objective")
         for name in self.objectives:
@@ -107,15 +110,23 @@ class SyntheticFitness:
 
     def fingerprint(self) -> str:
         spec = asdict(self.spec)
-        spec.pop("seconds_per_trial")  # time spent does not change the answer
+        for timing in ("seconds_per_trial", "duration_spread"):  # time spent does not change the answer
+            spec.pop(timing)
         return "synthetic-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
     def close(self) -> None:
         pass
 
+    def duration(self, trial: Trial) -> float:
+        """Seconds this trial sleeps: log-normal around ``seconds_per_trial`` (its mean),
+        drawn from its own stream so that timing never changes the answer."""
+        sigma = self.spec.duration_spread
+        z = np.random.default_rng([trial.seed, 1]).normal() if sigma else 0.0
+        return self.spec.seconds_per_trial * math.exp(sigma * z - sigma**2 / 2)
+
     def evaluate(self, trial: Trial) -> TrialResult:
         if self.spec.seconds_per_trial:
-            time.sleep(self.spec.seconds_per_trial)
+            time.sleep(self.duration(trial))
         rng = np.random.default_rng(trial.seed)
         if rng.random() < self.spec.failure_rate:
             raise RuntimeError(f"synthetic failure (seed {trial.seed})")
