@@ -5,11 +5,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from evo.config import EvolutionSettings, RunConfig, parse_config
+from evo.config import EvolutionSettings, Mode, RunConfig, parse_config
 from evo.evaluation import RunAborted, run_fingerprint
+from evo.executors import Executor, make_executor
 from evo.loop import Evolution, RunResult
 from evo.observers import RunObserver
 from evo.seeding import seed_genomes_from
+from evo.steady_state import SteadyStateEvolution
 from evo.space import SearchSpace, canonical
 from evo.store import RunStore
 from evo.trial import Budget, ConfigError, Fitness
@@ -29,12 +31,14 @@ def evolve(
     run_dir: Path | str | None = None,
     seed_genomes: Sequence[Mapping[str, Any]] = (),
     observers: Sequence[RunObserver] = (),
+    executor: Executor | Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Evolve ``fitness`` over ``space`` and return the best configs and the history.
 
     ``space`` is a :class:`SearchSpace` or a ``search_space`` mapping as in a run
     config. With ``run_dir`` the run is stored there and can be resumed; without it
-    everything stays in memory.
+    everything stays in memory. ``executor`` is an :class:`~evo.executors.Executor`
+    or an ``executor`` mapping as in a run config (e.g. ``{"type": "ray"}``).
     """
     if isinstance(evolution, EvolutionSettings):
         evolution = {
@@ -51,9 +55,11 @@ def evolve(
     }
     if baseline:
         raw["baseline"] = dict(baseline)
+    if isinstance(executor, Mapping):
+        raw["executor"], executor = dict(executor), None
     spec = space.to_spec() if isinstance(space, SearchSpace) else dict(space)
     config = parse_config({**raw, "search_space": spec})
-    return start_run(config, fitness, run_dir, seed_genomes=seed_genomes, observers=observers)
+    return start_run(config, fitness, run_dir, seed_genomes=seed_genomes, observers=observers, executor=executor)
 
 
 def start_run(
@@ -67,8 +73,13 @@ def start_run(
     seed_top_k: int | None = None,
     observers: Sequence[RunObserver] = (),
     warn: Callable[[str], None] = lambda message: None,
+    executor: Executor | None = None,
 ) -> RunResult:
-    """Start a new run of ``config`` in ``run_dir`` (None: in memory)."""
+    """Start a new run of ``config`` in ``run_dir`` (None: in memory).
+
+    Trials run on ``executor``; without one, on the executor ``config.executor``
+    describes, built here and closed at the end.
+    """
     fingerprint = run_fingerprint(fitness, config.budget)
     genomes = [dict(g) for g in seed_genomes]
     source = None
@@ -97,17 +108,23 @@ def start_run(
             _import_results(source, store, config, genomes, fingerprint, warn)
             store.set_meta("seeded_from", str(Path(seed_from).resolve()))
             source.close()
-        evolution = Evolution(config, fitness, store, fingerprint, seed_genomes=genomes, observers=observers)
-        return evolution.run()
+        return _evolve(config, fitness, store, fingerprint, executor, seed_genomes=genomes, observers=observers)
     finally:
         store.close()
 
 
-def resume_run(run_dir: Path | str, fitness: Fitness, *, observers: Sequence[RunObserver] = ()) -> RunResult:
+def resume_run(
+    run_dir: Path | str,
+    fitness: Fitness,
+    *,
+    observers: Sequence[RunObserver] = (),
+    executor: Executor | None = None,
+) -> RunResult:
     """Continue a stored run where it stopped; finished evaluations are not redone.
 
     Refuses when ``fitness`` is not the definition the run started with (model, data or
-    budget changed): its results would not be comparable with the stored ones.
+    budget changed): its results would not be comparable with the stored ones. Trials
+    run on ``executor``, or on the one the stored config describes.
     """
     store = RunStore.open(run_dir)
     try:
@@ -118,12 +135,30 @@ def resume_run(run_dir: Path | str, fitness: Fitness, *, observers: Sequence[Run
             raise ConfigError(
                 f"{run_dir}: the fitness definition (model, data or budget) differs from the one the run started with"
             )
-        evolution = Evolution(
-            config, fitness, store, fingerprint, seed_genomes=store.meta("seed_genomes", []), observers=observers
-        )
-        return evolution.run()
+        genomes = store.meta("seed_genomes", [])
+        return _evolve(config, fitness, store, fingerprint, executor, seed_genomes=genomes, observers=observers)
     finally:
         store.close()
+
+
+def _evolve(
+    config: RunConfig,
+    fitness: Fitness,
+    store: RunStore,
+    fingerprint: str,
+    executor: Executor | None,
+    **options: Any,
+) -> RunResult:
+    """Run the evolution the config's mode asks for, on ``executor`` or on one built for this run."""
+    own = executor is None
+    if own:
+        executor = make_executor(config.executor, fitness)
+    try:
+        cls = SteadyStateEvolution if config.evolution.mode is Mode.STEADY_STATE else Evolution
+        return cls(config, fitness, store, fingerprint, executor=executor, **options).run()
+    finally:
+        if own:
+            executor.close()
 
 
 def describe_environment(fitness: Fitness) -> dict[str, Any]:

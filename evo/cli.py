@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
+import json
 import sys
 import time
 from pathlib import Path
@@ -10,7 +13,8 @@ from typing import Any, Sequence
 import yaml
 
 from evo.api import RunAborted, load_stored_config, resume_run, start_run
-from evo.config import load_config
+from evo.config import ExecutorType, RunConfig, load_config
+from evo.executors import make_executor
 from evo.export import split_sections
 from evo.loop import build_result
 from evo.plots import NothingToPlot
@@ -28,14 +32,30 @@ def _make_fitness(spec):
     return make_fitness(spec)
 
 
+def _executor_overrides(args: argparse.Namespace) -> list[str]:
+    """--executor and --ray-address as config overrides (--ray-address implies ray)."""
+    out = [f"executor.type={args.executor}"] if args.executor else []
+    if args.ray_address:
+        out += [] if args.executor else ["executor.type=ray"]
+        out.append(f"executor.address={json.dumps(args.ray_address)}")  # a string, whatever YAML thinks
+    return out
+
+
+def _make_executor(config: RunConfig, fitness):
+    """Ray actors get a factory, not the driver's fitness: each builds its own, once."""
+    return make_executor(config.executor, fitness, factory=functools.partial(_make_fitness, dict(config.fitness)))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(args.config, [*args.overrides, *(args.set or [])])
+    config = load_config(args.config, [*args.overrides, *(args.set or []), *_executor_overrides(args)])
     if args.out is None:
         args.out = Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (Path(args.out) / "run.db").exists():
         raise ConfigError(f"{args.out}: already holds a run; continue it with 'evo resume {args.out}'")
     fitness = _make_fitness(config.fitness)
+    executor = None
     try:
+        executor = _make_executor(config, fitness)
         print(f"run directory: {args.out}", file=sys.stderr)
         result = start_run(
             config,
@@ -46,8 +66,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             seed_top_k=args.seed_top_k,
             observers=_observers(args, config),
             warn=lambda message: print(f"warning: {message}", file=sys.stderr),
+            executor=executor,
         )
     finally:
+        if executor is not None:
+            executor.close()
         fitness.close()
     _print_best(result.best_trials[:1], fitness.objectives)
     return 0
@@ -56,10 +79,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     with RunStore.open(args.run_dir) as store:
         config = load_stored_config(store)
+    if args.executor or args.ray_address:  # this time only; the stored config keeps its executor
+        kind = ExecutorType(args.executor or "ray")
+        address = args.ray_address or (config.executor.address if kind is ExecutorType.RAY else None)
+        config = dataclasses.replace(config, executor=dataclasses.replace(config.executor, type=kind, address=address))
     fitness = _make_fitness(config.fitness)
+    executor = None
     try:
-        result = resume_run(args.run_dir, fitness, observers=_observers(args, config))
+        executor = _make_executor(config, fitness)
+        result = resume_run(args.run_dir, fitness, observers=_observers(args, config), executor=executor)
     finally:
+        if executor is not None:
+            executor.close()
         fitness.close()
     _print_best(result.best_trials[:1], fitness.objectives)
     return 0
@@ -194,6 +225,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
 
 
+def _executor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--executor", choices=[t.value for t in ExecutorType],
+                        help="where trials run (default: the config's executor.type, else local)")
+    parser.add_argument("--ray-address", metavar="ADDRESS",
+                        help="run trials on this Ray cluster ('auto', 'ray://head:10001'); implies --executor ray")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evo", description="Evolve QLoRA fine-tuning hyperparameters.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -214,12 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the same as a positional KEY=VALUE (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no live progress")
     run.add_argument("--no-plots", action="store_true", help="do not refresh RUN_DIR/plots during the run")
+    _executor_arguments(run)
     run.set_defaults(func=cmd_run)
 
     resume = sub.add_parser("resume", help="continue a stopped or killed run")
     resume.add_argument("run_dir", type=Path)
     resume.add_argument("--quiet", action="store_true", help="no live progress")
     resume.add_argument("--no-plots", action="store_true", help="do not refresh RUN_DIR/plots during the run")
+    _executor_arguments(resume)
     resume.set_defaults(func=cmd_resume)
 
     status = sub.add_parser("status", help="a table per generation and the best so far")

@@ -30,6 +30,16 @@ class Crossover(str, enum.Enum):
     BLEND = "blend"
 
 
+class Mode(str, enum.Enum):
+    GENERATIONAL = "generational"  # breed lambda children, wait for all, select: reproducible
+    STEADY_STATE = "steady_state"  # breed a child whenever a worker is free; it replaces the worst
+
+
+class ExecutorType(str, enum.Enum):
+    LOCAL = "local"  # trials in the driver process
+    RAY = "ray"  # trials on actors of a Ray cluster
+
+
 class ArtifactPolicy(str, enum.Enum):
     BEST = "best"  # keep the artifacts (adapter) of the best trial so far only
     ALL = "all"
@@ -54,6 +64,7 @@ class EvolutionSettings:
     immigrants: int = 0  # random newcomers per generation, to keep diversity
     hall_of_fame: int = 5
     max_consecutive_failures: int = 10  # stop the run when the fitness keeps failing
+    mode: Mode = Mode.GENERATIONAL
 
     @property
     def lambda_(self) -> int:
@@ -93,6 +104,45 @@ class EvolutionSettings:
             raise ConfigError(f"evolution.immigrants: {self.immigrants} is more than the {self.lambda_} offspring")
         if self.elitism > self.population_size:
             raise ConfigError(f"evolution.elitism: {self.elitism} is more than the population ({self.population_size})")
+        if self.mode is Mode.STEADY_STATE and self.strategy is Strategy.MU_COMMA_LAMBDA:
+            raise ConfigError(
+                "evolution.strategy: steady_state replaces the worst member, which is mu_plus_lambda; "
+                "mu_comma_lambda needs generations"
+            )
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """Where trials run. ``workers`` is how many run at once: None means 1 locally and,
+    on Ray, as many as the cluster's resources hold (one per GPU, or per
+    ``cpus_per_trial`` CPUs on CPU-only clusters)."""
+
+    type: ExecutorType = ExecutorType.LOCAL
+    address: str | None = None  # Ray cluster address ("auto", "ray://head:10001"); None starts a local cluster
+    workers: int | None = None
+    cpus_per_trial: float = 1.0  # Ray resources reserved per actor; fractions share a CPU between sleepers
+    gpus_per_trial: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    max_retries: int = 2  # re-runs of a trial whose worker died, before it counts as failed (killed)
+
+    def __post_init__(self) -> None:
+        def number(key: str, minimum: float, whole: bool = False, strict: bool = False) -> None:
+            value = getattr(self, key)
+            kinds = int if whole else (int, float)
+            bad = isinstance(value, bool) or not isinstance(value, kinds) or value < minimum
+            if bad or (strict and value == minimum) or (not whole and not math.isfinite(value)):
+                what = "a whole number" if whole else "a number"
+                raise ConfigError(f"executor.{key}: must be {what} {'>' if strict else '>='} {minimum}, got {value!r}")
+
+        if self.workers is not None:
+            number("workers", 1, whole=True)
+        number("cpus_per_trial", 0, strict=True)
+        if self.gpus_per_trial is not None:
+            number("gpus_per_trial", 0)
+        number("max_retries", 0, whole=True)
+        if self.address is not None and (not isinstance(self.address, str) or not self.address):
+            raise ConfigError(f"executor.address: expected a Ray address such as 'auto', got {self.address!r}")
+        if self.address is not None and self.type is not ExecutorType.RAY:
+            raise ConfigError("executor.address: only the ray executor connects to a cluster")
 
 
 @dataclass(frozen=True)
@@ -108,6 +158,7 @@ class RunConfig:
     baseline: Mapping[str, Any] | None = None
     artifacts: ArtifactPolicy = ArtifactPolicy.BEST
     report_to: tuple[str, ...] = ()  # experiment trackers: tensorboard, mlflow, wandb
+    executor: ExecutorSettings = ExecutorSettings()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def trial_config(self, genome: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,7 +166,9 @@ class RunConfig:
         return {**self.fixed, **genome}
 
 
-_TOP_KEYS = {"seed", "fitness", "budget", "evolution", "search_space", "fixed", "baseline", "artifacts", "report_to"}
+_TOP_KEYS = {
+    "seed", "fitness", "budget", "evolution", "search_space", "fixed", "baseline", "artifacts", "report_to", "executor"
+}
 
 
 def _enum(cls: type[enum.Enum], key: str, value: Any) -> Any:
@@ -144,17 +197,24 @@ def _budget(spec: Mapping[str, Any]) -> Budget:
     return Budget(steps=spec.get("steps"), tokens=spec.get("tokens"))
 
 
-def _evolution(spec: Mapping[str, Any]) -> EvolutionSettings:
-    known = {f.name for f in dataclasses.fields(EvolutionSettings)}
-    extra = set(spec) - known
+def _settings(cls: type, section: str, spec: Mapping[str, Any], enums: Mapping[str, type[enum.Enum]]) -> Any:
+    """A settings dataclass from its config section; unknown keys and enum values are errors."""
+    extra = set(spec) - {f.name for f in dataclasses.fields(cls)}
     if extra:
-        raise ConfigError(f"evolution: unknown key(s) {', '.join(sorted(extra))}")
+        raise ConfigError(f"{section}: unknown key(s) {', '.join(sorted(extra))}")
     values = dict(spec)
-    if "strategy" in values:
-        values["strategy"] = _enum(Strategy, "evolution.strategy", values["strategy"])
-    if "crossover" in values:
-        values["crossover"] = _enum(Crossover, "evolution.crossover", values["crossover"])
-    return EvolutionSettings(**values)
+    for key, kind in enums.items():
+        if key in values:
+            values[key] = _enum(kind, f"{section}.{key}", values[key])
+    return cls(**values)
+
+
+def _evolution(spec: Mapping[str, Any]) -> EvolutionSettings:
+    return _settings(EvolutionSettings, "evolution", spec, {"strategy": Strategy, "crossover": Crossover, "mode": Mode})
+
+
+def _executor(spec: Mapping[str, Any]) -> ExecutorSettings:
+    return _settings(ExecutorSettings, "executor", spec, {"type": ExecutorType})
 
 
 def parse_config(raw: Any) -> RunConfig:
@@ -193,26 +253,32 @@ def parse_config(raw: Any) -> RunConfig:
         baseline=dict(baseline) if baseline else None,
         artifacts=_enum(ArtifactPolicy, "artifacts", raw.get("artifacts", "best")),
         report_to=check_report_to(raw.get("report_to")),
+        executor=_executor(_mapping(raw, "executor")),
     )
     return dataclasses.replace(config, raw=resolved(config, raw))
 
 
+def _plain(settings: Any) -> dict[str, Any]:
+    """A settings dataclass as YAML-ready values (enums by value)."""
+    return {
+        f.name: (v.value if isinstance(v, enum.Enum) else v)
+        for f in dataclasses.fields(settings)
+        for v in [getattr(settings, f.name)]
+    }
+
+
 def resolved(config: RunConfig, raw: Mapping[str, Any]) -> dict[str, Any]:
     """The config with every default written out: what the run directory keeps."""
-    evolution = {
-        f.name: (v.value if isinstance(v, enum.Enum) else v)
-        for f in dataclasses.fields(EvolutionSettings)
-        for v in [getattr(config.evolution, f.name)]
-    }
     out = {
         "seed": config.seed,
         "fitness": dict(config.fitness),
         "budget": {k: v for k, v in config.budget.as_dict().items() if v is not None},
-        "evolution": evolution,
+        "evolution": _plain(config.evolution),
         "search_space": dict(raw["search_space"]),
         "fixed": dict(config.fixed),
         "artifacts": config.artifacts.value,
         "report_to": list(config.report_to),
+        "executor": _plain(config.executor),
     }
     if config.baseline:
         out["baseline"] = dict(config.baseline)

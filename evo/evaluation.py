@@ -2,26 +2,30 @@
 
 An individual whose config (fixed values and genes) was already evaluated under the
 same fitness fingerprint reuses that trial instead of training again. Every real
-evaluation is committed to the store as RUNNING before it starts and with its outcome
-as soon as it ends, so a killed driver loses only what was in flight.
+evaluation is committed to the store as RUNNING when it is handed to the executor and
+with its outcome as soon as it ends, so a killed driver loses only what was in flight.
+
+Trials run on an executor (see :mod:`evo.executors`), up to its capacity at once;
+results are committed in completion order. Two identical configs in flight at once
+are trained once: the second waits for the first's result.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-import time
-import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from evo.config import ArtifactPolicy
+from evo.executors import Executor
 from evo.space import canonical
 from evo.store import RunStore, TrialRecord
-from evo.trial import Budget, FailureReason, Fitness, Objective, Trial, TrialResult
+from evo.trial import Budget, Fitness, Objective, Trial
 
 
 class RunAborted(RuntimeError):
@@ -47,12 +51,40 @@ def penalty(objectives: tuple[Objective, ...]) -> tuple[float, ...]:
     return tuple(-o.weight * float("inf") for o in objectives)
 
 
+@dataclass(frozen=True)
+class Job:
+    """An individual to evaluate; ``generation`` and ``slot`` fix its trial seed."""
+
+    individual_id: int
+    genome: dict[str, Any]
+    generation: int
+    slot: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An individual's trial, either just finished or reused from the cache."""
+
+    individual_id: int
+    record: TrialRecord
+    cached: bool
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    job: Job
+    trial_id: int
+    key: str
+    artifact_dir: Path | None
+
+
 @dataclass
 class Evaluator:
     """Turns individuals into trials for one run."""
 
     store: RunStore
-    fitness: Fitness
+    executor: Executor
+    objectives: tuple[Objective, ...]
     fingerprint: str
     budget: Budget
     master_seed: int
@@ -64,39 +96,72 @@ class Evaluator:
     evaluations: int = 0
     cache_hits: int = 0
     last_failures: list[str] = field(default_factory=list)
+    _in_flight: dict[int, _InFlight] = field(default_factory=dict)  # by executor ticket
+    _waiting: dict[str, list[Job]] = field(default_factory=dict)  # by config key in flight
 
-    def evaluate(self, individual_id: int, genome: dict[str, Any], generation: int, slot: int) -> TrialRecord:
-        config = self.config_of(genome)
+    def evaluate_batch(self, jobs: Iterable[Job]) -> dict[int, TrialRecord]:
+        """Evaluate jobs, as many at once as the executor runs; the trial of each individual."""
+        pending, records = deque(jobs), {}
+        while pending or self._in_flight:
+            while pending and self.has_room():
+                outcome = self.submit(pending.popleft())
+                if outcome is not None:
+                    records[outcome.individual_id] = outcome.record
+            if self._in_flight:
+                records.update((o.individual_id, o.record) for o in self.next_finished())
+        return records
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._in_flight)
+
+    def has_room(self) -> bool:
+        return len(self._in_flight) < self.executor.capacity
+
+    def submit(self, job: Job) -> Outcome | None:
+        """Start a trial for ``job``; returns its outcome at once when the cache holds one.
+
+        A trial is started (RUNNING in the store) only here, so its duration is the
+        time it really ran, not the time it queued.
+        """
+        config = self.config_of(job.genome)
         key = canonical(config)
         cached = self.store.find_reusable(self.fingerprint, key)
         if cached is not None:
-            self.store.link(individual_id, cached.id)
+            self.store.link(job.individual_id, cached.id)
             self.cache_hits += 1
             self.on_trial(cached, True)
-            return cached
-
-        seed = trial_seed(self.master_seed, generation, slot)
+            return Outcome(job.individual_id, cached, cached=True)
+        if any(flight.key == key for flight in self._in_flight.values()):
+            self._waiting.setdefault(key, []).append(job)
+            return None
+        seed = trial_seed(self.master_seed, job.generation, job.slot)
         trial_id = self.store.start_trial(
-            fingerprint=self.fingerprint, config_key=key, config=config, generation=generation, seed=seed
+            fingerprint=self.fingerprint, config_key=key, config=config, generation=job.generation, seed=seed
         )
         artifact_dir = self._artifact_dir(trial_id)
-        trial = Trial(trial_id, config, self.budget, seed, generation, artifact_dir)
-        try:
-            result = self.fitness.evaluate(trial)
-            if not isinstance(result, TrialResult):
-                raise TypeError(f"fitness returned {type(result).__name__}, not a TrialResult")
-        except Exception as exc:  # a failing trial never stops the run
-            last = traceback.extract_tb(exc.__traceback__)[-1:]
-            where = f" (at {Path(last[0].filename).name}:{last[0].lineno})" if last else ""
-            result = TrialResult.failed(FailureReason.EXCEPTION, f"{type(exc).__name__}: {exc}{where}")
-        result = result.checked(self.fitness.objectives)
-        self.store.finish_trial(trial_id, result, individual_id)
-        record = self.store.trial(trial_id)
+        ticket = self.executor.submit(Trial(trial_id, config, self.budget, seed, job.generation, artifact_dir))
+        self._in_flight[ticket] = _InFlight(job, trial_id, key, artifact_dir)
+        return None
+
+    def next_finished(self) -> list[Outcome]:
+        """Wait for the next trial to finish and commit it; also the outcomes of jobs that
+        waited for the same config (reused, or started anew after a transient failure)."""
+        ticket, result = self.executor.wait()
+        flight = self._in_flight.pop(ticket)
+        result = result.checked(self.objectives)
+        self.store.finish_trial(flight.trial_id, result, flight.job.individual_id)
+        record = self.store.trial(flight.trial_id)
         self.evaluations += 1
-        self._keep_artifacts(record, artifact_dir)
+        self._keep_artifacts(record, flight.artifact_dir)
         self.on_trial(record, False)
+        outcomes = [Outcome(flight.job.individual_id, record, cached=False)]
+        for job in self._waiting.pop(flight.key, []):
+            outcome = self.submit(job)
+            if outcome is not None:
+                outcomes.append(outcome)
         self._count_failure(record)
-        return record
+        return outcomes
 
     def _count_failure(self, record: TrialRecord) -> None:
         if record.ok:
@@ -134,7 +199,7 @@ class Evaluator:
             parent.rmdir()
 
     def _is_new_best(self, record: TrialRecord) -> bool:
-        objective = self.fitness.objectives[0]
+        objective = self.objectives[0]
         holder = self.store.meta("best_artifacts")
         if holder is None:
             return True

@@ -3,6 +3,8 @@
 All randomness of generation g comes from ``SeedSequence(seed, spawn_key=(g,))``, and
 every generation's individuals are written to the store before they are evaluated, so
 a resumed run breeds nothing twice and ends exactly where an uninterrupted one would.
+A generation's trials may run in parallel on the executor and finish in any order;
+selection sees them in slot order, so a seed gives the same run on every executor.
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from deap import tools
 
 from evo import _deap, breeding
 from evo.config import RunConfig, Strategy
-from evo.evaluation import Evaluator, penalty
+from evo.evaluation import Evaluator, Job, penalty
+from evo.executors import Executor
+from evo.executors.local import LocalExecutor
 from evo.observers import Fanout, RunInfo, RunObserver
 from evo.stats import generation_record, logbook
 from evo.store import IndividualRecord, RunStore, TrialRecord
@@ -45,6 +49,7 @@ class Evolution:
         store: RunStore,
         fingerprint: str,
         *,
+        executor: Executor | None = None,
         seed_genomes: Sequence[dict[str, Any]] = (),
         observers: Sequence[RunObserver] = (),
     ):
@@ -57,7 +62,8 @@ class Evolution:
         self.observers = Fanout(observers)
         self.evaluator = Evaluator(
             store=store,
-            fitness=fitness,
+            executor=executor or LocalExecutor(fitness),
+            objectives=self.objectives,
             fingerprint=fingerprint,
             budget=config.budget,
             master_seed=config.seed,
@@ -79,9 +85,9 @@ class Evolution:
             rng = np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(gen,)))
             members = self.store.individuals(gen) or self.store.add_individuals(gen, self._breed(population, rng))
             self.observers.generation(gen, len(members))
-            new = self._individuals(members, generation=gen)
+            new = self._individuals(members)
             population = self._survivors(population, new)
-            self._record(gen, population, new, rng)
+            self._record(gen, population, new)
         self.observers.end()
         return self.result()
 
@@ -97,10 +103,10 @@ class Evolution:
         elites = _deap.best(population, self.settings.elitism, self.multi_objective)
         return elites + _deap.best(new, mu - len(elites), self.multi_objective)
 
-    def _record(self, gen: int, population: list, new: list, rng: np.random.Generator) -> None:
+    def _record(self, gen: int, population: list, new: list) -> None:
         first = self.objectives[0].name
         trials = [self.store.trial(ind.trial_id) for ind in new]
-        fresh = {t.id for t in trials if t.generation == gen}
+        fresh = {t.id for ind, t in zip(new, trials) if t.generation == ind.generation}
         stats = generation_record(
             gen,
             objective=self.objectives[0],
@@ -116,28 +122,27 @@ class Evolution:
         self.observers.generation_done(stats)
 
     # -- individuals ----------------------------------------------------------------------
-    def _individuals(self, records: Sequence[IndividualRecord], generation: int | None = None) -> list:
-        """DEAP individuals for stored records, evaluating those that have no trial yet."""
-        out = []
-        for rec in records:
-            if rec.trial_id is not None:
-                trial = self.store.trial(rec.trial_id)
-            else:
-                trial = self.evaluator.evaluate(rec.id, rec.genome, generation if generation is not None else rec.generation, rec.slot)
-            ind = self.Individual(rec.genome)
-            ind.id, ind.trial_id, ind.ok = rec.id, trial.id, trial.ok
-            ind.fitness = self.Fitness(
-                tuple(trial.values[o.name] for o in self.objectives) if trial.ok else penalty(self.objectives)
-            )
-            out.append(ind)
-        return out
+    def _individuals(self, records: Sequence[IndividualRecord]) -> list:
+        """DEAP individuals for stored records, evaluating those that have no trial yet
+        (all at once on the executor; the results do not depend on completion order)."""
+        jobs = [Job(r.id, r.genome, r.generation, r.slot) for r in records if r.trial_id is None]
+        done = self.evaluator.evaluate_batch(jobs)
+        return [self._individual(rec, done.get(rec.id) or self.store.trial(rec.trial_id)) for rec in records]
+
+    def _individual(self, rec: IndividualRecord, trial: TrialRecord):
+        ind = self.Individual(rec.genome)
+        ind.id, ind.trial_id, ind.ok, ind.generation = rec.id, trial.id, trial.ok, rec.generation
+        ind.fitness = self.Fitness(
+            tuple(trial.values[o.name] for o in self.objectives) if trial.ok else penalty(self.objectives)
+        )
+        return ind
 
     def _evaluate_baseline(self) -> None:
         """The untuned reference config, evaluated once and kept out of the population."""
         if not self.config.baseline or self.store.individuals(BASELINE_GENERATION):
             return
         (rec,) = self.store.add_individuals(BASELINE_GENERATION, [(dict(self.config.baseline), "baseline", [])])
-        self.evaluator.evaluate(rec.id, rec.genome, BASELINE_GENERATION, 0)
+        self.evaluator.evaluate_batch([Job(rec.id, rec.genome, BASELINE_GENERATION, 0)])
 
     # -- results -----------------------------------------------------------------------------
     def result(self) -> RunResult:

@@ -263,10 +263,14 @@ class RunStore:
         return [tuple(r) for r in self._db.execute("SELECT at, kind, message FROM events ORDER BY id")]
 
     # -- individuals ------------------------------------------------------------------
-    def add_individuals(self, generation: int, members: Sequence[tuple[dict, str, list[int]]]) -> list[IndividualRecord]:
-        """Record the individuals of a generation (genome, origin, parent ids) before evaluation."""
+    def add_individuals(
+        self, generation: int, members: Sequence[tuple[dict, str, list[int]]], *, first_slot: int = 0
+    ) -> list[IndividualRecord]:
+        """Record the individuals of a generation (genome, origin, parent ids) before evaluation.
+
+        ``first_slot`` lets a steady-state run add a generation's members one at a time."""
         with self._transaction() as db:
-            for slot, (genome, origin, parents) in enumerate(members):
+            for slot, (genome, origin, parents) in enumerate(members, start=first_slot):
                 db.execute(
                     "INSERT INTO individuals (generation, slot, genome, origin, parents) VALUES (?, ?, ?, ?, ?)",
                     (generation, slot, encode_genome(genome), origin, json.dumps(parents)),

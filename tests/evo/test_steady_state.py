@@ -1,0 +1,106 @@
+"""Asynchronous steady-state evolution with the local executor (one worker, or threads)."""
+import os
+import signal
+
+import pytest
+
+from evo.api import start_run
+from evo.cli import main
+from evo.config import parse_config
+from evo.steady_state import STATE_KEY
+from evo.store import RunStore
+from evo.trial import ConfigError, FailureReason
+from fitness.synthetic import SyntheticFitness
+from tests.evo.test_resume import evo, finished_trials, wait_for
+
+
+def run(config, run_dir, workers=1):
+    cfg = parse_config({**config, "executor": {"workers": workers}})
+    return start_run(cfg, SyntheticFitness.from_spec(cfg.fitness), run_dir)
+
+
+def steady(config, **evolution):
+    config["evolution"].update(mode="steady_state", **evolution)
+    return config
+
+
+def table(run_dir):
+    with RunStore.open(run_dir) as store:
+        return [(i.generation, i.slot, i.genome, i.origin, store.trial(i.trial_id).values) for i in store.individuals()]
+
+
+def test_every_child_enters_once_and_every_pseudo_generation_is_recorded(synthetic_config, tmp_path, capsys):
+    result = run(steady(synthetic_config, immigrants=1), tmp_path / "a")
+    mu, generations = 6, 4
+    with RunStore.open(tmp_path / "a") as store:
+        individuals = store.individuals()
+        entered = store.meta(STATE_KEY)["entered"]
+        assert store.finished_generations() == list(range(generations + 1))
+        assert len(store.population(generations)) == mu
+    assert len(individuals) == len(entered) == len(set(entered)) == mu + generations * mu
+    assert all(i.trial_id is not None for i in individuals)
+    assert [i.origin for i in individuals if i.generation == 2].count("immigrant") == 1
+    bests = [row["best"] for row in result.history]
+    assert all(b2 <= b1 for b1, b2 in zip(bests, bests[1:])) and bests[-1] < bests[0]
+    # one worker: completion order is submission order, so a seed gives one run
+    run(steady(synthetic_config, immigrants=1), tmp_path / "b")
+    assert table(tmp_path / "a") == table(tmp_path / "b")
+    assert main(["status", str(tmp_path / "a")]) == 0
+    assert "generations finished: 5/5" in capsys.readouterr().out
+
+
+def overlaps_across_generations(run_dir):
+    """Trials of a later generation that started before one of an earlier generation ended."""
+    with RunStore.open(run_dir) as store:
+        trials = [store.trial(i.trial_id) for i in store.individuals() if i.generation >= 0]
+    return sum(1 for a in trials for b in trials if b.generation > a.generation and b.started_at < a.finished_at)
+
+
+def test_no_generation_barrier_in_steady_state(synthetic_config, tmp_path):
+    synthetic_config["fitness"].update(seconds_per_trial=0.03, duration_spread=1.0)
+    run(synthetic_config, tmp_path / "generational", workers=3)
+    run(steady(synthetic_config), tmp_path / "steady", workers=3)
+    assert overlaps_across_generations(tmp_path / "generational") == 0
+    assert overlaps_across_generations(tmp_path / "steady") > 0
+    with RunStore.open(tmp_path / "steady") as store:
+        assert len(store.individuals()) == 6 + 4 * 6 and store.finished_generations()[-1] == 4
+
+
+def test_steady_state_resumes_after_sigkill_without_counting_anything_twice(synthetic_config, write_config, tmp_path):
+    synthetic_config["fitness"].update(seconds_per_trial=0.05, duration_spread=0.5)
+    synthetic_config["executor"] = {"workers": 3}
+    config = write_config(steady(synthetic_config, generations=6))
+    run_dir = tmp_path / "run"
+    proc = evo("run", config, "--out", run_dir, "--quiet", "--no-plots")
+    wait_for(lambda: finished_trials(run_dir) >= 16)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    with RunStore.open(run_dir) as store:
+        before = {t.id: t.values for t in store.trials() if t.ok}
+        assert len(store.meta(STATE_KEY)["entered"]) < 6 + 6 * 6  # really interrupted
+
+    resumed = evo("resume", run_dir, "--quiet", "--no-plots")
+    assert resumed.wait(120) == 0, resumed.stderr.read()
+    with RunStore.open(run_dir) as store:
+        trials, individuals = store.trials(), store.individuals()
+        entered = store.meta(STATE_KEY)["entered"]
+        assert store.finished_generations() == list(range(7))
+    assert len(individuals) == len(entered) == len(set(entered)) == 6 + 6 * 6
+    assert all({t.id: t.values for t in trials if t.ok}[i] == v for i, v in before.items())
+    killed = [t for t in trials if t.reason is FailureReason.KILLED]
+    assert len(killed) <= 3  # at most one per worker was in flight, and only those ran again
+    linked = [i.trial_id for i in individuals]
+    assert len(set(linked)) == len(trials) - len(killed)
+
+
+@pytest.mark.parametrize(
+    "evolution, message",
+    [
+        ({"mode": "asynchronous"}, "evolution.mode: unknown value 'asynchronous'"),
+        ({"mode": "steady_state", "strategy": "mu_comma_lambda"}, "evolution.strategy: steady_state"),
+    ],
+)
+def test_bad_mode_settings_are_config_errors(synthetic_config, evolution, message):
+    synthetic_config["evolution"].update(evolution)
+    with pytest.raises(ConfigError, match=message):
+        parse_config(synthetic_config)
