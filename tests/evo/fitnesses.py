@@ -1,7 +1,11 @@
-"""Small fitnesses for loop tests: each does something real (counts, raises, returns NaN)."""
+"""Small fitnesses for loop tests: each does something real (counts, raises, returns NaN, sleeps, dies)."""
 from __future__ import annotations
 
 import math
+import os
+import signal
+import time
+from pathlib import Path
 
 from evo.trial import Objective, TrialResult
 
@@ -52,3 +56,32 @@ class TwoObjectives(Sphere):
     def evaluate(self, trial):
         x = self.space.genes["lora_dropout"].to_unit(trial.config["lora_dropout"])
         return TrialResult.complete({"loss": x, "memory": (1 - x) ** 2 + 0 * math.pi})
+
+
+class Sleepy(Sphere):
+    """Answers like Sphere after sleeping; first leaves DIR/<trial id>.<pid>.pid behind,
+    so that a test can kill the process running the trial."""
+
+    def __init__(self, space, pid_dir, seconds):
+        super().__init__(space)
+        self.pid_dir, self.seconds = Path(pid_dir), seconds
+
+    def evaluate(self, trial):
+        (self.pid_dir / f"{trial.trial_id}.{os.getpid()}.pid").touch()
+        time.sleep(self.seconds)
+        return super().evaluate(trial)
+
+
+class KillsItsWorker(Sphere):
+    """SIGKILLs the very process evaluating it, for one lora_dropout value: a native
+    crash or an OOM kill, as far as the executor can tell."""
+
+    def __init__(self, space, deadly_dropout):
+        super().__init__(space)
+        self.deadly_dropout = deadly_dropout
+
+    def evaluate(self, trial):
+        if trial.config["lora_dropout"] == self.deadly_dropout:
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(0.05)
+        return super().evaluate(trial)
