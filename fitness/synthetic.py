@@ -175,7 +175,7 @@ class SyntheticFitness:
         curve = [[s, final_loss + 1.5 / math.sqrt(s) - 1.5 / math.sqrt(steps) + float(rng.normal(0, 0.02))] for s in range(1, steps + 1)]
         val = [[s, ppl * (1 + 1.5 / math.sqrt(s)) / (1 + 1.5 / math.sqrt(steps))] for s in marks]
         tokens = steps * batch * int(c["max_seq_length"])
-        return {"train_loss": curve, "val_perplexity_curve": val, "steps": steps, "train_tokens": tokens}
+        return {"train_loss_curve": curve, "val_perplexity_curve": val, "steps": steps, "train_tokens": tokens}
 
 
 def _steps(budget: Budget, c: Mapping[str, Any]) -> int:

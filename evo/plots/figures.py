@@ -219,14 +219,14 @@ def _short(value: Any) -> str:
 # -- learning curves ------------------------------------------------------------------------
 def learning_curves(data: RunData, path: Path) -> dict[str, Any]:
     """Train loss and intermediate validation curves of the best trials."""
-    ok = [t for t in data.trials if t.ok and t.generation >= 0 and t.metrics.get("train_loss")]
+    ok = [t for t in data.trials if t.ok and t.generation >= 0 and t.metrics.get("train_loss_curve")]
     top = sorted(ok, key=lambda t: data.value(t), reverse=not data.minimize)[:TOP_TRIALS]
     has_val = any(t.metrics.get("val_perplexity_curve") for t in top)
     fig, axes = plt.subplots(1, 2 if has_val else 1, figsize=(11 if has_val else 6.5, 4.5), squeeze=False)
     series: dict[str, Any] = {}
     for rank, trial in enumerate(top):
         label = f"trial {trial.id}: {data.objective.name} {data.value(trial):.4g}"
-        loss = np.array(trial.metrics["train_loss"], dtype=float)
+        loss = np.array(trial.metrics["train_loss_curve"], dtype=float)
         series[trial.id] = {"train_loss": loss.tolist(), "val": trial.metrics.get("val_perplexity_curve") or []}
         axes[0, 0].plot(loss[:, 0], loss[:, 1], lw=1.2, label=label, alpha=1 - 0.12 * rank)
         if has_val and series[trial.id]["val"]:
@@ -307,7 +307,7 @@ def why_not(name: str, data: RunData) -> str | None:
         return "no trial of the search has completed (every one failed or none has run)"
     if name == "generation_fitness" and not data.populations:
         return "no generation has finished yet"
-    if name == "learning_curves" and not any(t.metrics.get("train_loss") for t in completed):
+    if name == "learning_curves" and not any(t.metrics.get("train_loss_curve") for t in completed):
         return "the fitness records no training-loss curves"
     if name == "pareto_front" and len(data.objectives) < 2:
         return "the run has a single objective"

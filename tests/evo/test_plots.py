@@ -70,7 +70,7 @@ def test_every_plot_is_written_and_matches_the_store(failing_run):
         curves = report.series["learning_curves"]
         top = sorted((t for t in search if t.ok), key=lambda t: t.values["val_perplexity"])[:5]
         assert list(curves) == [t.id for t in top]
-        assert curves[top[0].id]["train_loss"] == top[0].metrics["train_loss"]
+        assert curves[top[0].id]["train_loss"] == top[0].metrics["train_loss_curve"]
 
 
 def test_pareto_front_of_a_two_objective_run(synthetic_config, tmp_path):
