@@ -1,0 +1,112 @@
+"""Tokenizing, caching and packing the corpus. Runs in the worker (imports torch).
+
+Documents are concatenated with EOS between them and cut into equal blocks, so no
+compute goes to padding. Token ids are cached on disk keyed by tokenizer + corpus,
+and packed blocks are kept in memory per block length for the worker's lifetime.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from fitness.qlora.corpus import Corpus, Doc
+
+IGNORE_INDEX = -100  # label value the Hugging Face causal-LM loss skips
+
+
+@dataclass(frozen=True)
+class TokenStream:
+    """Parallel 1-D int64 tensors: ``labels`` is ``ids`` with IGNORE_INDEX on prompt tokens."""
+
+    ids: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.ids.numel())
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """``ids`` and ``labels`` of shape (n_blocks, block_length)."""
+
+    ids: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def tokenize_docs(tokenizer, docs: tuple[Doc, ...]) -> TokenStream:
+    eos = tokenizer.eos_token_id
+    prompts = _encode(tokenizer, [p for p, _ in docs])
+    completions = _encode(tokenizer, [c for _, c in docs])
+    ids: list[int] = []
+    labels: list[int] = []
+    for prompt, completion in zip(prompts, completions):
+        ids += prompt + completion + [eos]
+        labels += [IGNORE_INDEX] * len(prompt) + completion + [eos]
+    return TokenStream(torch.tensor(ids, dtype=torch.long), torch.tensor(labels, dtype=torch.long))
+
+
+def pack(stream: TokenStream, block_length: int, *, max_blocks: int | None = None) -> Blocks:
+    """Cut the stream into full blocks (the tail is dropped); a stream shorter than one block is one block."""
+    n_blocks = max(1, len(stream) // block_length)
+    if max_blocks is not None:
+        n_blocks = min(n_blocks, max_blocks)
+    length = min(block_length, len(stream))
+    used = n_blocks * length
+    return Blocks(stream.ids[:used].view(n_blocks, length), stream.labels[:used].view(n_blocks, length))
+
+
+@dataclass
+class TokenizedCorpus:
+    """The corpus as token streams, plus packed blocks memoised per block length."""
+
+    train: TokenStream
+    validation: TokenStream
+    _packed: dict[int, Blocks] = field(default_factory=dict, repr=False)
+
+    def train_blocks(self, block_length: int) -> Blocks:
+        if block_length not in self._packed:
+            self._packed[block_length] = pack(self.train, block_length)
+        return self._packed[block_length]
+
+    def validation_blocks(self, block_length: int, max_tokens: int) -> Blocks:
+        """The fixed validation set: the first ``max_tokens`` tokens (rounded up to whole blocks)."""
+        return pack(self.validation, block_length, max_blocks=math.ceil(max_tokens / block_length))
+
+
+def tokenize_corpus(corpus: Corpus, tokenizer, cache_root: Path) -> TokenizedCorpus:
+    """Tokenize once per (tokenizer, corpus); later calls and workers read the disk cache."""
+    key = hashlib.sha256(f"{tokenizer_identity(tokenizer)}:{corpus.identity}".encode()).hexdigest()[:24]
+    path = cache_root / "tokens" / f"{key}.pt"
+    if path.is_file():
+        saved = torch.load(path)
+        return TokenizedCorpus(TokenStream(*saved["train"]), TokenStream(*saved["validation"]))
+    train = tokenize_docs(tokenizer, corpus.train)
+    validation = tokenize_docs(tokenizer, corpus.validation)
+    if len(train) < 2 or len(validation) < 2:
+        raise ValueError("the data tokenizes to fewer than 2 tokens in train or validation")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save({"train": (train.ids, train.labels), "validation": (validation.ids, validation.labels)}, staging)
+    staging.replace(path)
+    return TokenizedCorpus(train, validation)
+
+
+def tokenizer_identity(tokenizer) -> str:
+    """A hash of the full tokenizer definition when it is a fast tokenizer, else its name and size."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else f"{tokenizer.name_or_path}:{len(tokenizer)}"
+    return hashlib.sha256(f"{text}:{tokenizer.eos_token_id}".encode()).hexdigest()
+
+
+def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
+    if not any(texts):
+        return [[] for _ in texts]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]

@@ -1,0 +1,159 @@
+"""Trials run in a persistent worker subprocess, supervised from the driver. No torch here.
+
+The worker (spawned, talks over a Pipe) keeps the 4-bit base and the tokenized data
+resident across trials. The supervisor turns what a dead or stuck worker can't
+report into results: a death is KILLED, a trial past ``trial_timeout`` is TIMEOUT
+(the worker is killed). The worker is replaced when it died, timed out, or its RSS
+grew past ``max_worker_rss_growth_mb`` (a leak), and the next trial proceeds.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import warnings
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from typing import Any
+
+from evo.trial import FailureReason, Trial, TrialResult
+from fitness.qlora.memory import release_freed_memory, rss_mb
+from fitness.qlora.spec import QLoRASpec
+
+STARTUP_TIMEOUT_S = 3600.0  # first start may convert a GGUF or download a 7B checkpoint
+
+
+def _serve(conn: Connection, spec_dict: dict[str, Any]) -> None:
+    """Worker process entry: set up once, then answer ("trial", Trial) until ("stop",) or EOF."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # peft calls a transformers property deprecated in v5 on every attach: noise, once per trial
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    try:
+        from fitness.qlora.runner import TrialRunner
+
+        runner = TrialRunner(QLoRASpec.from_dict(spec_dict))
+    except Exception as exc:  # reported to the driver, which fails the trial with it
+        conn.send(("startup_failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:500]))
+        return
+    release_freed_memory()
+    conn.send(("ready", rss_mb()))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:  # the driver went away
+            return
+        if message[0] == "stop":
+            return
+        result = runner.run(message[1])
+        release_freed_memory()
+        conn.send(("result", result, rss_mb()))
+
+
+class TrialWorker:
+    """One worker process at a time; ``evaluate`` never raises for trial-level failures."""
+
+    def __init__(self, spec: QLoRASpec) -> None:
+        self.spec = spec
+        self._context = multiprocessing.get_context("spawn")  # fork would copy CUDA/OpenMP state
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._ready_rss_mb = 0.0
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def evaluate(self, trial: Trial) -> TrialResult:
+        if self._process is not None and not self._process.is_alive():
+            self._kill()  # died between trials (killed while idle): just start another
+        if self._process is None:
+            failure = self._start()
+            if failure is not None:
+                return failure
+        assert self._conn is not None
+        try:
+            self._conn.send(("trial", trial))
+        except OSError:
+            return TrialResult.failed(FailureReason.KILLED, self._death_message("before the trial started"))
+        answer = self._receive(self.spec.trial_timeout)
+        if answer is None:
+            self._kill()
+            return TrialResult.failed(
+                FailureReason.TIMEOUT, f"trial exceeded trial_timeout={self.spec.trial_timeout:g}s; worker killed"
+            )
+        if answer == "died":
+            return TrialResult.failed(FailureReason.KILLED, self._death_message("during the trial"))
+        _, result, worker_rss = answer
+        growth = worker_rss - self._ready_rss_mb
+        result = _with_metrics(result, worker_pid=self.pid, worker_rss_mb=worker_rss)
+        if growth > self.spec.max_worker_rss_growth_mb:
+            self.close()  # leaked: the next trial gets a fresh worker
+        return result
+
+    def close(self) -> None:
+        if self._process is None:
+            return
+        try:
+            assert self._conn is not None
+            self._conn.send(("stop",))
+            self._process.join(timeout=30)
+        except (OSError, ValueError):
+            pass
+        self._kill()
+
+    def _start(self) -> TrialResult | None:
+        parent, child = self._context.Pipe(duplex=True)
+        self._process = self._context.Process(
+            target=_serve, args=(child, self.spec.as_dict()), name="qlora-worker", daemon=True
+        )
+        self._process.start()
+        child.close()  # so a dead worker shows up as EOF on our end
+        self._conn = parent
+        self.starts += 1
+        answer = self._receive(STARTUP_TIMEOUT_S)
+        if answer is None or answer == "died" or answer[0] == "startup_failed":
+            if answer is None:
+                message = f"worker did not start within {STARTUP_TIMEOUT_S:g}s"
+            elif answer == "died":
+                message = self._death_message("while starting")
+            else:
+                message = f"worker failed to start: {answer[1]}"
+            self._kill()
+            reason = FailureReason.KILLED if answer == "died" else FailureReason.EXCEPTION
+            return TrialResult.failed(reason, message)
+        self._ready_rss_mb = answer[1]
+        return None
+
+    def _receive(self, timeout: float) -> Any:
+        """The next message, "died" if the worker's end closed, None on timeout."""
+        assert self._conn is not None
+        try:
+            if not self._conn.poll(timeout):
+                return None
+            return self._conn.recv()
+        except (EOFError, OSError):
+            return "died"
+
+    def _death_message(self, when: str) -> str:
+        assert self._process is not None
+        self._process.join(timeout=10)
+        code = self._process.exitcode
+        self._kill()
+        if code is not None and code < 0:
+            return f"worker died {when} (signal {signal.Signals(-code).name})"
+        return f"worker died {when} (exit code {code})"
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join(timeout=10)
+        if self._conn is not None:
+            self._conn.close()
+        self._process, self._conn = None, None
+
+
+def _with_metrics(result: TrialResult, **extra: Any) -> TrialResult:
+    return replace(result, metrics={**result.metrics, **extra})

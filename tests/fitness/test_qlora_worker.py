@@ -1,0 +1,87 @@
+"""Failures injected for real into the worker: an allocation past its memory cap, a SIGKILL, a hang."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from evo.trial import Budget, FailureReason, Trial, TrialStatus
+from fitness.qlora import QLoRAFitness
+
+FOREVER = Budget(steps=10**7)
+
+
+@pytest.fixture(scope="module")
+def fragile_fitness(tiny_spec):
+    """A worker with a short timeout and a 256 MB cap on what one trial may allocate."""
+    fitness = QLoRAFitness.from_spec({**tiny_spec, "trial_timeout": 5, "trial_memory_limit_mb": 256})
+    yield fitness
+    fitness.close()
+
+
+def quick(fitness, trial_id=0):
+    return fitness.evaluate(Trial(trial_id, {"r": 4}, Budget(steps=2), seed=1))
+
+
+def test_allocation_past_the_cap_is_oom_and_the_worker_survives(fragile_fitness):
+    assert quick(fragile_fitness).ok
+    pid = fragile_fitness.worker_pid
+    # 200+ blocks of 512 tokens in one batch: logits and attention need gigabytes
+    huge = {"per_device_train_batch_size": 512, "max_seq_length": 512}
+    result = fragile_fitness.evaluate(Trial(1, huge, Budget(steps=1), seed=1))
+    assert result.status is TrialStatus.FAILED and result.reason is FailureReason.OOM, result.message
+    assert "allocate" in result.message
+    assert quick(fragile_fitness).ok and fragile_fitness.worker_pid == pid  # same worker, base intact
+
+
+def test_killed_worker_is_killed_trial_and_is_replaced(fragile_fitness):
+    assert quick(fragile_fitness).ok
+    victim = fragile_fitness.worker_pid
+    results = []
+    runner = threading.Thread(target=lambda: results.append(fragile_fitness.evaluate(Trial(2, {}, FOREVER, seed=1))))
+    runner.start()
+    time.sleep(1.5)  # mid-trial
+    os.kill(victim, signal.SIGKILL)
+    runner.join(timeout=30)
+    assert results and results[0].reason is FailureReason.KILLED and "SIGKILL" in results[0].message
+    after = quick(fragile_fitness)
+    assert after.ok and fragile_fitness.worker_pid != victim
+
+
+def test_trial_past_the_timeout_is_killed_and_the_next_one_runs(fragile_fitness):
+    assert quick(fragile_fitness).ok
+    stuck = fragile_fitness.worker_pid
+    start = time.monotonic()
+    result = fragile_fitness.evaluate(Trial(3, {}, FOREVER, seed=1))
+    assert result.reason is FailureReason.TIMEOUT and "trial_timeout=5s" in result.message
+    assert 5 <= time.monotonic() - start < 30
+    with pytest.raises(ProcessLookupError):
+        os.kill(stuck, 0)  # gone
+    assert quick(fragile_fitness).ok
+
+
+def test_worker_killed_between_trials_is_replaced(fragile_fitness):
+    assert quick(fragile_fitness).ok
+    idle = fragile_fitness.worker_pid
+    os.kill(idle, signal.SIGKILL)
+    time.sleep(0.5)
+    after = quick(fragile_fitness)
+    assert after.ok and fragile_fitness.worker_pid != idle
+
+
+def test_leaking_worker_is_replaced(tiny_spec):
+    with QLoRAFitness.from_spec({**tiny_spec, "max_worker_rss_growth_mb": 1}) as fitness:
+        # any trial grows RSS by more than 1 MB (peft, optimizer, autograd buffers), which counts as a leak
+        first = quick(fitness)
+        pid = first.metrics["worker_pid"]
+        assert first.ok and fitness.worker_pid is None  # stopped after answering
+        second = quick(fitness, trial_id=1)
+        assert second.ok and second.metrics["worker_pid"] != pid
+        assert first.values == second.values
+        replaced = second.metrics["worker_pid"]
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(replaced, 0)  # close() stopped it too
