@@ -63,7 +63,8 @@ def test_layers_stay_apart():
         "import sys, evo.cli, evo.api, fitness, fitness.synthetic; "
         "assert 'torch' not in sys.modules, 'evo imported torch'; "
         "import importlib; [sys.modules.pop(m) for m in list(sys.modules) if m.startswith(('evo', 'deap', 'fitness'))]; "
-        "import fitness.synthetic, evo.trial; assert 'deap' not in sys.modules, 'fitness imported deap'"
+        "import fitness.synthetic, fitness.qlora, evo.trial; assert 'deap' not in sys.modules, 'fitness imported deap'; "
+        "assert 'torch' not in sys.modules, 'importing fitness.qlora loaded torch'"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
