@@ -4,6 +4,10 @@ A member is ``(genome, origin, parent ids)``; origins are ``init``, ``seed``,
 ``crossover``, ``mutation``, ``crossover+mutation`` and ``immigrant``. Children that
 repeat a genome already in the population or among their siblings are mutated again,
 so that no offspring slot is spent on a genome whose fitness is already known.
+
+With a surrogate (``evolution.surrogate``), ``surrogate_candidates`` times as many
+children are bred the same way and the model of :mod:`evo.surrogate` picks the ones
+that are evaluated; immigrants stay random and unscreened.
 """
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from evo import _deap
-from evo.config import EvolutionSettings
+from evo.config import EvolutionSettings, Surrogate
 from evo.operators import CROSSOVERS, mutate
 from evo.space import SearchSpace, genome_key
+from evo.surrogate import Observation, screen
 
 Member = tuple[dict[str, Any], str, list[int]]
 _RETRIES = 20  # attempts to make a duplicate child new before accepting it (tiny spaces)
@@ -41,15 +46,24 @@ def initial_members(
 
 
 def offspring(
-    space: SearchSpace, parents: Sequence[Any], settings: EvolutionSettings, rng: np.random.Generator
+    space: SearchSpace,
+    parents: Sequence[Any],
+    settings: EvolutionSettings,
+    rng: np.random.Generator,
+    history: Sequence[Observation] = (),
 ) -> list[Member]:
     """Lambda children: tournament-selected parents, crossover and/or mutation, plus immigrants.
 
-    ``parents`` are DEAP individuals (dicts with ``fitness`` and ``id``).
+    ``parents`` are DEAP individuals (dicts with ``fitness`` and ``id``); ``history``
+    is every finished trial of the run, which a surrogate screens the children with.
     """
     crossover = CROSSOVERS[settings.crossover.value]
     n_bred = settings.lambda_ - settings.immigrants
     seen = {genome_key(p) for p in parents}
+    screening = settings.surrogate is not Surrogate.NONE
+    if screening:
+        n_bred *= settings.surrogate_candidates
+        seen |= {genome_key(o.genome) for o in history}  # a known genome would only be a cache hit
     children: list[Member] = []
 
     def vary_once() -> list[Member]:
@@ -75,6 +89,9 @@ def offspring(
             if len(children) < n_bred:
                 seen.add(genome_key(child))
                 children.append((child, origin, ids))
+    if screening:
+        keep = screen(space, [c[0] for c in children], history, settings.lambda_ - settings.immigrants)
+        children = [children[i] for i in sorted(keep)]  # breeding order, so slots do not encode the score
     for _ in range(settings.immigrants):
         genome = space.sample(rng)
         seen.add(genome_key(genome))

@@ -30,6 +30,11 @@ class Crossover(str, enum.Enum):
     BLEND = "blend"
 
 
+class Surrogate(str, enum.Enum):
+    NONE = "none"  # every bred child is evaluated
+    TPE = "tpe"  # breed surrogate_candidates x lambda children, evaluate the lambda a TPE density ratio ranks best
+
+
 class Mode(str, enum.Enum):
     GENERATIONAL = "generational"  # breed lambda children, wait for all, select: reproducible
     STEADY_STATE = "steady_state"  # breed a child whenever a worker is free; it replaces the worst
@@ -65,6 +70,8 @@ class EvolutionSettings:
     hall_of_fame: int = 5
     max_consecutive_failures: int = 10  # stop the run when the fitness keeps failing
     mode: Mode = Mode.GENERATIONAL
+    surrogate: Surrogate = Surrogate.NONE  # screen bred children with a model of all results so far (evo.surrogate)
+    surrogate_candidates: int = 10  # children bred per evaluated child when a surrogate screens them
 
     @property
     def lambda_(self) -> int:
@@ -90,6 +97,9 @@ class EvolutionSettings:
         whole("immigrants", 0)
         whole("hall_of_fame", 1)
         whole("max_consecutive_failures", 1)
+        whole("surrogate_candidates", 1)
+        if not isinstance(self.surrogate, Surrogate):
+            raise ConfigError(f"evolution.surrogate: expected a Surrogate, got {self.surrogate!r}")
         for key in ("crossover_rate", "mutation_rate", "gene_mutation_rate"):
             rate(key)
         sigma = self.mutation_sigma
@@ -210,7 +220,9 @@ def _settings(cls: type, section: str, spec: Mapping[str, Any], enums: Mapping[s
 
 
 def _evolution(spec: Mapping[str, Any]) -> EvolutionSettings:
-    return _settings(EvolutionSettings, "evolution", spec, {"strategy": Strategy, "crossover": Crossover, "mode": Mode})
+    return _settings(EvolutionSettings, "evolution", spec, {
+        "strategy": Strategy, "crossover": Crossover, "mode": Mode, "surrogate": Surrogate,
+    })
 
 
 def _executor(spec: Mapping[str, Any]) -> ExecutorSettings:

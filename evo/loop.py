@@ -16,14 +16,15 @@ import numpy as np
 from deap import tools
 
 from evo import _deap, breeding
-from evo.config import RunConfig, Strategy
+from evo.config import RunConfig, Strategy, Surrogate
 from evo.evaluation import Evaluator, Job, penalty
 from evo.executors import Executor
 from evo.executors.local import LocalExecutor
 from evo.observers import Fanout, RunInfo, RunObserver
 from evo.stats import generation_record, logbook
 from evo.store import IndividualRecord, RunStore, TrialRecord
-from evo.trial import Fitness
+from evo.surrogate import Observation
+from evo.trial import FailureReason, Fitness, TrialStatus
 
 BASELINE_GENERATION = -1
 
@@ -94,7 +95,22 @@ class Evolution:
     def _breed(self, population: list, rng: np.random.Generator) -> list[breeding.Member]:
         if not population:
             return breeding.initial_members(self.config.space, self.settings.population_size, rng, self.seed_genomes)
-        return breeding.offspring(self.config.space, population, self.settings, rng)
+        return breeding.offspring(self.config.space, population, self.settings, rng, self._observations())
+
+    def _observations(self) -> list[Observation]:
+        """Every finished trial of this run's genomes, for a surrogate (none without one)."""
+        if self.settings.surrogate is Surrogate.NONE:
+            return []
+        names = self.config.space.names
+        out = []
+        for trial in self.store.trials():
+            if trial.generation < 0 or trial.status is TrialStatus.RUNNING or trial.reason is FailureReason.KILLED:
+                continue  # the baseline, trials in flight, and kills that say nothing about the config
+            if not all(n in trial.config for n in names):
+                continue
+            score = tuple(o.weight * trial.values[o.name] for o in self.objectives) if trial.ok else None
+            out.append(Observation({n: trial.config[n] for n in names}, score))
+        return out
 
     def _survivors(self, population: list, new: list) -> list:
         mu = self.settings.population_size

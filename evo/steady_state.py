@@ -85,7 +85,7 @@ class SteadyStateEvolution(Evolution):
             member = (self.config.space.sample(rng), "immigrant", [])
         else:
             one = dataclasses.replace(self.settings, offspring_size=1, immigrants=0)
-            (member,) = breeding.offspring(self.config.space, self.population, one, rng)
+            (member,) = breeding.offspring(self.config.space, self.population, one, rng, self._observations())
         (rec,) = [r for r in self.store.add_individuals(gen, [member], first_slot=slot) if r.slot == slot]
         self.members[rec.id] = rec
         return rec
