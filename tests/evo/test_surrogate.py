@@ -75,13 +75,15 @@ def test_several_objectives_rank_by_domination():
 
 
 def test_screen_keeps_breeding_order_until_there_is_data():
-    candidates = [SPACE.sample(np.random.default_rng(i)) for i in range(10)]
+    candidates = [SPACE.sample(np.random.default_rng(100 + i)) for i in range(10)]
     few = sphere_observations(MIN_OBSERVATIONS - 1, np.random.default_rng(0))
     assert screen(SPACE, candidates, few, 3) == [0, 1, 2]
     assert screen(SPACE, candidates, [Observation(c, None) for c in candidates], 3) == [0, 1, 2]
     many = sphere_observations(40, np.random.default_rng(0))
-    best = screen(SPACE, candidates + [at(0.2)], many, 3)
-    assert len(best) == 3 and 10 in best
+    best_seen = max(many, key=lambda o: o.score).genome
+    near_the_best = dict(best_seen, lora_dropout=round(best_seen["lora_dropout"] + 0.01, 3))
+    best = screen(SPACE, candidates + [near_the_best], many, 3)
+    assert len(best) == 3 and best[0] == 10
 
 
 @pytest.mark.parametrize("settings", [{"surrogate": "gp"}, {"surrogate_candidates": 0}, {"surrogate_candidates": 2.5}])
@@ -90,9 +92,11 @@ def test_bad_surrogate_settings_are_config_errors(settings):
         evolve(SPACE, Sphere(SPACE), evolution=settings)
 
 
-def test_settings_default_to_no_surrogate():
-    assert EvolutionSettings().surrogate in (Surrogate.NONE, Surrogate.TPE)
-    assert EvolutionSettings(surrogate=Surrogate.TPE).surrogate_candidates >= 1
+def test_the_tpe_surrogate_is_the_default_and_none_turns_it_off():
+    assert EvolutionSettings().surrogate is Surrogate.TPE and EvolutionSettings().surrogate_candidates == 10
+    fitness = Sphere(SPACE)
+    evolve(SPACE, fitness, evolution={"population_size": 4, "generations": 2, "surrogate": "none"}, seed=1)
+    assert len(fitness.calls) == 4 + 2 * 4
 
 
 def run(surrogate: str, seed: int, **evolution):
