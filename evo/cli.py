@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import functools
 import json
@@ -308,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunAborted as exc:
         print(f"evo: run stopped: {exc}; fix the cause, then 'evo resume'", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # `evo status RUN | head`: the reader left, which is fine
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("evo: interrupted; continue with 'evo resume RUN_DIR'", file=sys.stderr)
         return 130

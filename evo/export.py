@@ -30,7 +30,24 @@ NAMED_MODULE_SETS = {  # named target-module sets, resolved for Llama-style laye
 }
 
 
-def split_sections(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def _transformers_major() -> int | None:
+    from importlib import metadata
+
+    try:
+        return int(metadata.version("transformers").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
+
+
+def split_sections(config: Mapping[str, Any], transformers_major: int | None = None) -> dict[str, dict[str, Any]]:
+    """The config in ``training`` / ``lora`` / ``quantization`` / ``other`` sections.
+
+    transformers 5 dropped ``warmup_ratio``: its ``warmup_steps`` takes the ratio as a
+    float in [0, 1). The installed version decides which name the export uses.
+    """
+    major = transformers_major if transformers_major is not None else _transformers_major()
+    if major is not None and major >= 5 and "warmup_ratio" in config:
+        config = {("warmup_steps" if k == "warmup_ratio" else k): v for k, v in config.items()}
     sections: dict[str, dict[str, Any]] = {"training": {}, "lora": {}, "quantization": {}, "other": {}}
     for key, value in config.items():
         if key in LORA_FIELDS:

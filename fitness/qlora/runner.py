@@ -50,6 +50,7 @@ class TrialRunner:
                 ignored_config_keys=ignored, learning_rate_gene=gene_lr, learning_rate_applied=cfg.learning_rate,
                 compute_dtype=str(compute_dtype(cfg.quant.bnb_4bit_compute_dtype, self.device)).removeprefix("torch."),
             )
+            applied["bnb_4bit_compute_dtype"] = metrics["compute_dtype"]  # what BitsAndBytesConfig takes, not "auto"
             self._reset_peak_memory()
             base = self.base.get(cfg.quant)
             metrics["base_loads"] = self.base.loads

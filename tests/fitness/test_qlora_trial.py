@@ -26,6 +26,7 @@ def test_trial_reports_perplexity_and_metrics(shared_fitness):
     assert m["trainable_parameters"] > 0 and m["peak_rss_mb"] > 0 and m["wall_seconds"] > 0
     assert m["eval_tokens"] == 256 and m["train_tokens_per_s"] > 0 and m["eval_tokens_per_s"] > 0
     assert result.applied_config["max_seq_length"] == 32 and result.applied_config["r"] == 64
+    assert result.applied_config["bnb_4bit_compute_dtype"] in ("bfloat16", "float32")  # never "auto": it must load
 
 
 def test_same_seed_same_result_on_the_reused_base(shared_fitness):

@@ -1,0 +1,27 @@
+"""`evo best --export` sections load straight into the Hugging Face classes."""
+from evo.export import split_sections
+from fitness.qlora.genes import parse_genes
+from fitness.qlora.spec import LRScaling
+
+
+def test_exported_sections_load_into_trainingarguments_loraconfig_and_bitsandbytesconfig(tmp_path):
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig, TrainingArguments
+
+    genes = {"learning_rate": 2e-3, "r": 32, "lora_alpha": 64, "target_modules": "attention", "optim": "adamw_torch",
+             "lr_scheduler_type": "cosine", "warmup_ratio": 0.1, "bnb_4bit_quant_type": "fp4"}
+    cfg, _, _ = parse_genes(genes, lr_scaling=LRScaling.NONE, lr_reference_batch=8)
+    applied = {**cfg.as_dict(), "bnb_4bit_compute_dtype": "bfloat16"}  # as the runner records it
+    sections = split_sections(applied)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, **sections["training"])
+    lora = LoraConfig(**sections["lora"])
+    quant = BitsAndBytesConfig(**sections["quantization"])
+    assert args.learning_rate == 2e-3 and args.lr_scheduler_type.value == "cosine"
+    assert lora.r == 32 and set(lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "fp4"
+    assert sections["other"] == {"max_seq_length": 128}
+
+
+def test_warmup_ratio_is_named_for_the_installed_transformers():
+    assert split_sections({"warmup_ratio": 0.1}, transformers_major=4)["training"] == {"warmup_ratio": 0.1}
+    assert split_sections({"warmup_ratio": 0.1}, transformers_major=5)["training"] == {"warmup_steps": 0.1}
