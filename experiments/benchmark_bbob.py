@@ -8,19 +8,22 @@ a fixed shuffle, so their order carries no information) and from there onto one 
 coordinate in [-5, 5]. The objective is the precision ``f(x) - f(x*)``, minimised;
 the tables show its log10.
 
-Methods: ``ga`` (``evo.evolve`` with the default settings, population 10), ``ga+tpe``
-(the same with ``surrogate: tpe``), random search, Optuna TPE and Optuna NSGA-II,
-both with their defaults. Optuna's TPE + Hyperband pruner is left out: BBOB
+Methods: ``ga`` (``evo.evolve`` with ``surrogate: none``, i.e. plain evolution, the
+engine before surrogates), ``ga+tpe`` (``surrogate: tpe``, the default), both with
+population 10 and otherwise default settings; random search; Optuna TPE and Optuna
+NSGA-II, both with their defaults. Optuna's TPE + Hyperband pruner is left out: BBOB
 functions have no learning curve to prune on, and an invented one would decide the
 outcome.
 
 Prints, per problem, the median and interquartile range of the best value at several
 budget checkpoints and the evaluations each method needs to reach a target (the median
-final value of Optuna TPE), then a summary over all problems; writes an anytime plot.
+value of Optuna TPE at ``--target-at`` evaluations, 100), then a summary over all
+problems; writes an anytime plot. Runs go on to ``--budget`` (200) so that a method
+slower than TPE still gets a number.
 
     pip install -e '.[bench]'
-    python experiments/benchmark_bbob.py --plot experiments/results/bbob.png
-    python experiments/benchmark_bbob.py --quick --plot /tmp/bbob.png   # ~1 minute
+    python experiments/benchmark_bbob.py --first-seed 100 --plot experiments/results/bbob_mixed.png  # ~3 min
+    python experiments/benchmark_bbob.py --quick --plot /tmp/bbob.png   # ~15 s
 """
 from __future__ import annotations
 
