@@ -124,7 +124,12 @@ def main() -> None:
         reloads.append((t_load + wall, t_load, work))
         del fresh
         gc.collect()
-        trainer_runs.append(trainer_tokens_per_s(base, data, cfg, args.steps))
+        # The Trainer gets a base of its own: accelerate's prepare() patches the model it is
+        # given, which must not leak into the resident base the other trials use.
+        own = load_base(source, QuantSettings(), device, cache)
+        trainer_runs.append(trainer_tokens_per_s(own, data, cfg, args.steps))
+        del own
+        gc.collect()
 
     res_over = statistics.median(w - work for w, work in resident)
     rel_load = statistics.median(t for _, t, _ in reloads)
