@@ -46,6 +46,7 @@ FLOOR = 1e-8  # precision below which a problem counts as solved; keeps log10 fi
 KINDS = ("float", "log_float", "int", "categorical", "ordered")
 CHOICES = 12  # levels of the categorical and ordered-choice genes
 METHODS = ("random", "ga", "ga+tpe", "optuna-tpe", "optuna-nsga2")
+EXTRA_METHODS = ("ga+tpe-ss",)  # only when asked for with --methods
 
 
 # -- the problem ------------------------------------------------------------------------
@@ -161,6 +162,9 @@ RUNNERS: dict[str, Callable[[BBOBFitness, int, int], None]] = {
     "random": run_random,
     "ga": lambda f, b, s: run_ga(f, b, s, surrogate="none"),
     "ga+tpe": lambda f, b, s: run_ga(f, b, s, surrogate="tpe"),
+    # steady state: each child is bred (and screened) as soon as the previous one finished, so the model
+    # learns after every trial as TPE's does, instead of once per generation
+    "ga+tpe-ss": lambda f, b, s: run_ga(f, b, s, surrogate="tpe", mode="steady_state"),
     "optuna-tpe": run_optuna("tpe"),
     "optuna-nsga2": run_optuna("nsga2"),
 }
@@ -278,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=int, default=200, help="evaluations per run")
     parser.add_argument("--target-at", type=int, default=100,
                         help="the budget compared: ranks, wins and the target (optuna-tpe's median there)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS + EXTRA_METHODS))
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     parser.add_argument("--plot", help="write the anytime plot (PNG) here")
     args = parser.parse_args(argv)
