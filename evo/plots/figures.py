@@ -221,7 +221,9 @@ def learning_curves(data: RunData, path: Path) -> dict[str, Any]:
     """Train loss and intermediate validation curves of the best trials."""
     ok = [t for t in data.trials if t.ok and t.generation >= 0 and t.metrics.get("train_loss_curve")]
     top = sorted(ok, key=lambda t: data.value(t), reverse=not data.minimize)[:TOP_TRIALS]
-    has_val = any(t.metrics.get("val_perplexity_curve") for t in top)
+    # A validation panel only says something with intermediate points (eval_every > 0);
+    # the final value alone is already in every legend entry.
+    has_val = any(len(t.metrics.get("val_perplexity_curve") or []) >= 2 for t in top)
     fig, axes = plt.subplots(1, 2 if has_val else 1, figsize=(11 if has_val else 6.5, 4.5), squeeze=False)
     series: dict[str, Any] = {}
     for rank, trial in enumerate(top):
