@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import dataclasses
 import functools
@@ -42,9 +43,21 @@ def _executor_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _make_executor(config: RunConfig, fitness):
-    """Ray actors get a factory, not the driver's fitness: each builds its own, once."""
-    return make_executor(config.executor, fitness, factory=functools.partial(_make_fitness, dict(config.fitness)))
+@contextlib.contextmanager
+def _fitness_and_executor(config: RunConfig):
+    """The run's fitness and executor, both closed however the run ends.
+
+    Ray actors get a factory, not the driver's fitness: each builds its own, once.
+    """
+    fitness = _make_fitness(config.fitness)
+    executor = None
+    try:
+        executor = make_executor(config.executor, fitness, factory=functools.partial(_make_fitness, dict(config.fitness)))
+        yield fitness, executor
+    finally:
+        if executor is not None:
+            executor.close()
+        fitness.close()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -53,10 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.out = Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (Path(args.out) / "run.db").exists():
         raise ConfigError(f"{args.out}: already holds a run; continue it with 'evo resume {args.out}'")
-    fitness = _make_fitness(config.fitness)
-    executor = None
-    try:
-        executor = _make_executor(config, fitness)
+    with _fitness_and_executor(config) as (fitness, executor):
         print(f"run directory: {args.out}", file=sys.stderr)
         result = start_run(
             config,
@@ -69,10 +79,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             warn=lambda message: print(f"warning: {message}", file=sys.stderr),
             executor=executor,
         )
-    finally:
-        if executor is not None:
-            executor.close()
-        fitness.close()
     _print_best(result.best_trials[:1], fitness.objectives)
     return 0
 
@@ -84,15 +90,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         kind = ExecutorType(args.executor or "ray")
         address = args.ray_address or (config.executor.address if kind is ExecutorType.RAY else None)
         config = dataclasses.replace(config, executor=dataclasses.replace(config.executor, type=kind, address=address))
-    fitness = _make_fitness(config.fitness)
-    executor = None
-    try:
-        executor = _make_executor(config, fitness)
+    with _fitness_and_executor(config) as (fitness, executor):
         result = resume_run(args.run_dir, fitness, observers=_observers(args, config), executor=executor)
-    finally:
-        if executor is not None:
-            executor.close()
-        fitness.close()
     _print_best(result.best_trials[:1], fitness.objectives)
     return 0
 
