@@ -67,7 +67,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (Path(args.out) / "run.db").exists():
         raise ConfigError(f"{args.out}: already holds a run; continue it with 'evo resume {args.out}'")
     with _fitness_and_executor(config) as (fitness, executor):
-        print(f"run directory: {args.out}", file=sys.stderr)
         result = start_run(
             config,
             fitness,

@@ -27,6 +27,8 @@ class TerminalProgress(RunObserver):
         self.remaining_gens = self.generations - run.first_generation + 1
         self.durations: list[float] = []
         self.t0 = time.monotonic()
+        if run.run_dir is not None:
+            self._print(f"run directory: {run.run_dir}")
 
     def generation(self, gen: int, size: int) -> None:
         self.gen, self.size, self.index = gen, size, 0
