@@ -231,6 +231,13 @@ def _executor_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run trials on this Ray cluster ('auto', 'ray://head:10001'); implies --executor ray")
 
 
+def _driver_arguments(parser: argparse.ArgumentParser) -> None:
+    """What evo run and evo resume share: output and where trials run."""
+    parser.add_argument("--quiet", action="store_true", help="no live progress")
+    parser.add_argument("--no-plots", action="store_true", help="do not refresh RUN_DIR/plots during the run")
+    _executor_arguments(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evo", description="Evolve QLoRA fine-tuning hyperparameters.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -249,16 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed-top-k", type=int, metavar="K", help="with --seed-from: only its K best")
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="the same as a positional KEY=VALUE (repeatable)")
-    run.add_argument("--quiet", action="store_true", help="no live progress")
-    run.add_argument("--no-plots", action="store_true", help="do not refresh RUN_DIR/plots during the run")
-    _executor_arguments(run)
+    _driver_arguments(run)
     run.set_defaults(func=cmd_run)
 
     resume = sub.add_parser("resume", help="continue a stopped or killed run")
     resume.add_argument("run_dir", type=Path)
-    resume.add_argument("--quiet", action="store_true", help="no live progress")
-    resume.add_argument("--no-plots", action="store_true", help="do not refresh RUN_DIR/plots during the run")
-    _executor_arguments(resume)
+    _driver_arguments(resume)
     resume.set_defaults(func=cmd_resume)
 
     status = sub.add_parser("status", help="a table per generation and the best so far")
