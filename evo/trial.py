@@ -74,12 +74,67 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class EarlyStop:
+    """When a fitness should stop a trial before its budget and answer PRUNED.
+
+    ``thresholds`` are ``(fraction of the budget, value)`` pairs sorted by fraction, for
+    the first objective: at an intermediate evaluation at fraction f, a trial whose value
+    is worse than the threshold of the largest fraction <= f is stopped (the median
+    stopping rule: the driver puts the median of earlier trials there). With
+    ``loss_ratio``, a training loss above that multiple of the first step's loss, or a
+    NaN/inf loss, stops the trial as diverged.
+    """
+
+    direction: Direction = Direction.MINIMIZE
+    thresholds: tuple[tuple[float, float], ...] = ()
+    loss_ratio: float | None = None
+
+    def threshold_at(self, fraction: float) -> float | None:
+        """The threshold in force at ``fraction`` of the budget (None before the first one)."""
+        current = None
+        for at, value in self.thresholds:
+            if at > fraction + 1e-9:
+                break
+            current = value
+        return current
+
+    def prunes(self, fraction: float, value: float) -> bool:
+        """True when ``value`` at ``fraction`` of the budget is worse than the threshold there."""
+        threshold = self.threshold_at(fraction)
+        if threshold is None:
+            return False
+        if not math.isfinite(value):
+            return True
+        return value > threshold if self.direction is Direction.MINIMIZE else value < threshold
+
+    def diverged(self, first_loss: float, loss: float) -> bool:
+        """True when the training loss is NaN/inf or past ``loss_ratio`` times its first value."""
+        if self.loss_ratio is None:
+            return False
+        return not math.isfinite(loss) or loss > self.loss_ratio * first_loss
+
+
+@dataclass(frozen=True)
 class Trial:
     """What a fitness is asked to evaluate.
 
     ``config`` holds the searched genes and the fixed values together, named after
     the Hugging Face fields they set. ``artifact_dir`` is a directory the fitness
     may write into (adapters, logs); it is None when the run keeps no artifacts.
+
+    Partial training, for multi-fidelity runs and population-based training:
+    ``fidelity`` is the fraction of ``budget`` to train up to, counted from step 0 of
+    a schedule that always spans the whole budget, so that a config trained to 1/3 and
+    continued to 1 ends where one trained to 1 in one go does. ``resume_from`` is a
+    checkpoint an earlier trial wrote (adapter, optimizer and scheduler state, data
+    position, curves): training continues from its step with this trial's
+    hyperparameters; genes listed in the fitness's ``structural_genes`` must match it.
+    ``checkpoint_dir`` asks the fitness to write such a checkpoint when it ends.
+
+    Metrics a fitness reports for such trials: ``steps`` (the step reached),
+    ``budget_steps`` (steps at fidelity 1), ``start_step`` (where it resumed),
+    ``train_tokens`` (tokens trained by this trial only, so compute adds up across
+    trials), and curves that continue the checkpoint's.
     """
 
     trial_id: int
@@ -88,6 +143,10 @@ class Trial:
     seed: int
     generation: int = 0
     artifact_dir: Path | None = None
+    fidelity: float = 1.0
+    resume_from: Path | None = None
+    checkpoint_dir: Path | None = None
+    early_stop: EarlyStop | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +173,12 @@ class TrialResult:
     @classmethod
     def failed(cls, reason: FailureReason, message: str, **kw: Any) -> "TrialResult":
         return cls(TrialStatus.FAILED, reason=reason, message=message, **kw)
+
+    @classmethod
+    def pruned(cls, values: Mapping[str, float], message: str, **kw: Any) -> "TrialResult":
+        """Stopped early: ``values`` are the last intermediate ones, not comparable with complete
+        trials; ``reason`` is DIVERGED when the loss diverged, None for the median rule."""
+        return cls(TrialStatus.PRUNED, dict(values), message=message, **kw)
 
     @property
     def ok(self) -> bool:
@@ -157,6 +222,8 @@ class Fitness(Protocol):
     """
 
     objectives: tuple[Objective, ...]
+    # Optional: ``structural_genes`` (frozenset of config keys that cannot change while a
+    # checkpoint is continued, e.g. the LoRA rank), ``describe()`` (environment for reports).
 
     def fingerprint(self) -> str: ...
 

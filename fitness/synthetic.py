@@ -1,14 +1,22 @@
 """A synthetic fitness shaped like a LoRA tuning landscape, for tests and demos.
 
-It answers in microseconds with numbers that behave like validation perplexity:
-- the best learning rate depends on the effective LoRA step ``lr * alpha / r``
-  (``alpha / sqrt(r)`` with rsLoRA) and grows with the square root of the effective
-  batch, so learning rate, rank, alpha and batch size interact;
+It answers in microseconds with numbers that behave like validation perplexity
+along a training run:
+- training is a state that moves, step by step, from an untrained level towards the
+  config's asymptote, at a rate set by the config; log perplexity = state + noise;
+- the asymptote depends on the effective LoRA step ``lr * alpha / r``
+  (``alpha / sqrt(r)`` with rsLoRA), whose best value grows with the square root of
+  the effective batch, so learning rate, rank, alpha and batch size interact; the
+  rate grows with the step, so a too-large learning rate looks good early and loses
+  late (which is what makes low-fidelity rankings imperfect, as on real runs);
 - too large a step diverges (a failed trial, as a NaN loss would), less often with
   gradient clipping;
 - dropout, target modules, scheduler, warmup and weight decay have smaller effects;
-- a larger budget lowers perplexity; noise is seeded by the trial seed, so a trial
-  is reproducible.
+- measurement noise is seeded by the run's data seed and the step, so a trial is
+  reproducible, and one continued from a checkpoint equals one trained in one go.
+
+Trials honour fidelity, checkpoints (a small JSON state) and early stopping like the
+QLoRA fitness, so multi-fidelity runs and PBT can be tested and benchmarked on it.
 """
 from __future__ import annotations
 
@@ -17,19 +25,12 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from evo.trial import (
-    Budget,
-    ConfigError,
-    Direction,
-    FailureReason,
-    Objective,
-    Trial,
-    TrialResult,
-)
+from evo.trial import Budget, ConfigError, Direction, EarlyStop, FailureReason, Objective, Trial, TrialResult
 
 # Defaults for genes a search space leaves out: QLoRA-paper-style settings.
 DEFAULTS = {
@@ -62,12 +63,14 @@ class SyntheticSpec:
     """The ``fitness:`` section of a run config for ``type: synthetic``."""
 
     type: str = "synthetic"
-    base_perplexity: float = 12.0  # the perplexity of a perfectly tuned config at budget 100 steps
+    base_perplexity: float = 12.0  # the perplexity of a perfectly tuned config trained to convergence
     noise: float = 0.01  # log-normal sigma of the measurement noise
     failure_rate: float = 0.0  # fraction of trials that raise an error (seeded), to exercise failures
     seconds_per_trial: float = 0.0  # sleep per trial, to simulate training time (the mean, with a spread)
     duration_spread: float = 0.0  # log-normal sigma of the sleep; 0.5-1 looks like real trials of mixed configs
     objectives: tuple[str, ...] = ("val_perplexity",)
+    eval_every: float = 0.125  # intermediate validations, as a fraction of the budget
+
 
     def __post_init__(self) -> None:
         if self.base_perplexity <= 1:
@@ -80,6 +83,8 @@ class SyntheticSpec:
             raise ConfigError(f"fitness.seconds_per_trial: must be >= 0, got {self.seconds_per_trial}")
         if not 0 <= self.duration_spread <= 3:
             raise ConfigError(f"fitness.duration_spread: must be in [0, 3], got {self.duration_spread}")
+        if not 0 < self.eval_every <= 1:
+            raise ConfigError(f"fitness.eval_every: must be in (0, 1], got {self.eval_every}")
         if not self.objectives:
             raise ConfigError("fitness.objectives: needs at least one objective")
         for name in self.objectives:
@@ -87,7 +92,14 @@ class SyntheticSpec:
                 raise ConfigError(f"fitness.objectives: unknown objective {name!r} (known: {', '.join(_METRICS)})")
 
 
+UNTRAINED_LEVEL = 1.0  # log-perplexity above the floor before training: e x the tuned perplexity
+BASE_RATE = 0.1  # per-step approach to the asymptote at the best effective step
+STRUCTURAL = frozenset({"r", "lora_alpha", "use_rslora", "target_modules", "optim"})
+
+
 class SyntheticFitness:
+    structural_genes = STRUCTURAL
+
     def __init__(self, spec: SyntheticSpec = SyntheticSpec()):
         self.spec = spec
         self.objectives = tuple(Objective(n, _METRICS[n]) for n in spec.objectives)
@@ -110,7 +122,7 @@ class SyntheticFitness:
 
     def fingerprint(self) -> str:
         spec = asdict(self.spec)
-        for timing in ("seconds_per_trial", "duration_spread"):  # time spent does not change the answer
+        for timing in ("seconds_per_trial", "duration_spread", "eval_every"):  # they do not change the answer
             spec.pop(timing)
         return "synthetic-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -118,48 +130,35 @@ class SyntheticFitness:
         pass
 
     def duration(self, trial: Trial) -> float:
-        """Seconds this trial sleeps: log-normal around ``seconds_per_trial`` (its mean),
-        drawn from its own stream so that timing never changes the answer."""
+        """Seconds a whole-budget trial sleeps: log-normal around ``seconds_per_trial`` (its
+        mean), drawn from its own stream so that timing never changes the answer."""
         sigma = self.spec.duration_spread
         z = np.random.default_rng([trial.seed, 1]).normal() if sigma else 0.0
         return self.spec.seconds_per_trial * math.exp(sigma * z - sigma**2 / 2)
 
     def evaluate(self, trial: Trial) -> TrialResult:
-        if self.spec.seconds_per_trial:
-            time.sleep(self.duration(trial))
         rng = np.random.default_rng(trial.seed)
         if rng.random() < self.spec.failure_rate:
             raise RuntimeError(f"synthetic failure (seed {trial.seed})")
         c = {**DEFAULTS, **trial.config}
-        steps = _steps(trial.budget, c)
         lr = float(c["learning_rate"])
         if not math.isfinite(lr) or lr <= 0:
             return TrialResult.failed(FailureReason.DIVERGED, f"loss is nan at step 1 (learning_rate={lr})")
-        batch = int(c["per_device_train_batch_size"]) * int(c["gradient_accumulation_steps"])
-        scale = c["lora_alpha"] / (math.sqrt(c["r"]) if c["use_rslora"] else c["r"])
-        step_size = math.log10(lr * scale)
-        best_step = -3.2 + 0.5 * math.log10(batch / 8)
-        overshoot = step_size - best_step
-        if overshoot > (1.3 if float(c["max_grad_norm"]) <= 1.0 else 1.0):
-            at = max(1, int(steps * 0.2))
-            return TrialResult.failed(FailureReason.DIVERGED, f"loss is nan at step {at} (learning rate too high)")
-
-        gap = (
-            0.25 * overshoot**2
-            + 0.3 * (float(c["lora_dropout"]) - 0.05) ** 2
-            + 0.02 * abs(math.log2(c["r"] / 16))
-            + _MODULE_GAIN.get(_module_set(c["target_modules"]), 0.01)
-            + _SCHEDULER_GAIN.get(c["lr_scheduler_type"], 0.0)
-            + 0.2 * (float(c["warmup_ratio"]) - 0.05) ** 2
-            + 0.05 * float(c["weight_decay"]) ** 2
-        )
-        final = self.spec.base_perplexity * math.exp(gap) * (1 + 1.5 / math.sqrt(steps)) / (1 + 1.5 / 10)
-        final *= math.exp(rng.normal(0.0, self.spec.noise))
-        return TrialResult.complete(self._objectives(final, c, steps, batch), metrics=self._metrics(final, c, steps, batch, rng))
+        run = _Run.start(trial, c, self.spec.base_perplexity)
+        outcome = run.train(self.spec.noise, self.spec.eval_every, trial.early_stop)
+        if self.spec.seconds_per_trial:  # time in proportion to the steps trained
+            time.sleep(self.duration(trial) * max(run.step - run.start_step, 1) / run.budget_steps)
+        if outcome is not None:
+            return outcome
+        if trial.checkpoint_dir is not None:
+            run.save(trial.checkpoint_dir)
+        ppl = run.val_curve[-1][1]
+        return TrialResult.complete(self._objectives(ppl, c), metrics=run.metrics())
 
     # -----------------------------------------------------------------------------------
-    def _objectives(self, ppl: float, c: Mapping[str, Any], steps: int, batch: int) -> dict[str, float]:
+    def _objectives(self, ppl: float, c: Mapping[str, Any]) -> dict[str, float]:
         seq = int(c["max_seq_length"])
+        batch = int(c["per_device_train_batch_size"]) * int(c["gradient_accumulation_steps"])
         measured = {
             "val_perplexity": ppl,
             "peak_memory_mb": 300.0 + 0.004 * batch * seq * (1 + 0.5 * (_module_set(c["target_modules"]) == "all-linear")) + 0.5 * c["r"],
@@ -168,14 +167,118 @@ class SyntheticFitness:
         }
         return {name: measured[name] for name in self.spec.objectives}
 
-    def _metrics(self, ppl: float, c: Mapping[str, Any], steps: int, batch: int, rng) -> dict[str, Any]:
-        """A plausible learning curve ending at the final perplexity."""
-        marks = sorted({max(1, round(steps * f)) for f in (0.25, 0.5, 0.75, 1.0)})
-        final_loss = math.log(ppl)
-        curve = [[s, final_loss + 1.5 / math.sqrt(s) - 1.5 / math.sqrt(steps) + float(rng.normal(0, 0.02))] for s in range(1, steps + 1)]
-        val = [[s, ppl * (1 + 1.5 / math.sqrt(s)) / (1 + 1.5 / math.sqrt(steps))] for s in marks]
-        tokens = steps * batch * int(c["max_seq_length"])
-        return {"train_loss_curve": curve, "val_perplexity_curve": val, "steps": steps, "train_tokens": tokens}
+
+@dataclass
+class _Run:
+    """One trial's training: a level that approaches the config's asymptote step by step."""
+
+    config: Mapping[str, Any]
+    base: float
+    budget_steps: int
+    target: int
+    data_seed: int
+    step: int = 0
+    start_step: int = 0
+    level: float = UNTRAINED_LEVEL
+    loss_curve: list = field(default_factory=list)
+    val_curve: list = field(default_factory=list)
+    pruned_at: int | None = None
+
+    @classmethod
+    def start(cls, trial: Trial, c: Mapping[str, Any], base: float) -> "_Run":
+        budget_steps = _steps(trial.budget, c)
+        run = cls(c, base, budget_steps, max(1, round(trial.fidelity * budget_steps)), trial.seed)
+        if trial.resume_from is not None:
+            run._load(Path(trial.resume_from), c)
+        return run
+
+    def train(self, noise: float, eval_every: float, early_stop: EarlyStop | None) -> TrialResult | None:
+        """Step to the target; a failed or pruned result when the run stops early, else None."""
+        c = self.config
+        batch = int(c["per_device_train_batch_size"]) * int(c["gradient_accumulation_steps"])
+        scale = c["lora_alpha"] / (math.sqrt(c["r"]) if c["use_rslora"] else c["r"])
+        overshoot = math.log10(float(c["learning_rate"]) * scale) - (-3.2 + 0.5 * math.log10(batch / 8))
+        asymptote = _asymptote(c, overshoot)
+        rate = min(0.9, BASE_RATE * 10 ** (0.5 * min(overshoot, 1.0)) * math.sqrt(batch / 8))
+        limit = 1.3 if float(c["max_grad_norm"]) <= 1.0 else 1.0
+        diverge_at = self.step + max(1, int(self.budget_steps * 0.2)) if overshoot > limit else None
+        marks = {max(1, round(self.budget_steps * eval_every * k)) for k in range(1, int(1 / eval_every) + 1)}
+        while self.step < self.target:
+            self.step += 1
+            if diverge_at is not None and self.step >= diverge_at:
+                message = f"loss is nan at step {self.step} (learning rate too high)"
+                if early_stop is not None and early_stop.loss_ratio is not None:
+                    return self._pruned(message, FailureReason.DIVERGED)
+                return TrialResult.failed(FailureReason.DIVERGED, message, metrics=self.metrics())
+            self.level = asymptote + (self.level - asymptote) * math.exp(-rate)
+            wobble = np.random.default_rng([self.data_seed, self.step, 1]).normal(0.0, 0.02)
+            self.loss_curve.append([self.step, math.log(self.base) + self.level + float(wobble)])
+            if self.step in marks or self.step == self.target:
+                z = np.random.default_rng([self.data_seed, self.step]).normal(0.0, noise)
+                value = self.base * math.exp(self.level + z)
+                self.val_curve.append([self.step, value])
+                if self.step < self.target and early_stop is not None and early_stop.prunes(self.step / self.budget_steps, value):
+                    threshold = early_stop.threshold_at(self.step / self.budget_steps)
+                    return self._pruned(f"val_perplexity {value:.4g} worse than the median {threshold:.4g} "
+                                        f"at step {self.step}/{self.budget_steps}")
+        return None
+
+    def _pruned(self, message: str, reason: FailureReason | None = None) -> TrialResult:
+        self.pruned_at = self.step
+        values = {"val_perplexity": self.val_curve[-1][1]} if self.val_curve else {}
+        return TrialResult.pruned(values, message, reason=reason, metrics=self.metrics())
+
+    def metrics(self) -> dict[str, Any]:
+        c = self.config
+        per_step = int(c["per_device_train_batch_size"]) * int(c["gradient_accumulation_steps"]) * int(c["max_seq_length"])
+        out = {
+            "train_loss_curve": self.loss_curve, "val_perplexity_curve": self.val_curve,
+            "steps": self.step, "budget_steps": self.budget_steps, "start_step": self.start_step,
+            "train_tokens": (self.step - self.start_step) * per_step,
+        }
+        if self.pruned_at is not None:
+            out["pruned_at_step"] = self.pruned_at
+        return out
+
+    # -- checkpoints ------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": self.step, "level": self.level, "data_seed": self.data_seed,
+            "loss_curve": self.loss_curve, "val_curve": self.val_curve,
+            "structure": {k: self.config.get(k) for k in sorted(STRUCTURAL)},
+        }
+        (directory / CHECKPOINT_FILE).write_text(json.dumps(state))
+
+    def _load(self, directory: Path, c: Mapping[str, Any]) -> None:
+        try:
+            state = json.loads((directory / CHECKPOINT_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"cannot resume from {directory}: {exc}") from None
+        for key, value in state["structure"].items():
+            if c.get(key) != value:
+                raise RuntimeError(f"cannot resume from {directory}: {key} is {c.get(key)!r}, the checkpoint has {value!r}")
+        self.step = self.start_step = state["step"]
+        self.level, self.data_seed = state["level"], state["data_seed"]
+        self.loss_curve, self.val_curve = state["loss_curve"], state["val_curve"]
+
+
+CHECKPOINT_FILE = "synthetic_checkpoint.json"
+
+
+def _asymptote(c: Mapping[str, Any], overshoot: float) -> float:
+    """Log-perplexity above the floor that this config converges to: a too-small step mostly
+    trains slowly (see the rate), a too-large one converges to a worse point."""
+    return (
+        (0.25 if overshoot > 0 else 0.05) * overshoot**2
+        + 0.3 * (float(c["lora_dropout"]) - 0.05) ** 2
+        + 0.02 * abs(math.log2(c["r"] / 16))
+        + _MODULE_GAIN.get(_module_set(c["target_modules"]), 0.01)
+        + _SCHEDULER_GAIN.get(c["lr_scheduler_type"], 0.0)
+        + 0.2 * (float(c["warmup_ratio"]) - 0.05) ** 2
+        + 0.05 * float(c["weight_decay"]) ** 2
+    )
 
 
 def _steps(budget: Budget, c: Mapping[str, Any]) -> int:
