@@ -18,10 +18,14 @@ from deap import base, tools
 from evo.trial import Objective
 
 
-def make_types(objectives: Sequence[Objective]) -> tuple[type, type]:
+def make_types(objectives: Sequence[Objective], by_fidelity: bool = False) -> tuple[type, type]:
     """Fitness and Individual classes for these objectives. An individual is a plain
-    dict of genes with ``fitness``, ``id``, ``trial_id`` and ``ok`` attributes."""
-    fitness_cls = type("Fitness", (base.Fitness,), {"weights": tuple(o.weight for o in objectives)})
+    dict of genes with ``fitness``, ``id``, ``trial_id`` and ``ok`` attributes.
+
+    ``by_fidelity`` puts a maximised fidelity in front of the objective (single-objective
+    only): DEAP compares fitnesses lexicographically, so fidelity decides first."""
+    weights = tuple(o.weight for o in objectives)
+    fitness_cls = type("Fitness", (base.Fitness,), {"weights": (1.0, *weights) if by_fidelity else weights})
     individual_cls = type("Individual", (dict,), {"fitness": None, "id": None, "trial_id": None, "ok": False})
     return fitness_cls, individual_cls
 

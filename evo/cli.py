@@ -127,7 +127,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         stats = store.generation_stats()
         trials = store.trials()
         objectives = _objectives_of(store, trials)
-        header = ("gen", "evals", "cached", "failed", "best", "median", "worst", "diversity")
+        header = ("gen", "evals", "cached", "failed", "pruned", "best", "median", "worst", "diversity")
         rows = [[_fmt(s.get(h)) for h in header] for s in stats]
         _table(header, rows)
         by_status: dict[str, int] = {}

@@ -38,6 +38,74 @@ class Surrogate(str, enum.Enum):
 class Mode(str, enum.Enum):
     GENERATIONAL = "generational"  # breed lambda children, wait for all, select: reproducible
     STEADY_STATE = "steady_state"  # breed a child whenever a worker is free; it replaces the worst
+    PBT = "pbt"  # population-based training: members train side by side, the worst copy the best
+
+
+@dataclass(frozen=True)
+class MultiFidelity:
+    """Successive halving inside each generation (as DEHB): every new individual trains to
+    ``min_fidelity`` of the budget, the best 1/eta of each rung continue eta times further
+    from their checkpoint, up to the whole budget."""
+
+    eta: int = 3
+    min_fidelity: float = 1 / 9
+
+    def __post_init__(self) -> None:
+        if isinstance(self.eta, bool) or not isinstance(self.eta, int) or self.eta < 2:
+            raise ConfigError(f"evolution.multi_fidelity.eta: must be a whole number >= 2, got {self.eta!r}")
+        low = self.min_fidelity
+        if isinstance(low, bool) or not isinstance(low, (int, float)) or not 0 < low < 1:
+            raise ConfigError(f"evolution.multi_fidelity.min_fidelity: must be in (0, 1), got {low!r}")
+
+    @property
+    def rungs(self) -> tuple[float, ...]:
+        """Fractions of the budget, smallest first, ending at 1: min_fidelity * eta^k."""
+        out, fraction = [], float(self.min_fidelity)
+        while fraction < 1 - 1e-9:
+            out.append(fraction)
+            fraction *= self.eta
+        return (*out, 1.0)
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """The median stopping rule, plus stopping a diverging loss. Needs a fitness that
+    evaluates during training (QLoRA: ``fitness.eval_every``)."""
+
+    min_trials: int = 5  # completed trials whose curves make a median before anything is stopped
+    warmup: float = 0.25  # no trial is stopped before this fraction of the budget
+    loss_ratio: float | None = 3.0  # stop when the training loss exceeds this multiple of its first value
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_trials, bool) or not isinstance(self.min_trials, int) or self.min_trials < 1:
+            raise ConfigError(f"evolution.early_stopping.min_trials: must be a whole number >= 1, got {self.min_trials!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, float)) or not 0 <= self.warmup < 1:
+            raise ConfigError(f"evolution.early_stopping.warmup: must be in [0, 1), got {self.warmup!r}")
+        ratio = self.loss_ratio
+        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 1):
+            raise ConfigError(f"evolution.early_stopping.loss_ratio: must be > 1 or null, got {ratio!r}")
+
+
+@dataclass(frozen=True)
+class PBTSettings:
+    """Population-based training: every ``interval`` of the budget the bottom ``quantile``
+    copies a top-quantile member's adapter and optimizer state (exploit) and mutates its
+    non-structural hyperparameters (explore)."""
+
+    interval: float = 0.25
+    quantile: float = 0.25
+
+    def __post_init__(self) -> None:
+        if isinstance(self.interval, bool) or not isinstance(self.interval, (int, float)) or not 0 < self.interval <= 0.5:
+            raise ConfigError(f"evolution.pbt.interval: must be in (0, 0.5], got {self.interval!r}")
+        if isinstance(self.quantile, bool) or not isinstance(self.quantile, (int, float)) or not 0 < self.quantile <= 0.5:
+            raise ConfigError(f"evolution.pbt.quantile: must be in (0, 0.5], got {self.quantile!r}")
+
+    @property
+    def ends(self) -> tuple[float, ...]:
+        """The fraction of the budget each interval trains up to; the last is 1."""
+        n = max(2, round(1 / self.interval))
+        return tuple((k + 1) / n for k in range(n))
 
 
 class ExecutorType(str, enum.Enum):
@@ -74,6 +142,9 @@ class EvolutionSettings:
     # benchmark (README) it needs ~0.7x the evaluations of plain evolution to reach Optuna TPE's result at 100.
     surrogate: Surrogate = Surrogate.TPE
     surrogate_candidates: int = 10  # children bred per evaluated child when a surrogate screens them
+    multi_fidelity: MultiFidelity | None = None  # None: every individual trains on the whole budget
+    early_stopping: EarlyStopping | None = None  # None: every trial runs to its budget
+    pbt: PBTSettings = PBTSettings()  # used by mode: pbt
 
     @property
     def lambda_(self) -> int:
@@ -116,6 +187,11 @@ class EvolutionSettings:
             raise ConfigError(f"evolution.immigrants: {self.immigrants} is more than the {self.lambda_} offspring")
         if self.elitism > self.population_size:
             raise ConfigError(f"evolution.elitism: {self.elitism} is more than the population ({self.population_size})")
+        if self.multi_fidelity is not None and self.mode is not Mode.GENERATIONAL:
+            raise ConfigError(
+                f"evolution.multi_fidelity: works with mode: generational, not {self.mode.value} "
+                "(PBT already trains in intervals)"
+            )
         if self.mode is Mode.STEADY_STATE and self.strategy is Strategy.MU_COMMA_LAMBDA:
             raise ConfigError(
                 "evolution.strategy: steady_state replaces the worst member, which is mu_plus_lambda; "
@@ -222,9 +298,28 @@ def _settings(cls: type, section: str, spec: Mapping[str, Any], enums: Mapping[s
 
 
 def _evolution(spec: Mapping[str, Any]) -> EvolutionSettings:
+    spec = dict(spec)
+    for key, cls in (("multi_fidelity", MultiFidelity), ("early_stopping", EarlyStopping), ("pbt", PBTSettings)):
+        if key in spec:
+            spec[key] = _section(cls, f"evolution.{key}", spec[key], optional=key != "pbt")
     return _settings(EvolutionSettings, "evolution", spec, {
         "strategy": Strategy, "crossover": Crossover, "mode": Mode, "surrogate": Surrogate,
     })
+
+
+def _section(cls: type, key: str, value: Any, *, optional: bool) -> Any:
+    """A nested settings block: a mapping, ``true`` for the defaults, or ``null``/``false`` for off."""
+    if value is None or value is False:
+        if not optional:
+            raise ConfigError(f"{key}: cannot be switched off; leave it out for the defaults")
+        return None
+    if value is True:
+        return cls()
+    if isinstance(value, cls):  # already parsed (the Python API passes settings objects)
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping, true or null, got {value!r}")
+    return _settings(cls, key, value, {})
 
 
 def _executor(spec: Mapping[str, Any]) -> ExecutorSettings:
@@ -274,11 +369,12 @@ def parse_config(raw: Any) -> RunConfig:
 
 def _plain(settings: Any) -> dict[str, Any]:
     """A settings dataclass as YAML-ready values (enums by value)."""
-    return {
-        f.name: (v.value if isinstance(v, enum.Enum) else v)
-        for f in dataclasses.fields(settings)
-        for v in [getattr(settings, f.name)]
-    }
+    def plain(value: Any) -> Any:
+        if isinstance(value, enum.Enum):
+            return value.value
+        return _plain(value) if dataclasses.is_dataclass(value) else value
+
+    return {f.name: plain(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
 
 
 def resolved(config: RunConfig, raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,12 +8,18 @@ with its outcome as soon as it ends, so a killed driver loses only what was in f
 Trials run on an executor (see :mod:`evo.executors`), up to its capacity at once;
 results are committed in completion order. Two identical configs in flight at once
 are trained once: the second waits for the first's result.
+
+A job may train part of the budget (``fidelity``), continue another trial's checkpoint
+and leave one of its own (multi-fidelity runs, PBT); checkpoints live in
+RUN_DIR/checkpoints/<trial id> until the loop that asked for them deletes them. A
+trial at fidelity f is cached under the fingerprint ``<run fingerprint>@f``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
+import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +29,10 @@ import numpy as np
 
 from evo.config import ArtifactPolicy
 from evo.executors import Executor
+from evo.pruning import MedianRule
 from evo.space import canonical
 from evo.store import RunStore, TrialRecord
-from evo.trial import Budget, Fitness, Objective, Trial
+from evo.trial import Budget, Fitness, Objective, Trial, TrialStatus
 
 
 class RunAborted(RuntimeError):
@@ -53,12 +60,22 @@ def penalty(objectives: tuple[Objective, ...]) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class Job:
-    """An individual to evaluate; ``generation`` and ``slot`` fix its trial seed."""
+    """An individual to evaluate; ``generation`` and ``slot`` fix its trial seed.
+
+    ``resume_from`` is a trial whose checkpoint this one continues (trained from scratch
+    when that checkpoint is gone); ``checkpoint`` keeps this trial's end state for a
+    later one. ``cacheable`` is False when the outcome depends on more than the config
+    (a PBT member continues a history of its own).
+    """
 
     individual_id: int
     genome: dict[str, Any]
     generation: int
     slot: int
+    fidelity: float = 1.0
+    resume_from: int | None = None
+    checkpoint: bool = False
+    cacheable: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,12 +109,24 @@ class Evaluator:
     artifacts: ArtifactPolicy = ArtifactPolicy.BEST
     max_consecutive_failures: int = 10
     on_trial: Callable[[TrialRecord, bool], None] = lambda record, cached: None
+    pruner: MedianRule | None = None
     consecutive_failures: int = 0
     evaluations: int = 0
     cache_hits: int = 0
     last_failures: list[str] = field(default_factory=list)
     _in_flight: dict[int, _InFlight] = field(default_factory=dict)  # by executor ticket
     _waiting: dict[str, list[Job]] = field(default_factory=dict)  # by config key in flight
+    _scratch: Any = None  # a temporary checkpoint directory for runs kept in memory
+
+    def __post_init__(self) -> None:
+        if self.pruner is not None:
+            for trial in self.store.trials():
+                if trial.fingerprint.startswith(self.fingerprint):
+                    self.pruner.add(trial)
+
+    def fingerprint_at(self, fidelity: float) -> str:
+        """Trials at part of the budget are only ever reused at that same part."""
+        return self.fingerprint if fidelity >= 1 else f"{self.fingerprint}@{fidelity:.6g}"
 
     def evaluate_batch(self, jobs: Iterable[Job]) -> dict[int, TrialRecord]:
         """Evaluate jobs, as many at once as the executor runs; the trial of each individual."""
@@ -126,21 +155,34 @@ class Evaluator:
         """
         config = self.config_of(job.genome)
         key = canonical(config)
-        cached = self.store.find_reusable(self.fingerprint, key)
+        fingerprint = self.fingerprint_at(job.fidelity)
+        cached = self.store.find_reusable(fingerprint, key) if job.cacheable else None
         if cached is not None:
             self.store.link(job.individual_id, cached.id)
             self.cache_hits += 1
             self.on_trial(cached, True)
             return Outcome(job.individual_id, cached, cached=True)
+        if not job.cacheable:
+            key = f"{key}#individual={job.individual_id}"  # never merged with another member's trial
         if any(flight.key == key for flight in self._in_flight.values()):
             self._waiting.setdefault(key, []).append(job)
             return None
         seed = trial_seed(self.master_seed, job.generation, job.slot)
+        resume_dir = self.checkpoint_dir(job.resume_from) if job.resume_from is not None else None
+        if resume_dir is not None and not resume_dir.exists():
+            resume_dir = None  # gone (deleted, or the run moved): train from the start instead
         trial_id = self.store.start_trial(
-            fingerprint=self.fingerprint, config_key=key, config=config, generation=job.generation, seed=seed
+            fingerprint=fingerprint, config_key=key, config=config, generation=job.generation, seed=seed,
+            fidelity=job.fidelity, resumed_from=job.resume_from if resume_dir else None,
         )
-        artifact_dir = self._artifact_dir(trial_id)
-        ticket = self.executor.submit(Trial(trial_id, config, self.budget, seed, job.generation, artifact_dir))
+        artifact_dir = self._artifact_dir(trial_id) if job.fidelity >= 1 else None
+        trial = Trial(
+            trial_id, config, self.budget, seed, job.generation, artifact_dir,
+            fidelity=job.fidelity, resume_from=resume_dir,
+            checkpoint_dir=self.checkpoint_dir(trial_id) if job.checkpoint else None,
+            early_stop=self.pruner.early_stop() if self.pruner is not None else None,
+        )
+        ticket = self.executor.submit(trial)
         self._in_flight[ticket] = _InFlight(job, trial_id, key, artifact_dir)
         return None
 
@@ -153,6 +195,8 @@ class Evaluator:
         self.store.finish_trial(flight.trial_id, result, flight.job.individual_id)
         record = self.store.trial(flight.trial_id)
         self.evaluations += 1
+        if self.pruner is not None:
+            self.pruner.add(record)
         self._keep_artifacts(record, flight.artifact_dir)
         self.on_trial(record, False)
         outcomes = [Outcome(flight.job.individual_id, record, cached=False)]
@@ -164,7 +208,7 @@ class Evaluator:
         return outcomes
 
     def _count_failure(self, record: TrialRecord) -> None:
-        if record.ok:
+        if record.ok or record.status is TrialStatus.PRUNED:  # a stopped trial is the fitness working
             self.consecutive_failures = 0
             return
         self.consecutive_failures += 1
@@ -173,6 +217,22 @@ class Evaluator:
             raise RunAborted(
                 f"{self.consecutive_failures} evaluations in a row failed; last: {self.last_failures[-1]}"
             )
+
+    # -- checkpoints --------------------------------------------------------------------
+    def checkpoint_dir(self, trial_id: int) -> Path:
+        if self.store.run_dir is not None:
+            return self.store.run_dir / "checkpoints" / str(trial_id)
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="evo-checkpoints-")
+        return Path(self._scratch.name) / str(trial_id)
+
+    def drop_checkpoints(self, trial_ids: Iterable[int]) -> None:
+        """Delete checkpoints no later trial will continue."""
+        for trial_id in trial_ids:
+            shutil.rmtree(self.checkpoint_dir(trial_id), ignore_errors=True)
+        root = self.checkpoint_dir(0).parent
+        if root.exists() and not any(root.iterdir()):
+            root.rmdir()
 
     # -- artifacts --------------------------------------------------------------------
     def _artifact_dir(self, trial_id: int) -> Path | None:
@@ -184,7 +244,7 @@ class Evaluator:
         """Under the 'best' policy only the best trial's artifacts survive, in RUN_DIR/best."""
         if artifact_dir is None or self.artifacts is ArtifactPolicy.ALL or not artifact_dir.exists():
             return
-        if record.ok and self._is_new_best(record):
+        if record.ok and record.full and self._is_new_best(record):
             best_dir = self.store.run_dir / "best"
             staging = best_dir.with_name("best.new")
             shutil.rmtree(staging, ignore_errors=True)

@@ -20,11 +20,13 @@ from evo.config import RunConfig, Strategy, Surrogate
 from evo.evaluation import Evaluator, Job, penalty
 from evo.executors import Executor
 from evo.executors.local import LocalExecutor
+from evo.multifidelity import successive_halving
 from evo.observers import Fanout, RunInfo, RunObserver
+from evo.pruning import MedianRule
 from evo.stats import generation_record, logbook
 from evo.store import IndividualRecord, RunStore, TrialRecord
-from evo.surrogate import Observation
-from evo.trial import FailureReason, Fitness, TrialStatus
+from evo.surrogate import MIN_OBSERVATIONS, Observation
+from evo.trial import ConfigError, FailureReason, Fitness, TrialStatus
 
 BASELINE_GENERATION = -1
 
@@ -58,7 +60,14 @@ class Evolution:
         self.settings = config.evolution
         self.objectives = tuple(fitness.objectives)
         self.multi_objective = len(self.objectives) > 1
-        self.Fitness, self.Individual = _deap.make_types(self.objectives)
+        self.multi_fidelity = self.settings.multi_fidelity
+        if self.multi_fidelity and self.multi_objective:
+            names = ", ".join(o.name for o in self.objectives)
+            raise ConfigError(f"evolution.multi_fidelity: ranks rungs by one objective; the fitness reports {names}")
+        # With rungs, an individual's fitness is (fidelity, value): DEAP compares fitnesses
+        # lexicographically, so a trial of the whole budget beats any partial one and partial
+        # ones are only ranked against each other by value when their fidelities are equal.
+        self.Fitness, self.Individual = _deap.make_types(self.objectives, by_fidelity=bool(self.multi_fidelity))
         self.seed_genomes = list(seed_genomes)
         self.observers = Fanout(observers)
         self.evaluator = Evaluator(
@@ -72,6 +81,7 @@ class Evolution:
             artifacts=config.artifacts,
             max_consecutive_failures=self.settings.max_consecutive_failures,
             on_trial=self.observers.trial,
+            pruner=MedianRule(self.settings.early_stopping, self.objectives[0]) if self.settings.early_stopping else None,
         )
 
     # -- the loop -----------------------------------------------------------------------
@@ -86,7 +96,7 @@ class Evolution:
             rng = np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(gen,)))
             members = self.store.individuals(gen) or self.store.add_individuals(gen, self._breed(population, rng))
             self.observers.generation(gen, len(members))
-            new = self._individuals(members)
+            new = self._individuals(members, replay=bool(self.multi_fidelity))
             population = self._survivors(population, new)
             self._record(gen, population, new)
         self.observers.end()
@@ -98,19 +108,26 @@ class Evolution:
         return breeding.offspring(self.config.space, population, self.settings, rng, self._observations())
 
     def _observations(self) -> list[Observation]:
-        """Every finished trial of this run's genomes, for a surrogate (none without one)."""
+        """Every finished trial of this run's genomes, for a surrogate (none without one).
+
+        With rungs, as BOHB: the trials of the highest fidelity that has enough of them,
+        since values at different fidelities do not compare."""
         if self.settings.surrogate is Surrogate.NONE:
             return []
         names = self.config.space.names
-        out = []
+        by_fidelity: dict[float, list[Observation]] = {}
         for trial in self.store.trials():
             if trial.generation < 0 or trial.status is TrialStatus.RUNNING or trial.reason is FailureReason.KILLED:
                 continue  # the baseline, trials in flight, and kills that say nothing about the config
             if not all(n in trial.config for n in names):
                 continue
             score = tuple(o.weight * trial.values[o.name] for o in self.objectives) if trial.ok else None
-            out.append(Observation({n: trial.config[n] for n in names}, score))
-        return out
+            by_fidelity.setdefault(trial.fidelity, []).append(Observation({n: trial.config[n] for n in names}, score))
+        if not by_fidelity:
+            return []
+        enough = max(MIN_OBSERVATIONS, len(self.config.space) + 1)
+        usable = [f for f, obs in by_fidelity.items() if len(obs) >= enough]
+        return by_fidelity[max(usable or by_fidelity)]
 
     def _survivors(self, population: list, new: list) -> list:
         mu = self.settings.population_size
@@ -123,34 +140,48 @@ class Evolution:
         first = self.objectives[0].name
         trials = [self.store.trial(ind.trial_id) for ind in new]
         fresh = {t.id for ind, t in zip(new, trials) if t.generation == ind.generation}
+        ran = [t for t in trials if t.id in fresh]
+        counted = population
+        if self.multi_fidelity:  # every rung is a trial of its own; statistics are of whole-budget members
+            counted = [ind for ind in population if not ind.ok or ind.fitness.values[0] >= 1.0]
+            ran = [t for t in self.store.trials(gen) if t.reason is not FailureReason.KILLED]
+        failed = sum(1 for t in ran if t.status is TrialStatus.FAILED)
+        pruned = sum(1 for t in ran if t.status is TrialStatus.PRUNED)
         stats = generation_record(
             gen,
             objective=self.objectives[0],
-            population_values=[self.store.trial(ind.trial_id).values.get(first) if ind.ok else None for ind in population],
-            genomes=[dict(ind) for ind in population],
+            population_values=[self.store.trial(ind.trial_id).values.get(first) if ind.ok else None for ind in counted],
+            genomes=[dict(ind) for ind in counted],
             space=self.config.space,
-            evals=len(fresh),
+            evals=len(ran),
             cached=len(new) - len(fresh),
-            failed=sum(1 for t in trials if t.id in fresh and not t.ok),
+            failed=failed,
+            pruned=pruned,
         )
         entropy = str(np.random.SeedSequence(self.config.seed, spawn_key=(gen,)).entropy)
         self.store.finish_generation(gen, [ind.id for ind in population], stats, entropy)
         self.observers.generation_done(stats)
 
     # -- individuals ----------------------------------------------------------------------
-    def _individuals(self, records: Sequence[IndividualRecord]) -> list:
+    def _individuals(self, records: Sequence[IndividualRecord], replay: bool = False) -> list:
         """DEAP individuals for stored records, evaluating those that have no trial yet
-        (all at once on the executor; the results do not depend on completion order)."""
-        jobs = [Job(r.id, r.genome, r.generation, r.slot) for r in records if r.trial_id is None]
-        done = self.evaluator.evaluate_batch(jobs)
+        (all at once on the executor; the results do not depend on completion order).
+
+        With rungs, a new generation's individuals go through successive halving, all of
+        them (``replay``): on a resumed run the rungs that had finished come from the cache."""
+        jobs = [Job(r.id, r.genome, r.generation, r.slot) for r in records if replay or r.trial_id is None]
+        if self.multi_fidelity:
+            mf = self.multi_fidelity
+            done = successive_halving(self.evaluator, jobs, mf.rungs, mf.eta, self.objectives[0])
+        else:
+            done = self.evaluator.evaluate_batch(jobs)
         return [self._individual(rec, done.get(rec.id) or self.store.trial(rec.trial_id)) for rec in records]
 
     def _individual(self, rec: IndividualRecord, trial: TrialRecord):
         ind = self.Individual(rec.genome)
         ind.id, ind.trial_id, ind.ok, ind.generation = rec.id, trial.id, trial.ok, rec.generation
-        ind.fitness = self.Fitness(
-            tuple(trial.values[o.name] for o in self.objectives) if trial.ok else penalty(self.objectives)
-        )
+        values = tuple(trial.values[o.name] for o in self.objectives) if trial.ok else penalty(self.objectives)
+        ind.fitness = self.Fitness((trial.fidelity if trial.ok else 0.0, *values) if self.multi_fidelity else values)
         return ind
 
     def _evaluate_baseline(self) -> None:
@@ -175,7 +206,7 @@ def build_result(store: RunStore, objectives, hof_size: int, evaluator: Evaluato
         if rec.generation == BASELINE_GENERATION or rec.trial_id is None:
             continue
         trial = store.trial(rec.trial_id)
-        if not trial.ok:
+        if not trial.ok or not trial.full:  # a partial budget's value does not compare
             continue
         ind = individual_cls(trial.config)
         ind.trial_id = trial.id

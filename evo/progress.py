@@ -64,7 +64,7 @@ class TerminalProgress(RunObserver):
     def _remember(self, record: TrialRecord, count_best: bool) -> None:
         if record.duration and record.generation >= -1:
             self.durations.append(record.duration)
-        if count_best and record.ok:
+        if count_best and record.ok and record.full:
             value = record.values[self.objective.name]
             minimize = self.objective.direction is Direction.MINIMIZE
             if self.best is None or (value < self.best if minimize else value > self.best):
@@ -72,7 +72,8 @@ class TerminalProgress(RunObserver):
 
     def _outcome(self, record: TrialRecord) -> str:
         if record.ok:
-            return f"{self.objective.name}={record.values[self.objective.name]:.4g}"
+            at = "" if record.full else f" at {record.fidelity:.3g} of the budget"
+            return f"{self.objective.name}={record.values[self.objective.name]:.4g}{at}"
         return f"{record.status.value} ({record.reason.value if record.reason else '-'}): {record.message[:120]}"
 
     def _eta(self) -> str:

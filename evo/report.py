@@ -16,6 +16,7 @@ from evo.loop import build_result
 from evo.plots import NothingToPlot, plot_run
 from evo.rundata import RunData, load_run
 from evo.store import RunStore
+from evo.trial import TrialStatus
 
 TOP_TRIALS = 10
 _CSS = """
@@ -64,7 +65,7 @@ def _fmt(value: Any) -> str:
 
 
 def _best_trial(data: RunData):
-    ok = [t for t in data.trials if t.ok and t.generation >= 0]
+    ok = [t for t in data.trials if data.scored(t) and t.generation >= 0]
     if not ok:
         return None
     return min(ok, key=data.value) if data.minimize else max(ok, key=data.value)
@@ -74,8 +75,12 @@ def _summary(data: RunData) -> str:
     best = _best_trial(data)
     name = data.objective.name
     planned = data.config.evolution.generations + 1
+    failed = sum(1 for t in data.trials if t.status is TrialStatus.FAILED)
+    pruned = sum(1 for t in data.trials if t.status is TrialStatus.PRUNED)
+    partial = sum(1 for t in data.trials if t.ok and not t.full)
+    extra = (f", {pruned} stopped early" if pruned else "") + (f", {partial} on part of the budget" if partial else "")
     lines = [f"<p>{len(data.stats)} of {planned} generations finished, {len(data.trials)} trials run"
-             f" ({sum(1 for t in data.trials if not t.ok)} failed).</p>"]
+             f" ({failed} failed{extra}).</p>"]
     if best is None:
         lines.append("<p class='bad'>No trial of the search completed: there is no best config.</p>")
         return "\n".join(lines)
@@ -132,7 +137,7 @@ def _best(data: RunData, run_dir: Path) -> str:
 
 
 def _top_trials(data: RunData) -> str:
-    ok = sorted((t for t in data.trials if t.ok and t.generation >= 0), key=data.value, reverse=not data.minimize)
+    ok = sorted((t for t in data.trials if data.scored(t) and t.generation >= 0), key=data.value, reverse=not data.minimize)
     if not ok:
         return ""
     genes = data.config.space.names
@@ -148,7 +153,7 @@ def _top_trials(data: RunData) -> str:
 
 
 def _failures(data: RunData) -> str:
-    failed = [t for t in data.trials if not t.ok]
+    failed = [t for t in data.trials if t.status is TrialStatus.FAILED]
     if not failed:
         return "<h2>Failures</h2><p>No trial failed.</p>"
     counts = Counter(t.reason.value if t.reason else t.status.value for t in failed)

@@ -47,8 +47,14 @@ class RunData:
         return sorted({e.generation for e in self.evaluated})
 
     def value(self, trial: TrialRecord, objective: Objective | None = None) -> float | None:
+        """The trial's value, or None unless it completed the whole budget (a rung's or a
+        pruned trial's value does not compare with the others)."""
         name = (objective or self.objective).name
-        return trial.values.get(name) if trial.ok else None
+        return trial.values.get(name) if self.scored(trial) else None
+
+    @staticmethod
+    def scored(trial: TrialRecord) -> bool:
+        return trial.ok and trial.full
 
     def better(self, a: float, b: float) -> bool:
         return a < b if self.minimize else a > b

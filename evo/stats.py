@@ -10,7 +10,7 @@ from deap import tools
 from evo.space import SearchSpace
 from evo.trial import Direction, Objective
 
-LOG_FIELDS = ("gen", "evals", "cached", "failed", "best", "median", "mean", "worst", "std", "diversity")
+LOG_FIELDS = ("gen", "evals", "cached", "failed", "pruned", "best", "median", "mean", "worst", "std", "diversity")
 
 
 def diversity(space: SearchSpace, genomes: Sequence[Mapping[str, Any]]) -> float:
@@ -31,14 +31,16 @@ def generation_record(
     evals: int,
     cached: int,
     failed: int,
+    pruned: int = 0,
 ) -> dict[str, Any]:
     """Statistics of the surviving population on the first objective.
 
     Failed individuals have no value and are left out of best/median/mean/worst/std;
-    ``failed`` counts the failures among this generation's new individuals.
+    ``failed`` counts the failures among this generation's new trials, ``pruned`` those
+    stopped early.
     """
     values = np.array([v for v in population_values if v is not None], dtype=float)
-    record: dict[str, Any] = {"gen": gen, "evals": evals, "cached": cached, "failed": failed}
+    record: dict[str, Any] = {"gen": gen, "evals": evals, "cached": cached, "failed": failed, "pruned": pruned}
     if values.size:
         lo, hi = float(values.min()), float(values.max())
         minimize = objective.direction is Direction.MINIMIZE

@@ -26,7 +26,7 @@ import yaml
 
 from evo.trial import FailureReason, TrialResult, TrialStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: trials.fidelity and trials.resumed_from
 GENOME_FORMAT = 1
 
 _SCHEMA = """
@@ -46,7 +46,9 @@ CREATE TABLE IF NOT EXISTS trials (
     applied_config TEXT,
     started_at REAL NOT NULL,
     finished_at REAL,
-    duration REAL
+    duration REAL,
+    fidelity REAL NOT NULL DEFAULT 1.0,
+    resumed_from INTEGER
 );
 CREATE INDEX IF NOT EXISTS trials_by_config ON trials (fingerprint, config_key);
 CREATE TABLE IF NOT EXISTS individuals (
@@ -104,10 +106,18 @@ class TrialRecord:
     started_at: float
     finished_at: float | None
     duration: float | None
+    fidelity: float = 1.0  # fraction of the budget trained up to
+    resumed_from: int | None = None  # the trial whose checkpoint this one continued
+    fingerprint: str = ""  # the run fingerprint, with "@fidelity" below the whole budget
 
     @property
     def ok(self) -> bool:
         return self.status is TrialStatus.COMPLETE
+
+    @property
+    def full(self) -> bool:
+        """Trained on the whole budget, so comparable with every other full trial."""
+        return self.fidelity >= 1.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,9 @@ def _trial(row: sqlite3.Row) -> TrialRecord:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         duration=row["duration"],
+        fidelity=row["fidelity"],
+        resumed_from=row["resumed_from"],
+        fingerprint=row["fingerprint"],
     )
 
 
@@ -203,6 +216,12 @@ class RunStore:
             raise StoreError(f"{run_dir}: not a run directory (no run.db)")
         store = cls(run_dir)
         version = store.meta("schema_version")
+        if version == 1:  # runs of the first release: every trial was a whole fresh training
+            with store._transaction() as db:
+                db.execute("ALTER TABLE trials ADD COLUMN fidelity REAL NOT NULL DEFAULT 1.0")
+                db.execute("ALTER TABLE trials ADD COLUMN resumed_from INTEGER")
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (_json(SCHEMA_VERSION),))
+            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             store.close()
             raise StoreError(f"{run_dir}: run.db has schema {version!r}, this version reads {SCHEMA_VERSION}")
@@ -290,13 +309,15 @@ class RunStore:
 
     # -- trials -----------------------------------------------------------------------
     def start_trial(
-        self, *, fingerprint: str, config_key: str, config: Mapping[str, Any], generation: int, seed: int
+        self, *, fingerprint: str, config_key: str, config: Mapping[str, Any], generation: int, seed: int,
+        fidelity: float = 1.0, resumed_from: int | None = None,
     ) -> int:
         with self._transaction() as db:
             cur = db.execute(
-                "INSERT INTO trials (fingerprint, config_key, config, generation, seed, status, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (fingerprint, config_key, _json(dict(config)), generation, seed, TrialStatus.RUNNING.value, time.time()),
+                "INSERT INTO trials (fingerprint, config_key, config, generation, seed, status, started_at,"
+                " fidelity, resumed_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (fingerprint, config_key, _json(dict(config)), generation, seed, TrialStatus.RUNNING.value,
+                 time.time(), fidelity, resumed_from),
             )
             return int(cur.lastrowid)
 
@@ -352,8 +373,11 @@ class RunStore:
     def trial(self, trial_id: int) -> TrialRecord:
         return _trial(self._db.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone())
 
-    def trials(self) -> list[TrialRecord]:
-        return [_trial(r) for r in self._db.execute("SELECT * FROM trials ORDER BY id")]
+    def trials(self, generation: int | None = None) -> list[TrialRecord]:
+        if generation is None:
+            return [_trial(r) for r in self._db.execute("SELECT * FROM trials ORDER BY id")]
+        rows = self._db.execute("SELECT * FROM trials WHERE generation = ? ORDER BY id", (generation,))
+        return [_trial(r) for r in rows]
 
     def interrupt_running(self) -> int:
         """Mark trials left RUNNING by a dead driver as killed; their individuals are evaluated again."""

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from evo.rundata import RunData  # noqa: E402
 from evo.space import GeneKind, canonical  # noqa: E402
+from evo.trial import TrialStatus  # noqa: E402
 
 DPI = 110
 FAILED_COLOR = "#d62728"
@@ -72,12 +73,12 @@ def generation_fitness(data: RunData, path: Path) -> dict[str, Any]:
         "median": [float(q[g][2]) for g in gens],
         "q3": [float(q[g][3]) for g in gens],
         "worst": [float(q[g][4] if lo_is_best else q[g][0]) for g in gens],
-        "points": [(e.generation, data.value(e.trial)) for e in data.evaluated if e.trial.ok],
-        "failed": [e.generation for e in data.evaluated if not e.trial.ok],
+        "points": [(e.generation, data.value(e.trial)) for e in data.evaluated if data.scored(e.trial)],
+        "failed": [e.generation for e in data.evaluated if e.trial.status is TrialStatus.FAILED],
     }
     per_gen_best = []
     for g in gens:
-        values = [data.value(e.trial) for e in data.evaluated if e.generation <= g and e.trial.ok]
+        values = [data.value(e.trial) for e in data.evaluated if e.generation <= g and data.scored(e.trial)]
         per_gen_best.append(min(values) if lo_is_best else max(values) if values else None)
     series["best_so_far"] = [v if v is None else float(v) for v in _best_so_far(per_gen_best, lo_is_best)]
 
@@ -165,7 +166,7 @@ def gene_evolution(data: RunData, path: Path) -> dict[str, Any]:
     rows = int(np.ceil(len(genes) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 1, 2.7 * rows + 0.8), squeeze=False,
                              layout="constrained")
-    values = [data.value(e.trial) for e in data.evaluated if e.trial.ok]
+    values = [data.value(e.trial) for e in data.evaluated if data.scored(e.trial)]
     # Colour by fitness, clipped at the 90th percentile so that a few terrible trials
     # do not wash out the differences between the good ones.
     lo, hi = (min(values), float(np.percentile(values, 90))) if values else (0.0, 1.0)
@@ -219,7 +220,7 @@ def _short(value: Any) -> str:
 # -- learning curves ------------------------------------------------------------------------
 def learning_curves(data: RunData, path: Path) -> dict[str, Any]:
     """Train loss and intermediate validation curves of the best trials."""
-    ok = [t for t in data.trials if t.ok and t.generation >= 0 and t.metrics.get("train_loss_curve")]
+    ok = [t for t in data.trials if data.scored(t) and t.generation >= 0 and t.metrics.get("train_loss_curve")]
     top = sorted(ok, key=lambda t: data.value(t), reverse=not data.minimize)[:TOP_TRIALS]
     # A validation panel only says something with intermediate points (eval_every > 0);
     # the final value alone is already in every legend entry.
@@ -250,7 +251,7 @@ def learning_curves(data: RunData, path: Path) -> dict[str, Any]:
 def pareto_front(data: RunData, path: Path) -> dict[str, Any]:
     """The first two objectives of every completed trial, the non-dominated ones joined."""
     a, b = data.objectives[0], data.objectives[1]
-    points = [(t.values[a.name], t.values[b.name], t.id) for t in data.trials if t.ok and t.generation >= 0]
+    points = [(t.values[a.name], t.values[b.name], t.id) for t in data.trials if data.scored(t) and t.generation >= 0]
     sign = (1 if a.direction.value == "minimize" else -1, 1 if b.direction.value == "minimize" else -1)
     front = [p for p in points if not any(
         sign[0] * q[0] <= sign[0] * p[0] and sign[1] * q[1] <= sign[1] * p[1] and (q[0], q[1]) != (p[0], p[1])
@@ -270,7 +271,7 @@ def pareto_front(data: RunData, path: Path) -> dict[str, Any]:
 def failures(data: RunData, path: Path) -> dict[str, Any]:
     """Failed trials run in each generation, stacked by reason (cache hits not counted)."""
     gens = data.generations
-    fresh = [e for e in data.evaluated if not e.cached and not e.trial.ok]
+    fresh = [e for e in data.evaluated if not e.cached and e.trial.status is TrialStatus.FAILED]
     reasons = sorted({e.trial.reason.value if e.trial.reason else e.trial.status.value for e in fresh})
     counts = {r: [sum(1 for e in fresh if e.generation == g and (e.trial.reason.value if e.trial.reason else e.trial.status.value) == r)
                   for g in gens] for r in reasons}
@@ -302,7 +303,7 @@ FIGURES: dict[str, Callable[[RunData, Path], dict[str, Any]]] = {
 
 def why_not(name: str, data: RunData) -> str | None:
     """Why a figure cannot be drawn for this run, or None when it can."""
-    completed = [t for t in data.trials if t.ok and t.generation >= 0]
+    completed = [t for t in data.trials if data.scored(t) and t.generation >= 0]
     if name == "failures":
         return None if data.evaluated else "no generation has individuals yet"
     if not completed:
