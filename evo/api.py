@@ -11,6 +11,7 @@ from evo.executors import Executor, make_executor
 from evo.loop import Evolution, RunResult
 from evo.observers import RunObserver
 from evo.seeding import seed_genomes_from
+from evo.pbt import PopulationBasedTraining
 from evo.steady_state import SteadyStateEvolution
 from evo.space import SearchSpace, canonical
 from evo.store import RunStore
@@ -80,6 +81,7 @@ def start_run(
     Trials run on ``executor``; without one, on the executor ``config.executor``
     describes, built here and closed at the end.
     """
+    check_fitness(config, fitness)
     fingerprint = run_fingerprint(fitness, config.budget)
     genomes = [dict(g) for g in seed_genomes]
     source = None
@@ -111,6 +113,13 @@ def start_run(
         return _evolve(config, fitness, store, fingerprint, executor, seed_genomes=genomes, observers=observers)
     finally:
         store.close()
+
+
+def check_fitness(config: RunConfig, fitness: Fitness) -> None:
+    """What only the fitness can tell about a config, checked before anything is written."""
+    if config.evolution.multi_fidelity and len(fitness.objectives) > 1:
+        names = ", ".join(o.name for o in fitness.objectives)
+        raise ConfigError(f"evolution.multi_fidelity: ranks rungs by one objective; the fitness reports {names}")
 
 
 def resume_run(
@@ -154,7 +163,7 @@ def _evolve(
     if own:
         executor = make_executor(config.executor, fitness)
     try:
-        cls = SteadyStateEvolution if config.evolution.mode is Mode.STEADY_STATE else Evolution
+        cls = {Mode.STEADY_STATE: SteadyStateEvolution, Mode.PBT: PopulationBasedTraining}.get(config.evolution.mode, Evolution)
         return cls(config, fitness, store, fingerprint, executor=executor, **options).run()
     finally:
         if own:

@@ -148,15 +148,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
+    """The best config; with several objectives the whole Pareto front; for a PBT run
+    also the hyperparameter schedule the best adapter was trained with."""
     with RunStore.open(args.run_dir) as store:
         config = load_stored_config(store)
         objectives = _objectives_of(store, store.trials())
-        result = build_result(store, objectives, max(config.evolution.hall_of_fame, args.top))
+        result = build_result(store, objectives, max(config.evolution.hall_of_fame, args.top or 1))
         if not result.best_trials:
             raise ConfigError(f"{args.run_dir}: no trial has completed yet, so there is no best config")
         artifacts = store.meta("best_artifacts")
+        schedule = store.meta("pbt_schedule") or []
+        front = len(objectives) > 1 and args.top is None
+        chosen = result.best_trials if front else result.best_trials[: args.top or 1]
+        if front:
+            chosen = sorted(chosen, key=lambda t: objectives[0].weight * -t.values[objectives[0].name])
         entries = []
-        for trial in result.best_trials[: args.top]:
+        for trial in chosen:
             applied = trial.applied_config or trial.config
             entry: dict[str, Any] = {
                 "trial_id": trial.id,
@@ -165,8 +172,16 @@ def cmd_best(args: argparse.Namespace) -> int:
             }
             if artifacts and artifacts["trial_id"] == trial.id:
                 entry["adapter_path"] = str(Path(artifacts["path"]) / "adapter")
+            if schedule and schedule[-1]["trial"] == trial.id:
+                entry["pbt_schedule"] = [
+                    {"from_fraction": s["from_fraction"], "to_fraction": s["to_fraction"], **split_sections(s["config"])}
+                    for s in schedule
+                ]
             entries.append(entry)
-    document: Any = entries[0] if args.top == 1 else entries
+    if front:
+        document: Any = {"pareto_front": entries}
+    else:
+        document = entries[0] if len(entries) == 1 else entries
     text = yaml.safe_dump(document, sort_keys=False)
     if args.export:
         Path(args.export).parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("run_dir", type=Path)
     best.add_argument("--export", type=Path, metavar="FILE",
                       help="write YAML with training / lora / quantization sections to FILE")
-    best.add_argument("--top", type=int, default=1, help="the K best trials (default 1)")
+    best.add_argument("--top", type=int, default=None,
+                      help="the K best trials (default: the best one; with several objectives the Pareto front)")
     best.set_defaults(func=cmd_best)
     return parser
 

@@ -124,7 +124,7 @@ class EvolutionSettings:
     """How the population evolves. Rates are probabilities per child or per gene."""
 
     population_size: int = 8  # mu
-    generations: int = 10  # generations after the initial one
+    generations: int = 10  # generations after the initial one (in pbt mode: intervals - 1, from pbt.interval)
     offspring_size: int | None = None  # lambda; None = population_size
     strategy: Strategy = Strategy.MU_PLUS_LAMBDA
     crossover: Crossover = Crossover.BLEND
@@ -187,6 +187,8 @@ class EvolutionSettings:
             raise ConfigError(f"evolution.immigrants: {self.immigrants} is more than the {self.lambda_} offspring")
         if self.elitism > self.population_size:
             raise ConfigError(f"evolution.elitism: {self.elitism} is more than the population ({self.population_size})")
+        if self.mode is Mode.PBT:  # one generation per interval: the budget sets how many there are
+            object.__setattr__(self, "generations", len(self.pbt.ends) - 1)
         if self.multi_fidelity is not None and self.mode is not Mode.GENERATIONAL:
             raise ConfigError(
                 f"evolution.multi_fidelity: works with mode: generational, not {self.mode.value} "

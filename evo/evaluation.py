@@ -226,12 +226,17 @@ class Evaluator:
             self._scratch = tempfile.TemporaryDirectory(prefix="evo-checkpoints-")
         return Path(self._scratch.name) / str(trial_id)
 
-    def drop_checkpoints(self, trial_ids: Iterable[int]) -> None:
-        """Delete checkpoints no later trial will continue."""
-        for trial_id in trial_ids:
-            shutil.rmtree(self.checkpoint_dir(trial_id), ignore_errors=True)
+    def keep_checkpoints(self, trial_ids: Iterable[int] = ()) -> None:
+        """Delete every checkpoint but those of ``trial_ids``: the ones a later trial may
+        still continue (this also sweeps those of trials a killed driver left behind)."""
         root = self.checkpoint_dir(0).parent
-        if root.exists() and not any(root.iterdir()):
+        if not root.exists():
+            return
+        keep = {str(i) for i in trial_ids}
+        for path in root.iterdir():
+            if path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+        if self.store.run_dir is not None and not any(root.iterdir()):
             root.rmdir()
 
     # -- artifacts --------------------------------------------------------------------

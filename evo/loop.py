@@ -26,7 +26,7 @@ from evo.pruning import MedianRule
 from evo.stats import generation_record, logbook
 from evo.store import IndividualRecord, RunStore, TrialRecord
 from evo.surrogate import MIN_OBSERVATIONS, Observation
-from evo.trial import ConfigError, FailureReason, Fitness, TrialStatus
+from evo.trial import FailureReason, Fitness, TrialStatus
 
 BASELINE_GENERATION = -1
 
@@ -60,10 +60,7 @@ class Evolution:
         self.settings = config.evolution
         self.objectives = tuple(fitness.objectives)
         self.multi_objective = len(self.objectives) > 1
-        self.multi_fidelity = self.settings.multi_fidelity
-        if self.multi_fidelity and self.multi_objective:
-            names = ", ".join(o.name for o in self.objectives)
-            raise ConfigError(f"evolution.multi_fidelity: ranks rungs by one objective; the fitness reports {names}")
+        self.multi_fidelity = self.settings.multi_fidelity  # single-objective: see api.check_fitness
         # With rungs, an individual's fitness is (fidelity, value): DEAP compares fitnesses
         # lexicographically, so a trial of the whole budget beats any partial one and partial
         # ones are only ranked against each other by value when their fidelities are equal.
@@ -193,7 +190,10 @@ class Evolution:
 
     # -- results -----------------------------------------------------------------------------
     def result(self) -> RunResult:
-        return build_result(self.store, self.objectives, self.settings.hall_of_fame, self.evaluator)
+        result = build_result(self.store, self.objectives, self.settings.hall_of_fame, self.evaluator)
+        if self.multi_objective:  # readable from the store without DEAP
+            self.store.set_meta("pareto_front", [t.id for t in result.best_trials])
+        return result
 
 
 def build_result(store: RunStore, objectives, hof_size: int, evaluator: Evaluator | None = None) -> RunResult:

@@ -27,7 +27,6 @@ def successive_halving(
     """The last trial of every job's individual: at the highest rung it reached."""
     results: dict[int, TrialRecord] = {}
     candidates, continued = list(jobs), {}
-    checkpointed: set[int] = set()
     for rung, fidelity in enumerate(rungs):
         last = rung == len(rungs) - 1
         rung_jobs = [
@@ -38,12 +37,11 @@ def successive_halving(
         results.update(done)
         if last:
             break
-        checkpointed |= {done[job.individual_id].id for job in candidates}
         finished = [job for job in candidates if done[job.individual_id].ok]
         finished.sort(key=lambda job: -objective.weight * done[job.individual_id].values[objective.name])
         candidates = finished[: math.ceil(len(candidates) / eta)]
         continued = {job.individual_id: done[job.individual_id].id for job in candidates}
         if not candidates:
             break
-    evaluator.drop_checkpoints(checkpointed)
+    evaluator.keep_checkpoints()  # the generation's halving is over: no rung continues
     return results

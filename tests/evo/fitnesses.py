@@ -85,3 +85,13 @@ class KillsItsWorker(Sphere):
             os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(0.05)
         return super().evaluate(trial)
+
+
+class Schaffer(Sphere):
+    """Schaffer's problem N.1: f1 = x^2, f2 = (x - 2)^2; the Pareto set is exactly 0 <= x <= 2."""
+
+    objectives = (Objective("f1"), Objective("f2"))
+
+    def evaluate(self, trial):
+        x = trial.config["x"]
+        return TrialResult.complete({"f1": x * x, "f2": (x - 2.0) ** 2})

@@ -109,3 +109,30 @@ def test_resume_refuses_a_changed_fitness_definition(synthetic_config, write_con
     assert main(["resume", str(run_dir)]) == 2
     assert "fitness definition" in capsys.readouterr().err
     assert (run_dir / "config.yaml").read_text() == text
+
+
+def test_resume_of_multi_fidelity_and_pbt_runs_matches_an_uninterrupted_run(synthetic_config, write_config, tmp_path):
+    """Killed mid-generation: halving replays from the stored rungs, PBT members continue
+    their parents' checkpoints, and both end where an uninterrupted run ends."""
+    synthetic_config["budget"] = {"steps": 90}
+    synthetic_config["fitness"]["seconds_per_trial"] = 0.1
+    modes = {
+        "mf": {"population_size": 4, "offspring_size": 9, "generations": 2, "multi_fidelity": True},
+        "pbt": {"population_size": 6, "mode": "pbt", "pbt": {"interval": 0.25}},
+    }
+    for name, evolution in modes.items():
+        synthetic_config["evolution"] = evolution
+        config = write_config(synthetic_config, f"{name}.yaml")
+        whole, killed = tmp_path / f"{name}-whole", tmp_path / f"{name}-killed"
+        assert evo("run", config, "--out", whole, "--quiet", "--no-plots").wait(120) == 0
+        proc = evo("run", config, "--out", killed, "--quiet", "--no-plots")
+        wait_for(lambda: finished_trials(killed) >= 10)  # inside generation 1
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        with RunStore.open(killed) as store:
+            assert store.finished_generations()[-1] < 2, name
+        resumed = evo("resume", killed, "--quiet", "--no-plots")
+        out, err = resumed.communicate(timeout=120)
+        assert resumed.returncode == 0, err
+        assert final_state(killed)[:2] == final_state(whole)[:2], name
+        assert not (killed / "checkpoints").exists()
