@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from evo.trial import Objective, Trial, TrialResult
 from fitness.qlora.corpus import Corpus, load_corpus
 from fitness.qlora.source import ModelSource, resolve_model
-from fitness.qlora.spec import QLoRASpec
+from fitness.qlora.spec import OBJECTIVES, QLoRASpec
 from fitness.qlora.worker import TrialWorker
 
 FITNESS_VERSION = 1  # bump when the loop or scoring changes what a number means
@@ -21,10 +21,9 @@ class QLoRAFitness:
     data (raising ConfigError), but starts the worker only at the first ``evaluate``.
     """
 
-    objectives: tuple[Objective, ...] = (Objective("val_perplexity"),)
-
     def __init__(self, spec: QLoRASpec, *, source: ModelSource, corpus: Corpus) -> None:
         self.spec = spec
+        self.objectives: tuple[Objective, ...] = tuple(Objective(name, OBJECTIVES[name]) for name in spec.objectives)
         self.source = source
         self.corpus_identity = corpus.identity
         self._worker = TrialWorker(spec)
@@ -43,6 +42,7 @@ class QLoRAFitness:
         from fitness.qlora.model import device_kind  # imports torch, so only here
 
         spec = self.spec
+        # not the objectives: they choose which measures are reported, not what val_perplexity means
         identity = {
             "fitness": "qlora",
             "version": FITNESS_VERSION,

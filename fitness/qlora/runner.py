@@ -73,7 +73,8 @@ class TrialRunner:
                 torch.cuda.empty_cache()
         metrics.update(self._memory_metrics(), wall_seconds=time.perf_counter() - start)
         value = metrics.pop("val_perplexity")
-        return TrialResult.complete({"val_perplexity": value}, metrics=metrics, applied_config=applied)
+        values = {"val_perplexity": value, **{name: metrics[name] for name in self.spec.objectives[1:]}}
+        return TrialResult.complete(values, metrics=metrics, applied_config=applied)
 
     def _failed(self, reason, message, metrics, applied, start, **extra) -> TrialResult:
         metrics.update(self._memory_metrics(), wall_seconds=time.perf_counter() - start, **extra)
@@ -85,9 +86,11 @@ class TrialRunner:
             torch.cuda.reset_peak_memory_stats()
 
     def _memory_metrics(self) -> dict[str, float]:
+        """Peaks of this trial; ``peak_memory_mb`` is the one that limits it on its device."""
         out = {"peak_rss_mb": peak_rss_mb()}
         if self.device == "cuda":
             out["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        out["peak_memory_mb"] = out.get("peak_cuda_allocated_mb", out["peak_rss_mb"])
         return out
 
 

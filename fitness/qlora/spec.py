@@ -11,10 +11,19 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from evo.trial import ConfigError
+from evo.trial import ConfigError, Direction
 
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_DATA = "pydoc"
+
+# What ``objectives`` may list: val_perplexity first, then any of the trial's cost measures.
+OBJECTIVES = {
+    "val_perplexity": Direction.MINIMIZE,
+    "peak_memory_mb": Direction.MINIMIZE,  # peak RSS on CPU, peak CUDA allocated on GPU
+    "wall_seconds": Direction.MINIMIZE,  # the whole trial, loading a checkpoint and scoring included
+    "train_tokens_per_s": Direction.MAXIMIZE,
+    "trainable_parameters": Direction.MINIMIZE,
+}
 
 
 class Device(str, enum.Enum):
@@ -49,6 +58,7 @@ class QLoRASpec:
     max_worker_rss_growth_mb: float = 2048.0  # worker replaced when its RSS grew more than this
     trial_memory_limit_mb: float | None = None  # CPU: address space a trial may add; None = no cap
     cache_dir: str | None = None  # default: $EVO_CACHE_DIR, else $XDG_CACHE_HOME/evo-qlora
+    objectives: tuple[str, ...] = ("val_perplexity",)  # names from OBJECTIVES, val_perplexity first
 
     def __post_init__(self) -> None:
         if self.type != "qlora":
@@ -70,6 +80,7 @@ class QLoRASpec:
         if self.cache_dir is not None and not isinstance(self.cache_dir, str):
             _fail("cache_dir", f"must be a path, got {self.cache_dir!r}")
         object.__setattr__(self, "device", _enum(Device, "device", self.device))
+        object.__setattr__(self, "objectives", _objectives(self.objectives))
         object.__setattr__(self, "lr_scaling", _enum(LRScaling, "lr_scaling", self.lr_scaling))
 
     @classmethod
@@ -83,12 +94,26 @@ class QLoRASpec:
         return cls(**dict(spec))
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values (enums as strings), e.g. to send to the worker."""
-        return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in asdict(self).items()}
+        """Plain JSON- and YAML-able values (enums as strings, lists), e.g. to send to the worker."""
+        plain = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in asdict(self).items()}
+        return {**plain, "objectives": list(self.objectives)}
 
 
 def _fail(key: str, problem: str) -> None:
     raise ConfigError(f"fitness.{key}: {problem}")
+
+
+def _objectives(names: Any) -> tuple[str, ...]:
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        _fail("objectives", f"must be a list of objective names, got {names!r}")
+    for name in names:
+        if not isinstance(name, str) or name not in OBJECTIVES:
+            _fail("objectives", f"unknown objective {name!r} (known: {', '.join(OBJECTIVES)})")
+    if not names or names[0] != "val_perplexity":
+        _fail("objectives", f"must start with val_perplexity, got {list(names)!r}")
+    if len(set(names)) != len(names):
+        _fail("objectives", f"lists an objective twice: {list(names)!r}")
+    return tuple(names)
 
 
 def _enum(kind: type[enum.Enum], key: str, value: Any) -> enum.Enum:

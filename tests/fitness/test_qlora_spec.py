@@ -33,6 +33,31 @@ def test_bad_values_name_the_key(key, value):
         QLoRASpec.from_dict({"type": "qlora", key: value})
 
 
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        (["val_perplexity", "bleu"], "unknown objective 'bleu'"), (["wall_seconds"], "must start with val_perplexity"),
+        ([], "must start with val_perplexity"), ("val_perplexity", "must be a list"),
+        (["val_perplexity", "wall_seconds", "wall_seconds"], "twice"),
+    ],
+)
+def test_bad_objectives_are_one_line_config_errors(value, problem):
+    with pytest.raises(ConfigError, match=rf"^fitness\.objectives: .*{problem}") as caught:
+        QLoRASpec.from_dict({"type": "qlora", "objectives": value})
+    assert "\n" not in str(caught.value)
+
+
+def test_objectives_default_to_perplexity_and_survive_the_trip_to_the_worker(tiny_model):
+    base = {"type": "qlora", "model": str(tiny_model)}
+    assert [(o.name, o.direction.value) for o in QLoRAFitness.from_spec(base).objectives] == [("val_perplexity", "minimize")]
+    spec = QLoRASpec.from_dict({**base, "objectives": ["val_perplexity", "train_tokens_per_s"]})
+    assert QLoRASpec.from_dict(spec.as_dict()) == spec and spec.objectives == ("val_perplexity", "train_tokens_per_s")
+    fitness = QLoRAFitness.from_spec(spec.as_dict())
+    assert [(o.name, o.direction.value) for o in fitness.objectives] == [
+        ("val_perplexity", "minimize"), ("train_tokens_per_s", "maximize"),
+    ]
+
+
 def test_unknown_key_is_named():
     with pytest.raises(ConfigError, match=r"^fitness\.learning_rat: unknown key"):
         QLoRASpec.from_dict({"type": "qlora", "learning_rat": 1e-3})
@@ -119,6 +144,8 @@ def test_fingerprint_is_stable_and_tracks_what_defines_the_fitness(tiny_model):
     fp = QLoRAFitness.from_spec(base).fingerprint()
     assert fp == QLoRAFitness.from_spec(base).fingerprint()
     assert fp == QLoRAFitness.from_spec({**base, "trial_timeout": 60, "eval_every": 2}).fingerprint()
+    # objectives choose which measures are reported, not what val_perplexity means
+    assert fp == QLoRAFitness.from_spec({**base, "objectives": ["val_perplexity", "wall_seconds"]}).fingerprint()
     assert fp != QLoRAFitness.from_spec({**base, "validation_tokens": 1024}).fingerprint()
     assert fp != QLoRAFitness.from_spec({**base, "lr_scaling": "sqrt"}).fingerprint()
     assert fp != QLoRAFitness.from_spec({**base, "validation_fraction": 0.2}).fingerprint()
