@@ -1,0 +1,328 @@
+"""Compute efficiency at equal training tokens: plain GA, multi-fidelity GA, early stopping, PBT,
+random search and Optuna (TPE, NSGA-II, TPE + Hyperband pruner).
+
+Every method gets the same total training tokens (``--budget`` whole-budget trials'
+worth); a run stops at the first trial that would start past it. Only trials trained
+on the whole budget count towards "best so far" (a rung's or a pruned trial's value
+does not compare), so a method pays for every token it spends on a candidate,
+promoted or not.
+
+Methods (ours through ``evo.api.start_run``, peers through Optuna's own API; all of
+them drive the same fitness object, so the trial cost is the same for everyone):
+
+- ``ga``: the default GA (generational, TPE-surrogate screening), population P.
+- ``ga-mf``: the same with ``multi_fidelity`` (eta 3, rungs 1/9, 1/3, 1; 9 offspring).
+- ``ga-es``: the same with ``early_stopping`` (median rule after 25% of the budget).
+- ``pbt``: ``mode: pbt``, a population of ``--budget`` members, 4 intervals.
+- ``random``: random search.
+- ``optuna-tpe``, ``optuna-nsga2``: Optuna's samplers with their defaults.
+- ``optuna-tpe-hb``: TPE + ``HyperbandPruner(min_resource=1, max_resource=9,
+  reduction_factor=3)``; a trial trains in chunks to 1/9, 1/3 and 1 of the budget,
+  continuing its checkpoint, and reports after each.
+
+Tasks:
+
+- ``synthetic``: fitness/synthetic.py's learning-curve model (fast-but-worse high learning
+  rates make early rankings imperfect), 65,536 training tokens a trial; many seeds.
+- ``smollm2``: QLoRA on SmolLM2-135M-Instruct (4-bit, CPU) with the pydoc corpus, 6,144
+  training tokens a trial and 1,024 validation tokens; a few seeds (each trial takes ~20 s).
+
+Prints the median [interquartile range] of the best validation perplexity at 25/50/75/100%
+of the budget, the budget fraction each method needs to reach the median final result of
+the plain GA and of Optuna TPE, and the wall time per run; writes an anytime plot.
+
+    pip install -e '.[bench]'
+    python experiments/benchmark_fidelity.py --task synthetic --plot experiments/results/fidelity_synthetic.png
+    python experiments/benchmark_fidelity.py --task smollm2 --seeds 3 --plot experiments/results/fidelity_smollm2.png
+    python experiments/benchmark_fidelity.py --quick   # synthetic, 3 seeds, ~20 s
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from evo.api import start_run
+from evo.config import parse_config
+from evo.space import SearchSpace
+from evo.trial import Budget, Trial, TrialResult
+from fitness import make_fitness
+from peers import sampler, suggest
+
+METHODS = ("ga", "ga-mf", "ga-es", "pbt", "random", "optuna-tpe", "optuna-nsga2", "optuna-tpe-hb")
+RUNGS = (1 / 9, 1 / 3, 1.0)  # ga-mf and optuna-tpe-hb: the same rungs
+CHECKPOINTS = (0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class Task:
+    fitness: dict[str, Any]
+    budget: Budget
+    space: dict[str, Any]
+    fixed: dict[str, Any]
+    population: int  # of the GAs
+    es_fitness: dict[str, Any] = field(default_factory=dict)  # what early stopping needs on top (evaluations)
+
+
+SYNTHETIC_SPACE = {
+    "learning_rate": {"type": "log_float", "low": 1e-5, "high": 1e-2},
+    "per_device_train_batch_size": {"type": "int", "choices": [1, 2, 4, 8, 16]},
+    "r": {"type": "int", "choices": [4, 8, 16, 32, 64]},
+    "lora_alpha": {"type": "int", "low": 8, "high": 128, "step": 8},
+    "lora_dropout": {"type": "float", "low": 0.0, "high": 0.3, "step": 0.05},
+    "target_modules": {"type": "categorical", "choices": ["attention", "mlp", "all-linear"]},
+    "lr_scheduler_type": {"type": "categorical", "choices": ["constant", "linear", "cosine"]},
+    "warmup_ratio": {"type": "float", "low": 0.0, "high": 0.2, "step": 0.01},
+    "max_grad_norm": {"type": "categorical", "choices": [0.3, 1.0, 10.0], "ordered": True},
+}
+SMOLLM2_SPACE = {
+    "learning_rate": {"type": "log_float", "low": 1e-4, "high": 1e-2},
+    "r": {"type": "int", "choices": [8, 16, 32, 64]},
+    "lora_alpha": {"type": "int", "choices": [8, 16, 32, 64, 128]},
+    "lora_dropout": {"type": "float", "low": 0.0, "high": 0.2, "step": 0.05},
+    "target_modules": {"type": "categorical", "choices": ["attention", "all-linear"]},
+    "lr_scheduler_type": {"type": "categorical", "choices": ["constant", "linear", "cosine"]},
+    "warmup_ratio": {"type": "float", "low": 0.0, "high": 0.2, "step": 0.05},
+    "per_device_train_batch_size": {"type": "int", "choices": [4, 8]},
+}
+TASKS = {
+    "synthetic": Task(
+        fitness={"type": "synthetic", "noise": 0.02, "eval_every": 0.125},
+        budget=Budget(tokens=65536), space=SYNTHETIC_SPACE,
+        fixed={"max_seq_length": 128, "optim": "adamw_torch"}, population=8,
+    ),
+    "smollm2": Task(
+        fitness={"type": "qlora", "model": "smollm2-135m", "data": "pydoc", "validation_tokens": 1024,
+                 "eval_seq_length": 256, "trial_timeout": 300},
+        budget=Budget(tokens=6144), space=SMOLLM2_SPACE,
+        fixed={"max_seq_length": 128, "optim": "adamw_torch", "gradient_accumulation_steps": 1,
+               "max_grad_norm": 1.0, "weight_decay": 0.0, "bnb_4bit_compute_dtype": "auto"},
+        population=4, es_fitness={"eval_every": 3},
+    ),
+}
+
+
+# -- equal compute ----------------------------------------------------------------------------
+class BudgetSpent(BaseException):
+    """Raised past the token budget; a BaseException so that no trial-level handler swallows it."""
+
+
+class Ledger:
+    """Wraps the fitness: counts training tokens, records whole-budget results, stops at the limit."""
+
+    def __init__(self, fitness: Any, limit_tokens: int) -> None:
+        self.fitness, self.limit = fitness, limit_tokens
+        self.objectives = fitness.objectives
+        self.structural_genes = getattr(fitness, "structural_genes", frozenset())
+        self.spent, self.points, self.t0 = 0, [], time.perf_counter()
+
+    def fingerprint(self) -> str:
+        return self.fitness.fingerprint()
+
+    def close(self) -> None:  # the fitness outlives the run: the next run reuses its worker
+        pass
+
+    def evaluate(self, trial: Trial) -> TrialResult:
+        if self.spent >= self.limit:
+            raise BudgetSpent
+        result = self.fitness.evaluate(trial)
+        self.spent += int(result.metrics.get("train_tokens", 0))
+        value = result.values.get(self.objectives[0].name) if result.ok and trial.fidelity >= 1 else None
+        self.points.append((self.spent, value, time.perf_counter() - self.t0))
+        return result
+
+
+# -- the methods ---------------------------------------------------------------------------------
+def run_evo(task: Task, ledger: Ledger, seed: int, budget_trials: int, **evolution: Any) -> None:
+    raw = {"seed": seed, "fitness": dict(task.fitness), "budget": task.budget.as_dict(), "search_space": task.space,
+           "fixed": task.fixed, "artifacts": "none",
+           "evolution": {"population_size": task.population, "generations": 10_000, **evolution}}
+    raw["budget"] = {k: v for k, v in raw["budget"].items() if v is not None}
+    try:
+        start_run(parse_config(raw), ledger, None)
+    except BudgetSpent:
+        pass
+
+
+def run_random(task: Task, ledger: Ledger, seed: int, budget_trials: int) -> None:
+    space, rng = SearchSpace.from_spec(task.space), np.random.default_rng(seed)
+    try:
+        for i in range(10**6):
+            ledger.evaluate(Trial(i, {**task.fixed, **space.sample(rng)}, task.budget, _seed(seed, i)))
+    except BudgetSpent:
+        pass
+
+
+def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: str, hyperband: bool = False) -> None:
+    import optuna
+
+    space = SearchSpace.from_spec(task.space)
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3) if hyperband else None
+    study = optuna.create_study(sampler=sampler(name, seed), pruner=pruner, direction="minimize")
+    scratch = tempfile.TemporaryDirectory(prefix="bench-hb-")
+
+    def objective(trial: Any) -> float:
+        config = {**task.fixed, **suggest(trial, space)}
+        seed_i = _seed(seed, trial.number)
+        if not hyperband:
+            result = ledger.evaluate(Trial(trial.number, config, task.budget, seed_i))
+            return result.values["val_perplexity"] if result.ok else float("nan")
+        previous = None
+        for rung, fidelity in enumerate(RUNGS):
+            here = Path(scratch.name) / f"{trial.number}-{rung}"
+            result = ledger.evaluate(Trial(trial.number, config, task.budget, seed_i, fidelity=fidelity,
+                                           resume_from=previous, checkpoint_dir=here if fidelity < 1 else None))
+            if not result.ok:
+                return float("nan")
+            trial.report(result.values["val_perplexity"], step=round(fidelity * 9))
+            if fidelity < 1 and trial.should_prune():
+                raise optuna.TrialPruned()
+            previous = here
+        return result.values["val_perplexity"]
+
+    try:
+        study.optimize(objective, n_trials=10**6)
+    except BudgetSpent:
+        pass
+    finally:
+        scratch.cleanup()
+
+
+RUNNERS: dict[str, Callable[[Task, Ledger, int, int], None]] = {
+    "ga": lambda t, l, s, b: run_evo(t, l, s, b),
+    "ga-mf": lambda t, l, s, b: run_evo(t, l, s, b, offspring_size=9, multi_fidelity={"eta": 3, "min_fidelity": RUNGS[0]}),
+    "ga-es": lambda t, l, s, b: run_evo(t, l, s, b, early_stopping={"warmup": 0.25}),
+    "pbt": lambda t, l, s, b: run_evo(t, l, s, b, population_size=b, mode="pbt", pbt={"interval": 0.25}),
+    "random": run_random,
+    "optuna-tpe": lambda t, l, s, b: run_optuna(t, l, s, b, "tpe"),
+    "optuna-nsga2": lambda t, l, s, b: run_optuna(t, l, s, b, "nsga2"),
+    "optuna-tpe-hb": lambda t, l, s, b: run_optuna(t, l, s, b, "tpe", hyperband=True),
+}
+
+
+def _seed(seed: int, i: int) -> int:
+    return int(np.random.SeedSequence(seed, spawn_key=(i,)).generate_state(1)[0])
+
+
+# -- the report -------------------------------------------------------------------------------------
+def best_at(points: list[tuple[int, float | None, float]], tokens: float) -> float:
+    """Best whole-budget value among the trials finished within ``tokens``; inf if none."""
+    values = [v for spent, v, _ in points if spent <= tokens * (1 + 1e-9) and v is not None]
+    return min(values) if values else math.inf
+
+
+def to_reach(points: list[tuple[int, float | None, float]], target: float) -> float:
+    """Tokens spent when the best first reached ``target``; inf if never."""
+    best = math.inf
+    for spent, value, _ in points:
+        if value is not None:
+            best = min(best, value)
+        if best <= target:
+            return float(spent)
+    return math.inf
+
+
+def report(runs: dict[str, list[Ledger]], limit: int, unit: int, task_name: str) -> None:
+    methods = list(runs)
+    seeds = len(next(iter(runs.values())))
+    print(f"\nbest validation perplexity (median [25%, 75%] over {seeds} seeds) at a share of the budget "
+          f"of {limit // unit} whole trials = {limit:,} training tokens; task {task_name}")
+    header = f"  {'method':<15}" + "".join(f"{f'{c:.0%}':>22}" for c in CHECKPOINTS)
+    finals = {m: [best_at(ledger.points, limit) for ledger in runs[m]] for m in methods}
+    targets = {ref: float(np.percentile(finals[ref], 50, method="lower")) for ref in ("ga", "optuna-tpe") if ref in runs}
+    header += "".join(f"{'to ' + ref + ' final':>20}" for ref in targets) + f"{'wall s/run':>12}"
+    print(header)
+    for m in methods:
+        cells = []
+        for c in CHECKPOINTS:
+            values = [best_at(ledger.points, c * limit) for ledger in runs[m]]
+            q1, med, q3 = np.percentile(values, [25, 50, 75], method="lower")  # "lower": no arithmetic on inf
+            cells.append(f"{_num(med):>8} [{_num(q1)},{_num(q3)}]")
+        reach = []
+        for ref, target in targets.items():
+            spent = float(np.percentile([to_reach(ledger.points, target) for ledger in runs[m]], 50, method="lower"))
+            reach.append(f"{spent / limit:.2f}x" if math.isfinite(spent) else "not reached")
+        wall = float(np.median([ledger.points[-1][2] if ledger.points else 0.0 for ledger in runs[m]]))
+        print(f"  {m:<15}" + "".join(f"{c:>22}" for c in cells) + "".join(f"{r:>20}" for r in reach) + f"{wall:>12.1f}")
+    print("\n'to X final': the median share of the budget (training tokens) a method needs to reach the median\n"
+          "final result of X ('not reached' within the budget); 1.00x = the whole budget.")
+
+
+def _num(x: float) -> str:
+    return f"{x:.3f}" if math.isfinite(x) else "-"
+
+
+def plot(runs: dict[str, list[Ledger]], limit: int, unit: int, title: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.linspace(0, limit, 200)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for m, ledgers in runs.items():
+        curves = np.array([[best_at(ledger.points, x) for x in grid] for ledger in ledgers])
+        q1, med, q3 = np.percentile(curves, [25, 50, 75], axis=0, method="lower")
+        q1, med, q3 = (np.where(np.isfinite(q), q, np.nan) for q in (q1, med, q3))  # not reached yet: no line
+        (line,) = ax.plot(grid / unit, med, label=m, lw=1.6)
+        ax.fill_between(grid / unit, q1, q3, color=line.get_color(), alpha=0.12, lw=0)
+    ax.set(xlabel="training tokens spent, in whole-budget trials", ylabel="best validation perplexity (whole budget)",
+           title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=list(TASKS), default="synthetic")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=100)
+    parser.add_argument("--budget", type=int, default=None,
+                        help="training tokens per run, in whole-budget trials (synthetic 40, smollm2 8)")
+    parser.add_argument("--quick", action="store_true", help="synthetic, 3 seeds, budget 16")
+    parser.add_argument("--plot", help="write the anytime plot (PNG) here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.task, args.seeds, args.budget = "synthetic", 3, 16
+    task = TASKS[args.task]
+    budget_trials = args.budget or (40 if args.task == "synthetic" else 8)
+    unit = task.budget.tokens
+    limit = budget_trials * unit
+    fitnesses: dict[str, Any] = {}  # one per fitness definition, shared by the runs (a QLoRA worker stays up)
+    runs: dict[str, list[Ledger]] = {m: [] for m in args.methods}
+    t0 = time.perf_counter()
+    try:
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for m in args.methods:
+                spec = {**task.fitness, **(task.es_fitness if m == "ga-es" else {})}
+                key = repr(sorted(spec.items()))
+                if key not in fitnesses:
+                    fitnesses[key] = make_fitness(spec)
+                ledger = Ledger(fitnesses[key], limit)
+                task_for_run = Task(spec, task.budget, task.space, task.fixed, task.population)
+                RUNNERS[m](task_for_run, ledger, seed, budget_trials)
+                runs[m].append(ledger)
+                print(f"seed {seed} {m:<14} best {_num(best_at(ledger.points, limit))}  "
+                      f"{ledger.points[-1][2] if ledger.points else 0:.0f} s", flush=True)
+    finally:
+        for fitness in fitnesses.values():
+            fitness.close()
+    print(f"\n{args.task}: {len(args.methods)} methods x {args.seeds} seeds, {time.perf_counter() - t0:.0f} s wall")
+    report(runs, limit, unit, args.task)
+    if args.plot:
+        plot(runs, limit, unit, f"{args.task}: median best so far, 25-75% band, {args.seeds} seeds", args.plot)
+        print(f"\nplot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""experiments/benchmark_fidelity.py --quick: every method spends the same tokens, the table prints, the plot is written."""
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("optuna") is None, reason="the bench extra (optuna) is not installed")
+
+
+def test_quick_benchmark_prints_the_table_and_writes_the_plot(tmp_path):
+    plot = tmp_path / "fidelity.png"
+    done = subprocess.run(
+        [sys.executable, "experiments/benchmark_fidelity.py", "--quick", "--plot", str(plot)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for method in ("ga", "ga-mf", "ga-es", "pbt", "random", "optuna-tpe", "optuna-nsga2", "optuna-tpe-hb"):
+        assert f"  {method} " in out
+    assert "to ga final" in out and "to optuna-tpe final" in out and "100%" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_method_stops_at_the_same_training_budget():
+    import benchmark_fidelity as bench
+    from fitness.synthetic import SyntheticFitness
+
+    task = bench.TASKS["synthetic"]
+    limit = 6 * task.budget.tokens
+    for method, runner in bench.RUNNERS.items():
+        ledger = bench.Ledger(SyntheticFitness.from_spec(task.fitness), limit)
+        runner(task, ledger, 0, 6)
+        spent = [p[0] for p in ledger.points]
+        assert spent == sorted(spent) and spent[-1] >= 0.75 * limit, method  # used (nearly) all of it...
+        before_last = spent[-2] if len(spent) > 1 else 0
+        assert before_last < limit, method  # ...and started nothing once it was spent
+        assert any(v is not None for _, v, _ in ledger.points), method
