@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from evo.trial import Objective, Trial, TrialResult
 from fitness.qlora.corpus import Corpus, load_corpus
+from fitness.qlora.genes import STRUCTURAL_GENES
 from fitness.qlora.source import ModelSource, resolve_model
 from fitness.qlora.spec import OBJECTIVES, QLoRASpec
 from fitness.qlora.worker import TrialWorker
@@ -19,7 +20,10 @@ class QLoRAFitness:
 
     Cheap to build: ``from_spec`` validates the spec, finds the model and reads the
     data (raising ConfigError), but starts the worker only at the first ``evaluate``.
+    ``structural_genes`` are those a trial continuing a checkpoint cannot change.
     """
+
+    structural_genes = STRUCTURAL_GENES
 
     def __init__(self, spec: QLoRASpec, *, source: ModelSource, corpus: Corpus) -> None:
         self.spec = spec

@@ -103,6 +103,10 @@ class TrialConfig:
 _QUANT_GENES = {f.name for f in fields(QuantSettings)}
 _TRAIN_GENES = {f.name for f in fields(TrialConfig)} - {"quant"}
 
+# Genes a checkpoint fixes: they shape the adapter's tensors or the optimizer's state, scale
+# the adapter's output, or define the base it was trained on. The rest may change on resume.
+STRUCTURAL_GENES = frozenset({"r", "lora_alpha", "use_rslora", "target_modules", "optim", *_QUANT_GENES})
+
 
 def parse_genes(
     config: Mapping[str, Any], *, lr_scaling: LRScaling, lr_reference_batch: int

@@ -1,11 +1,13 @@
 """The worker's side of a trial: resident base + tokenized data in, TrialResult out.
 
 ``TrialRunner.run`` never raises: every failure becomes a FAILED result whose reason
-says what happened (OOM, DIVERGED, EXCEPTION). Deaths and timeouts are the
-supervisor's to report (see ``worker.py``), since a dead process can't answer.
+says what happened (OOM, DIVERGED, EXCEPTION; a bad checkpoint is an EXCEPTION), and
+a trial early stopping ended is PRUNED. Deaths and timeouts are the supervisor's to
+report (see ``worker.py``), since a dead process can't answer.
 """
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from typing import Any
@@ -20,7 +22,8 @@ from fitness.qlora.model import ResidentBase, compute_dtype, load_tokenizer, pic
 from fitness.qlora.source import default_cache_root, resolve_model
 from fitness.qlora.spec import QLoRASpec
 from fitness.qlora.tokens import tokenize_corpus
-from fitness.qlora.train import DivergedError, EvalSettings, steps_for, train_and_score
+from fitness.qlora.evaluate import EvalSettings
+from fitness.qlora.train import DivergedError, steps_for, train_and_score
 
 
 class TrialRunner:
@@ -55,12 +58,10 @@ class TrialRunner:
             base = self.base.get(cfg.quant)
             metrics["base_loads"] = self.base.loads
             with address_space_cap(self.spec.trial_memory_limit_mb if self.device == "cpu" else None):
-                metrics.update(
-                    train_and_score(
-                        base, self.data, cfg, steps=steps_for(trial.budget, cfg), seed=trial.seed,
-                        evaluation=self.evaluation, artifact_dir=trial.artifact_dir,
-                    )
+                outcome = train_and_score(
+                    base, self.data, cfg, trial=trial, budget_steps=steps_for(trial.budget, cfg), evaluation=self.evaluation
                 )
+            metrics.update(outcome.metrics)
         except DivergedError as exc:
             return self._failed(FailureReason.DIVERGED, str(exc), metrics, applied, start, diverged_step=exc.step)
         except Exception as exc:  # a trial failure must never end the worker loop
@@ -72,7 +73,10 @@ class TrialRunner:
             if self.device == "cuda":
                 torch.cuda.empty_cache()
         metrics.update(self._memory_metrics(), wall_seconds=time.perf_counter() - start)
-        value = metrics.pop("val_perplexity")
+        value = metrics.pop("val_perplexity", None)
+        if outcome.stopped is not None:
+            values = {"val_perplexity": value} if value is not None and math.isfinite(value) else {}
+            return TrialResult.pruned(values, outcome.stopped, reason=outcome.reason, metrics=metrics, applied_config=applied)
         values = {"val_perplexity": value, **{name: metrics[name] for name in self.spec.objectives[1:]}}
         return TrialResult.complete(values, metrics=metrics, applied_config=applied)
 

@@ -81,6 +81,23 @@ class TokenizedCorpus:
         return pack(self.validation, block_length, max_blocks=math.ceil(max_tokens / block_length))
 
 
+def shuffled_batches(blocks: Blocks, batch_size: int, seed: int, *, skip: int = 0):
+    """Endless shuffled batches (a new permutation each epoch), reproducible from ``seed``.
+
+    ``skip`` passes over that many batches first (without building them), to continue a
+    checkpoint's stream. Batches are full: the same tokens per step all trial long.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    size = min(batch_size, len(blocks))
+    per_epoch = len(blocks) // size
+    while True:
+        order = torch.randperm(len(blocks), generator=generator)
+        first, skip = min(skip, per_epoch), max(0, skip - per_epoch)
+        for b in range(first, per_epoch):
+            index = order[b * size : (b + 1) * size]
+            yield blocks.ids[index], blocks.labels[index]
+
+
 def tokenize_corpus(corpus: Corpus, tokenizer, cache_root: Path) -> TokenizedCorpus:
     """Tokenize once per (tokenizer, corpus); later calls and workers read the disk cache."""
     key = hashlib.sha256(f"{tokenizer_identity(tokenizer)}:{corpus.identity}".encode()).hexdigest()[:24]

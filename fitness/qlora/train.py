@@ -3,22 +3,29 @@
 A lean loop instead of ``transformers.Trainer`` (it costs seconds per trial to set
 up); it mirrors TrainingArguments semantics for the genes it reads: the loss is
 averaged over gradient-accumulation micro-batches, gradients are clipped to
-``max_grad_norm`` before the step, warmup is ``ceil(warmup_ratio * steps)``, and
-``constant`` ignores warmup.
+``max_grad_norm`` before the step, and the schedule is in ``optim.py``.
+
+A trial trains from step 0, or from a checkpoint's step, up to ``fidelity`` of the
+budget; the schedule always spans the whole budget, so stopping and continuing is
+the same as training in one go.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fitness.qlora.genes import Optim, TrialConfig
-from fitness.qlora.tokens import Blocks, TokenizedCorpus
-from evo.trial import Budget
+from evo.trial import Budget, FailureReason, Trial
+from fitness.qlora import checkpoint
+from fitness.qlora.evaluate import EvalSettings, perplexity
+from fitness.qlora.genes import TrialConfig
+from fitness.qlora.optim import apply_hyperparameters, build_optimizer, build_schedule
+from fitness.qlora.tokens import Blocks, TokenizedCorpus, shuffled_batches
 
 
 class DivergedError(RuntimeError):
@@ -30,11 +37,37 @@ class DivergedError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class EvalSettings:
-    seq_length: int  # block length of the validation set
-    max_tokens: int  # validation set size cap
-    batch_size: int
-    every: int  # optimizer steps between intermediate evaluations; 0 = end only
+class Outcome:
+    """A trial's metrics; ``stopped`` is the message when early stopping ended it (then
+    ``reason`` is DIVERGED for a diverging loss, None for the median rule)."""
+
+    metrics: dict[str, Any]
+    stopped: str | None = None
+    reason: FailureReason | None = None
+
+
+@dataclass
+class _Progress:
+    """The step counter, curves and clocks of a trial; they continue a checkpoint's."""
+
+    step: int  # optimizer steps taken so far
+    losses: list[list[float | None]]
+    evals: list[list[float | None]]
+    first_loss: float | None
+    start_step: int = field(init=False)
+    started: float = 0.0
+    eval_seconds: float = 0.0
+    last_eval_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.start_step = self.step
+
+    def score(self, model, blocks: Blocks, batch_size: int) -> float:
+        tick = time.perf_counter()
+        ppl = perplexity(model, blocks, batch_size)
+        self.last_eval_seconds = time.perf_counter() - tick
+        self.eval_seconds += self.last_eval_seconds
+        return ppl
 
 
 def steps_for(budget: Budget, cfg: TrialConfig) -> int:
@@ -47,16 +80,21 @@ def steps_for(budget: Budget, cfg: TrialConfig) -> int:
 
 
 def train_and_score(
-    base, data: TokenizedCorpus, cfg: TrialConfig, *, steps: int, seed: int,
-    evaluation: EvalSettings, artifact_dir: Path | None,
-) -> dict[str, Any]:
-    """Train an adapter for ``steps`` optimizer steps and return metrics incl. ``val_perplexity``.
+    base, data: TokenizedCorpus, cfg: TrialConfig, *, trial: Trial, budget_steps: int, evaluation: EvalSettings
+) -> Outcome:
+    """Train ``trial``'s adapter up to its fidelity and score it (``val_perplexity`` in the metrics).
 
     The base is restored (adapter unloaded) even when training fails.
     """
     from peft import LoraConfig, get_peft_model
 
-    torch.manual_seed(seed)  # LoRA init and dropout
+    if not 0.0 < trial.fidelity <= 1.0:
+        raise ValueError(f"fidelity={trial.fidelity!r}: must be in (0, 1]")
+    resume = None
+    if trial.resume_from is not None:
+        resume = checkpoint.load(trial.resume_from)  # before attaching: a bad checkpoint fails fast
+        resume.check_structure(cfg)
+    torch.manual_seed(trial.seed)  # LoRA init and dropout (a resumed trial restores the RNG)
     lora = LoraConfig(
         r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules=cfg.lora_target_modules(), use_rslora=cfg.use_rslora,
@@ -67,7 +105,7 @@ def train_and_score(
     try:
         model = get_peft_model(base, lora)
         try:
-            return _train(model, data, cfg, steps=steps, seed=seed, evaluation=evaluation, artifact_dir=artifact_dir)
+            return _train(model, data, cfg, trial, budget_steps, evaluation, resume)
         finally:
             model.unload()  # swaps the original Linear4bit modules back in, dropping the adapter
     finally:
@@ -76,121 +114,112 @@ def train_and_score(
         base.eval()
 
 
-def _train(model, data, cfg, *, steps, seed, evaluation, artifact_dir) -> dict[str, Any]:
-    from transformers import get_scheduler
-
+def _train(model, data, cfg, trial, budget_steps, evaluation, resume) -> Outcome:
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(cfg, params)
-    warmup = math.ceil(cfg.warmup_ratio * steps)
-    scheduler = get_scheduler(cfg.lr_scheduler_type.value, optimizer, num_warmup_steps=warmup, num_training_steps=steps)
+    optimizer = build_optimizer(cfg, params)
+    position = checkpoint.DataPosition(trial.seed, 0, cfg.per_device_train_batch_size, cfg.max_seq_length)
+    progress = _Progress(0, [], [], None)
+    if resume is not None:
+        resume.restore(model, optimizer)
+        apply_hyperparameters(optimizer, cfg)  # load_state_dict brought back the source trial's
+        position = resume.data.continued(cfg, resume.step)
+        progress = _Progress(*resume.progress_for(budget_steps), resume.first_loss)
+    scheduler, schedule = build_schedule(cfg, optimizer, budget_steps=budget_steps, start_step=progress.step)
+    target = max(1, round(trial.fidelity * budget_steps))
     val_blocks = data.validation_blocks(evaluation.seq_length, evaluation.max_tokens)
-    batches = _batches(data.train_blocks(cfg.max_seq_length), cfg.per_device_train_batch_size, seed)
+    blocks = data.train_blocks(cfg.max_seq_length)
+    batches = shuffled_batches(blocks, cfg.per_device_train_batch_size, position.seed, skip=position.consumed)
+    early = trial.early_stop
+    metrics = partial(_metrics, progress, cfg, trial, budget_steps, val_blocks, params)
 
-    start = time.perf_counter()
-    eval_seconds = 0.0
-    loss_curve: list[list[float]] = []
-    eval_curve: list[list[float | None]] = []
+    progress.started = time.perf_counter()
     model.train()
-    for step in range(1, steps + 1):
-        step_loss = 0.0
-        for _ in range(cfg.gradient_accumulation_steps):
-            ids, labels = (t.to(device) for t in next(batches))
-            loss = model(input_ids=ids, labels=labels).loss
-            if not torch.isfinite(loss):
-                raise DivergedError(step, loss.item())
-            (loss / cfg.gradient_accumulation_steps).backward()
-            step_loss += loss.item() / cfg.gradient_accumulation_steps
+    while progress.step < target:
+        step = progress.step + 1
+        loss = _accumulate(model, batches, cfg, device)
+        progress.first_loss = loss if progress.first_loss is None else progress.first_loss
+        if early is not None and early.diverged(progress.first_loss, loss):
+            progress.losses.append([step, _finite_or_none(loss)])
+            message = (
+                f"training loss {loss:.4g} at step {step}/{budget_steps} diverged "
+                f"(non-finite or above {early.loss_ratio:g} x the first loss {progress.first_loss:.4g})"
+            )
+            return Outcome(metrics(pruned_at_step=step, diverged_step=step), message, FailureReason.DIVERGED)
+        if not math.isfinite(loss):
+            raise DivergedError(step, loss)
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        loss_curve.append([step, step_loss])
-        if evaluation.every and step % evaluation.every == 0 and step < steps:
-            tick = time.perf_counter()
-            eval_curve.append([step, _finite_or_none(_perplexity(model, val_blocks, evaluation.batch_size))])
-            eval_seconds += time.perf_counter() - tick
-    train_seconds = time.perf_counter() - start - eval_seconds
+        progress.step = step
+        progress.losses.append([step, loss])
+        if evaluation.every and step % evaluation.every == 0 and step < target:
+            ppl = progress.score(model, val_blocks, evaluation.batch_size)
+            progress.evals.append([step, _finite_or_none(ppl)])
+            if early is not None and early.prunes(step / budget_steps, ppl):
+                median = early.threshold_at(step / budget_steps)
+                message = f"val_perplexity {ppl:.4g} worse than the median {median:.4g} at step {step}/{budget_steps}"
+                return Outcome(metrics(val_perplexity=ppl, pruned_at_step=step), message)
 
-    tick = time.perf_counter()
-    val_ppl = _perplexity(model, val_blocks, evaluation.batch_size)
-    final_eval_seconds = time.perf_counter() - tick
+    val_ppl = progress.score(model, val_blocks, evaluation.batch_size)
     if not math.isfinite(val_ppl):
-        raise DivergedError(steps, val_ppl, what="validation perplexity")
-    eval_curve.append([steps, val_ppl])
-    train_tokens = steps * cfg.tokens_per_step
-    metrics: dict[str, Any] = {
-        "val_perplexity": val_ppl,
-        "train_loss_curve": loss_curve,
-        "val_perplexity_curve": eval_curve,
-        "steps": steps,
+        raise DivergedError(progress.step, val_ppl, what="validation perplexity")
+    if progress.evals and progress.evals[-1][0] == progress.step:
+        progress.evals[-1] = [progress.step, val_ppl]  # resumed at its target: scored again, not a new point
+    else:
+        progress.evals.append([progress.step, val_ppl])
+    out = metrics(val_perplexity=val_ppl)
+    if trial.checkpoint_dir is not None:
+        consumed = position.consumed + (progress.step - progress.start_step) * cfg.gradient_accumulation_steps
+        checkpoint.save(
+            trial.checkpoint_dir, model=model, optimizer=optimizer, cfg=cfg, step=progress.step,
+            budget_steps=budget_steps, data=replace(position, consumed=consumed), schedule=schedule,
+            train_loss_curve=progress.losses, val_perplexity_curve=progress.evals,
+        )
+        out["checkpoint_path"] = str(trial.checkpoint_dir)
+    if trial.artifact_dir is not None:
+        adapter = Path(trial.artifact_dir) / "adapter"
+        model.save_pretrained(adapter)
+        out["adapter_path"] = str(adapter)
+    return Outcome(out)
+
+
+def _accumulate(model, batches, cfg: TrialConfig, device) -> float:
+    """Forward and backward one optimizer step's micro-batches: their mean loss, or the first non-finite one."""
+    n = cfg.gradient_accumulation_steps
+    step_loss = 0.0
+    for _ in range(n):
+        ids, labels = (t.to(device) for t in next(batches))
+        loss = model(input_ids=ids, labels=labels).loss
+        if not torch.isfinite(loss):
+            return loss.item()
+        (loss / n).backward()
+        step_loss += loss.item() / n
+    return step_loss
+
+
+def _metrics(progress: _Progress, cfg, trial, budget_steps, val_blocks, params, **extra) -> dict[str, Any]:
+    train_seconds = time.perf_counter() - progress.started - progress.eval_seconds
+    train_tokens = (progress.step - progress.start_step) * cfg.tokens_per_step  # this trial's only
+    eval_tokens = int(val_blocks.ids.numel())
+    return {
+        **extra,
+        "train_loss_curve": progress.losses,
+        "val_perplexity_curve": progress.evals,
+        "steps": progress.step,
+        "start_step": progress.start_step,
+        "budget_steps": budget_steps,
+        "fidelity": trial.fidelity,
         "train_tokens": train_tokens,
         "train_tokens_per_s": train_tokens / max(train_seconds, 1e-9),
-        "eval_tokens": int(val_blocks.ids.numel()),
-        "eval_tokens_per_s": val_blocks.ids.numel() / max(final_eval_seconds, 1e-9),
+        "eval_tokens": eval_tokens,
+        "eval_tokens_per_s": eval_tokens / max(progress.last_eval_seconds, 1e-9) if progress.last_eval_seconds else 0.0,
         "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds + final_eval_seconds,
+        "eval_seconds": progress.eval_seconds,
         "trainable_parameters": sum(p.numel() for p in params),
     }
-    if artifact_dir is not None:
-        adapter = Path(artifact_dir) / "adapter"
-        model.save_pretrained(adapter)
-        metrics["adapter_path"] = str(adapter)
-    return metrics
-
-
-def _optimizer(cfg: TrialConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """Build the optimizer TrainingArguments' ``optim`` names, with its default hyperparameters."""
-    # Optimizers refuse a NaN or negative lr in their constructor; build with a placeholder and
-    # set the real rate afterwards, so a NaN gene runs and fails as DIVERGED like any bad rate.
-    placeholder = 1e-3
-    if cfg.optim is Optim.ADAMW_TORCH:
-        optimizer = torch.optim.AdamW(params, lr=placeholder, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay)
-    elif cfg.optim is Optim.ADAFACTOR:
-        from transformers.optimization import Adafactor
-
-        optimizer = Adafactor(
-            params, lr=placeholder, scale_parameter=False, relative_step=False, warmup_init=False,
-            weight_decay=cfg.weight_decay,
-        )
-    else:
-        import bitsandbytes as bnb
-
-        kind = bnb.optim.AdamW8bit if cfg.optim is Optim.ADAMW_BNB_8BIT else bnb.optim.PagedAdamW8bit
-        optimizer = kind(params, lr=placeholder, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay)
-    for group in optimizer.param_groups:
-        group["lr"] = cfg.learning_rate
-    return optimizer
-
-
-def _batches(blocks: Blocks, batch_size: int, seed: int):
-    """Endless shuffled batches (a new permutation each epoch), reproducible from ``seed``."""
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        order = torch.randperm(len(blocks), generator=generator)
-        for i in range(0, len(order), batch_size):
-            index = order[i : i + batch_size]
-            if len(index) < batch_size and len(blocks) >= batch_size:
-                break  # keep every batch full: the same tokens per step all trial long
-            yield blocks.ids[index], blocks.labels[index]
-
-
-@torch.no_grad()
-def _perplexity(model, blocks: Blocks, batch_size: int) -> float:
-    """exp of the token-weighted mean NLL over every labelled, predicted token."""
-    model.eval()
-    device = next(model.parameters()).device
-    total_nll, total_tokens = 0.0, 0
-    for i in range(0, len(blocks), batch_size):
-        ids, labels = blocks.ids[i : i + batch_size].to(device), blocks.labels[i : i + batch_size].to(device)
-        n = int((labels[:, 1:] != -100).sum())
-        if n:
-            total_nll += model(input_ids=ids, labels=labels).loss.float().item() * n
-            total_tokens += n
-    model.train()
-    mean = total_nll / max(total_tokens, 1)
-    return math.exp(mean) if mean < 700 else math.inf
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -1,0 +1,174 @@
+"""Trial checkpoints: what a later trial needs to continue training where one stopped.
+
+A checkpoint directory holds
+- ``adapter.safetensors``: the LoRA weights (peft state dict, adapter name stripped);
+- ``state.pt``: the optimizer's state_dict and the torch RNG state (for dropout);
+- ``checkpoint.json``: the step reached (of how many), the data position, the schedule it ran, the
+  curves so far and the structural genes' values.
+``checkpoint.json`` is removed first and written last, so a half-written checkpoint
+reads as missing rather than as a mix of two trials.
+
+A resumed trial keeps the weights, optimizer moments, RNG and data position, and
+applies its own hyperparameters (learning rate, weight decay, schedule, ...); only the
+genes in STRUCTURAL_GENES must match, since the weights and moments depend on them.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from fitness.qlora.genes import STRUCTURAL_GENES, TrialConfig
+
+FORMAT = 1  # bump when the layout changes; older checkpoints are then refused
+ADAPTER, STATE, META = "adapter.safetensors", "state.pt", "checkpoint.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or was trained with other structural genes."""
+
+
+@dataclass(frozen=True)
+class DataPosition:
+    """Where a trial is in its shuffled training stream.
+
+    ``consumed`` micro-batches of ``batch_size`` blocks of ``seq_length`` tokens were
+    drawn from the stream seeded with ``seed``.
+    """
+
+    seed: int
+    consumed: int
+    batch_size: int
+    seq_length: int
+
+    def continued(self, cfg: TrialConfig, step: int) -> "DataPosition":
+        """The same stream when the batch shape is unchanged, else a fresh one seeded from (seed, step)."""
+        if (cfg.per_device_train_batch_size, cfg.max_seq_length) == (self.batch_size, self.seq_length):
+            return self
+        fresh_seed = (self.seed * 1_000_003 + step) % 2**63  # distinct per (seed, step), reproducible
+        return DataPosition(fresh_seed, 0, cfg.per_device_train_batch_size, cfg.max_seq_length)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    step: int
+    budget_steps: int
+    data: DataPosition
+    train_loss_curve: list[list[float]]
+    val_perplexity_curve: list[list[float | None]]
+    structural: dict[str, Any]
+    adapter: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    rng: dict[str, Any]
+
+    @property
+    def first_loss(self) -> float:
+        """The first step's training loss, which divergence is measured against."""
+        return self.train_loss_curve[0][1]
+
+    def progress_for(self, budget_steps: int) -> tuple[int, list, list]:
+        """The step reached and the curves, on the step scale of a budget of ``budget_steps``.
+
+        Under a tokens budget, a trial with other batch genes has another step count for
+        the same budget: the fraction of the budget done is what carries over.
+        """
+        if budget_steps == self.budget_steps:
+            return self.step, list(self.train_loss_curve), list(self.val_perplexity_curve)
+        scale = budget_steps / self.budget_steps
+        return (
+            round(self.step * scale),
+            [[round(step * scale, 3), v] for step, v in self.train_loss_curve],
+            [[round(step * scale, 3), v] for step, v in self.val_perplexity_curve],
+        )
+
+    def check_structure(self, cfg: TrialConfig) -> None:
+        """Raise CheckpointError naming every structural gene this trial would change."""
+        genes = cfg.as_dict()
+        changed = [f"{k}={v!r} -> {genes[k]!r}" for k, v in sorted(self.structural.items()) if v != genes[k]]
+        if changed:
+            raise CheckpointError(
+                f"checkpoint {self.path} was trained with other structural genes ({', '.join(changed)}); "
+                f"{', '.join(sorted(STRUCTURAL_GENES))} cannot change when continuing a checkpoint"
+            )
+
+    def restore(self, model, optimizer: torch.optim.Optimizer) -> None:
+        """Load the adapter weights, optimizer state and RNG state into a freshly attached adapter.
+
+        ``optimizer.load_state_dict`` also brings back the source's learning rate and weight
+        decay: the caller re-applies the resumed trial's own afterwards.
+        """
+        from peft import set_peft_model_state_dict
+
+        loaded = set_peft_model_state_dict(model, self.adapter)
+        unexpected = getattr(loaded, "unexpected_keys", [])
+        if unexpected:
+            raise CheckpointError(f"checkpoint {self.path} has adapter weights this trial lacks: {unexpected[:3]}")
+        optimizer.load_state_dict(self.optimizer)
+        torch.set_rng_state(self.rng["cpu"])
+        if self.rng.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self.rng["cuda"])
+
+
+def save(
+    path: Path, *, model, optimizer: torch.optim.Optimizer, cfg: TrialConfig, step: int, budget_steps: int,
+    data: DataPosition, schedule: Mapping[str, Any], train_loss_curve: list, val_perplexity_curve: list,
+) -> None:
+    """Write the checkpoint of a trial that reached ``step`` of ``budget_steps``; ``data.consumed`` counts up to there."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / META).unlink(missing_ok=True)
+    adapter = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+    _replace(path / ADAPTER, lambda tmp: save_file(adapter, str(tmp)))
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    _replace(path / STATE, lambda tmp: torch.save({"optimizer": optimizer.state_dict(), "rng": rng}, tmp))
+    genes = cfg.as_dict()
+    meta = {
+        "format": FORMAT,
+        "step": step,
+        "budget_steps": budget_steps,
+        "data": asdict(data),
+        "schedule": dict(schedule),
+        "train_loss_curve": train_loss_curve,
+        "val_perplexity_curve": val_perplexity_curve,
+        "structural": {k: genes[k] for k in sorted(STRUCTURAL_GENES)},
+        "config": genes,  # for people reading it; resuming uses only the structural part
+    }
+    _replace(path / META, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+
+
+def load(path: Path) -> Checkpoint:
+    """Read a checkpoint; CheckpointError naming ``path`` when it is missing or unreadable."""
+    path = Path(path)
+    if not (path / META).is_file():
+        raise CheckpointError(f"no checkpoint at {path} ({META} is missing)")
+    try:
+        from safetensors.torch import load_file
+
+        meta = json.loads((path / META).read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, this fitness reads format {FORMAT}")
+        state = torch.load(path / STATE, weights_only=True)
+        return Checkpoint(
+            path=path, step=int(meta["step"]), budget_steps=int(meta["budget_steps"]), data=DataPosition(**meta["data"]),
+            train_loss_curve=meta["train_loss_curve"], val_perplexity_curve=meta["val_perplexity_curve"],
+            structural=meta["structural"], adapter=load_file(str(path / ADAPTER)),
+            optimizer=state["optimizer"], rng=state["rng"],
+        )
+    except Exception as exc:  # any damage reads as one clear failure naming the checkpoint
+        raise CheckpointError(f"checkpoint {path} is unreadable: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+
+
+def _replace(target: Path, write) -> None:
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    write(staging)
+    staging.replace(target)
