@@ -60,7 +60,9 @@ def setup(spec: QLoRASpec):
 
 def one_trial(base, data, cfg, steps, evaluation, seed):
     """A trial as the worker runs it; returns (wall, train+eval seconds, metrics)."""
-    metrics, wall = timed(train_and_score, base, data, cfg, steps=steps, seed=seed, evaluation=evaluation, artifact_dir=None)
+    trial = Trial(0, {}, Budget(steps=steps), seed)
+    outcome, wall = timed(train_and_score, base, data, cfg, trial=trial, budget_steps=steps, evaluation=evaluation)
+    metrics = outcome.metrics
     return wall, metrics["train_seconds"] + metrics["eval_seconds"], metrics
 
 

@@ -53,8 +53,8 @@ _MODULE_GAIN = {"all-linear": -0.05, "mlp": -0.02, "attention": 0.0}
 _METRICS = {  # objectives this fitness can report, besides perplexity
     "val_perplexity": Direction.MINIMIZE,
     "peak_memory_mb": Direction.MINIMIZE,
-    "trainable_params": Direction.MINIMIZE,
-    "tokens_per_second": Direction.MAXIMIZE,
+    "trainable_parameters": Direction.MINIMIZE,
+    "train_tokens_per_s": Direction.MAXIMIZE,
 }
 
 
@@ -162,8 +162,8 @@ class SyntheticFitness:
         measured = {
             "val_perplexity": ppl,
             "peak_memory_mb": 300.0 + 0.004 * batch * seq * (1 + 0.5 * (_module_set(c["target_modules"]) == "all-linear")) + 0.5 * c["r"],
-            "trainable_params": float(c["r"] * 2 * 576 * 30 * (7 if _module_set(c["target_modules"]) == "all-linear" else 4)),
-            "tokens_per_second": 400.0 * (1 + math.log2(batch)) / (1 + c["r"] / 256),
+            "trainable_parameters": float(c["r"] * 2 * 576 * 30 * (7 if _module_set(c["target_modules"]) == "all-linear" else 4)),
+            "train_tokens_per_s": 400.0 * (1 + math.log2(batch)) / (1 + c["r"] / 256),
         }
         return {name: measured[name] for name in self.spec.objectives}
 

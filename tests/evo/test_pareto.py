@@ -34,7 +34,7 @@ def test_nsga2_keeps_the_true_pareto_front(tmp_path):
 
 
 def test_evo_best_prints_the_whole_front(synthetic_config, write_config, tmp_path, capsys):
-    synthetic_config["fitness"]["objectives"] = ["val_perplexity", "trainable_params"]
+    synthetic_config["fitness"]["objectives"] = ["val_perplexity", "trainable_parameters"]
     run_dir = tmp_path / "run"
     assert main(["run", str(write_config(synthetic_config)), "--out", str(run_dir), "--quiet", "--no-plots"]) == 0
     capsys.readouterr()
@@ -43,7 +43,7 @@ def test_evo_best_prints_the_whole_front(synthetic_config, write_config, tmp_pat
     with RunStore.open(run_dir) as store:
         assert sorted(e["trial_id"] for e in front) == sorted(store.meta("pareto_front"))
     ppl = [e["objectives"]["val_perplexity"] for e in front]
-    params = [e["objectives"]["trainable_params"] for e in front]
+    params = [e["objectives"]["trainable_parameters"] for e in front]
     assert ppl == sorted(ppl) and params == sorted(params, reverse=True)  # a trade-off, best perplexity first
     assert main(["best", str(run_dir), "--top", "1"]) == 0
     assert isinstance(yaml.safe_load(capsys.readouterr().out), dict)
