@@ -81,7 +81,8 @@ def start_run(
     Trials run on ``executor``; without one, on the executor ``config.executor``
     describes, built here and closed at the end.
     """
-    check_fitness(config, fitness)
+    for message in check_fitness(config, fitness):
+        warn(message)
     fingerprint = run_fingerprint(fitness, config.budget)
     genomes = [dict(g) for g in seed_genomes]
     source = None
@@ -115,11 +116,16 @@ def start_run(
         store.close()
 
 
-def check_fitness(config: RunConfig, fitness: Fitness) -> None:
-    """What only the fitness can tell about a config, checked before anything is written."""
+def check_fitness(config: RunConfig, fitness: Fitness) -> list[str]:
+    """What only the fitness can tell about a config, checked before anything is written:
+    raises for what cannot work, returns warnings for what would do less than asked."""
     if config.evolution.multi_fidelity and len(fitness.objectives) > 1:
         names = ", ".join(o.name for o in fitness.objectives)
         raise ConfigError(f"evolution.multi_fidelity: ranks rungs by one objective; the fitness reports {names}")
+    if config.evolution.early_stopping and not getattr(fitness, "intermediate_values", True):
+        return ["evolution.early_stopping: the fitness validates only at the end of a trial (QLoRA: set "
+                "fitness.eval_every), so only diverging losses will be stopped"]
+    return []
 
 
 def resume_run(

@@ -42,6 +42,11 @@ class QLoRAFitness:
         """The current worker's process id (None before the first trial or after close)."""
         return self._worker.pid
 
+    @property
+    def intermediate_values(self) -> bool:
+        """Whether trials validate during training, which the median stopping rule needs."""
+        return self.spec.eval_every > 0
+
     def fingerprint(self) -> str:
         from fitness.qlora.model import device_kind  # imports torch, so only here
 

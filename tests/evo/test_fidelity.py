@@ -142,3 +142,17 @@ def test_early_stopping_in_a_run_prunes_without_aborting_and_never_picks_a_prune
         assert all(t.metrics["steps"] < 80 and "pruned_at_step" in t.metrics for t in pruned)
         assert all(t.status is TrialStatus.COMPLETE for t in result.best_trials)
         assert sum(s["pruned"] for s in store.generation_stats()) == len(pruned)
+
+
+def test_early_stopping_on_a_fitness_without_intermediate_values_warns(synthetic_config):
+    from evo.api import check_fitness
+
+    synthetic_config["evolution"]["early_stopping"] = True
+    config = parse_config(synthetic_config)
+    assert check_fitness(config, SyntheticFitness()) == []
+
+    class EndOnly(SyntheticFitness):
+        intermediate_values = False
+
+    (warning,) = check_fitness(config, EndOnly())
+    assert warning.startswith("evolution.early_stopping:") and "eval_every" in warning
