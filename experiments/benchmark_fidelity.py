@@ -34,11 +34,13 @@ the plain GA and of Optuna TPE, and the wall time per run; writes an anytime plo
     pip install -e '.[bench]'
     python experiments/benchmark_fidelity.py --task synthetic --plot experiments/results/fidelity_synthetic.png
     python experiments/benchmark_fidelity.py --task smollm2 --seeds 3 --plot experiments/results/fidelity_smollm2.png
-    python experiments/benchmark_fidelity.py --quick   # synthetic, 3 seeds, ~20 s
+    python experiments/benchmark_fidelity.py --quick   # synthetic, 3 seeds, ~5 s
+    python experiments/benchmark_fidelity.py --merge a.json b.json   # one report over runs saved with --save
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import tempfile
 import time
@@ -291,7 +293,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="training tokens per run, in whole-budget trials (synthetic 40, smollm2 8)")
     parser.add_argument("--quick", action="store_true", help="synthetic, 3 seeds, budget 16")
     parser.add_argument("--plot", help="write the anytime plot (PNG) here")
+    parser.add_argument("--save", help="write every run's ledger (tokens, value, seconds per trial) as JSON here")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="report runs saved with --save (same task and budget) instead of running anything")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.plot)
     if args.quick:
         args.task, args.seeds, args.budget = "synthetic", 3, 16
     task = TASKS[args.task]
@@ -312,6 +319,10 @@ def main(argv: list[str] | None = None) -> None:
                 task_for_run = Task(spec, task.budget, task.space, task.fixed, task.population)
                 RUNNERS[m](task_for_run, ledger, seed, budget_trials)
                 runs[m].append(ledger)
+                if args.save:  # after every run, so a long benchmark stopped early keeps what it measured
+                    saved = {"task": args.task, "limit": limit, "unit": unit,
+                             "runs": {k: [led.points for led in v] for k, v in runs.items() if v}}
+                    Path(args.save).write_text(json.dumps(saved))
                 print(f"seed {seed} {m:<14} best {_num(best_at(ledger.points, limit))}  "
                       f"{ledger.points[-1][2] if ledger.points else 0:.0f} s", flush=True)
     finally:
@@ -322,6 +333,33 @@ def main(argv: list[str] | None = None) -> None:
     if args.plot:
         plot(runs, limit, unit, f"{args.task}: median best so far, 25-75% band, {args.seeds} seeds", args.plot)
         print(f"\nplot: {args.plot}")
+
+
+class _Saved:
+    """A ledger read back from --save output: the report only needs its points."""
+
+    def __init__(self, points: list) -> None:
+        self.points = [tuple(p) for p in points]
+
+
+def merge(paths: list[str], plot_path: str | None) -> None:
+    """One report over runs saved by several invocations (e.g. methods run in separate sessions)."""
+    runs: dict[str, list[_Saved]] = {}
+    first = None
+    for path in paths:
+        saved = json.loads(Path(path).read_text())
+        shape = (saved["task"], saved["limit"], saved["unit"])
+        if first is not None and shape != first:
+            raise SystemExit(f"{path}: task/budget {shape} differs from {first}; cannot merge")
+        first = shape
+        for method, ledgers in saved["runs"].items():
+            runs.setdefault(method, []).extend(_Saved(points) for points in ledgers)
+    task, limit, unit = first
+    report(runs, limit, unit, task)
+    if plot_path:
+        seeds = len(next(iter(runs.values())))
+        plot(runs, limit, unit, f"{task}: median best so far, 25-75% band, {seeds} seeds", plot_path)
+        print(f"\nplot: {plot_path}")
 
 
 if __name__ == "__main__":

@@ -40,3 +40,18 @@ def test_every_method_stops_at_the_same_training_budget():
         before_last = spent[-2] if len(spent) > 1 else 0
         assert before_last < limit, method  # ...and started nothing once it was spent
         assert any(v is not None for _, v, _ in ledger.points), method
+
+
+def test_saved_runs_merge_into_the_same_report(tmp_path):
+    def bench(*argv):
+        done = subprocess.run([sys.executable, "experiments/benchmark_fidelity.py", *argv],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    whole = bench("--quick", "--methods", "ga", "random", "--save", str(tmp_path / "all.json"))
+    bench("--quick", "--methods", "ga", "--save", str(tmp_path / "ga.json"))
+    bench("--quick", "--methods", "random", "--save", str(tmp_path / "random.json"))
+    merged = bench("--merge", str(tmp_path / "ga.json"), str(tmp_path / "random.json"))
+    table = lambda out: [line[:100] for line in out.splitlines() if line.startswith(("  ga ", "  random "))]  # noqa: E731
+    assert table(merged) == table(whole) and len(table(whole)) == 2  # same numbers; wall time aside
