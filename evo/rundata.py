@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evo.config import RunConfig, parse_config
+from evo.config import Mode, RunConfig, parse_config
 from evo.store import IndividualRecord, RunStore, TrialRecord
 from evo.trial import Direction, Objective
 
@@ -55,6 +55,13 @@ class RunData:
     @staticmethod
     def scored(trial: TrialRecord) -> bool:
         return trial.ok and trial.full
+
+    def member_value(self, trial: TrialRecord) -> float | None:
+        """A population member's value for per-generation plots: as ``value``, except in a
+        PBT run, whose generation g is interval g, trained by every member to the same point."""
+        if self.config.evolution.mode is Mode.PBT and trial.ok:
+            return trial.values.get(self.objective.name)
+        return self.value(trial)
 
     def better(self, a: float, b: float) -> bool:
         return a < b if self.minimize else a > b

@@ -62,7 +62,7 @@ def generation_fitness(data: RunData, path: Path) -> dict[str, Any]:
     point, failures marked along the top, and the best-so-far line."""
     gens = sorted(data.populations)
     pop_values = {
-        g: [v for v in (data.value(_trial(data, ind)) for ind in data.populations[g]) if v is not None] for g in gens
+        g: [v for v in (data.member_value(_trial(data, ind)) for ind in data.populations[g]) if v is not None] for g in gens
     }
     q = {g: np.percentile(v, [0, 25, 50, 75, 100]) if v else [np.nan] * 5 for g, v in pop_values.items()}
     lo_is_best = data.minimize
@@ -73,13 +73,14 @@ def generation_fitness(data: RunData, path: Path) -> dict[str, Any]:
         "median": [float(q[g][2]) for g in gens],
         "q3": [float(q[g][3]) for g in gens],
         "worst": [float(q[g][4] if lo_is_best else q[g][0]) for g in gens],
-        "points": [(e.generation, data.value(e.trial)) for e in data.evaluated if data.scored(e.trial)],
+        "points": [(e.generation, data.member_value(e.trial)) for e in data.evaluated
+                   if data.member_value(e.trial) is not None],
         "failed": [e.generation for e in data.evaluated if e.trial.status is TrialStatus.FAILED],
     }
     per_gen_best = []
     for g in gens:
         values = [data.value(e.trial) for e in data.evaluated if e.generation <= g and data.scored(e.trial)]
-        per_gen_best.append(min(values) if lo_is_best else max(values) if values else None)
+        per_gen_best.append((min(values) if lo_is_best else max(values)) if values else None)
     series["best_so_far"] = [v if v is None else float(v) for v in _best_so_far(per_gen_best, lo_is_best)]
 
     fig, ax = plt.subplots(figsize=(9, 5.5))

@@ -156,3 +156,17 @@ def test_early_stopping_on_a_fitness_without_intermediate_values_warns(synthetic
 
     (warning,) = check_fitness(config, EndOnly())
     assert warning.startswith("evolution.early_stopping:") and "eval_every" in warning
+
+
+def test_plots_and_report_of_a_multi_fidelity_run_count_whole_budget_trials_only(synthetic_config, tmp_path):
+    from evo.plots import plot_run
+    from evo.report import write_report
+
+    run(mf_config(synthetic_config), tmp_path / "run")
+    series = plot_run(tmp_path / "run").series["best_vs_compute"]
+    with RunStore.open(tmp_path / "run") as store:
+        trials = {t.id: t for t in store.trials()}
+    full_best = min(t.values["val_perplexity"] for t in trials.values() if t.full and t.ok and t.generation >= 0)
+    assert min(v for v in series["best_so_far"] if v is not None) == full_best
+    assert series["compute"][-1] == sum(t.metrics["train_tokens"] for t in trials.values() if t.generation >= 0)
+    assert write_report(tmp_path / "run").is_file()

@@ -71,3 +71,16 @@ def test_same_seed_same_pbt_run(synthetic_config, tmp_path):
     a = run(pbt_config(synthetic_config), tmp_path / "a")
     b = run(pbt_config(synthetic_config), tmp_path / "b")
     assert a.best == b.best and [t.values for t in a.best_trials] == [t.values for t in b.best_trials]
+
+
+def test_plots_and_report_of_a_pbt_run_show_every_interval(synthetic_config, tmp_path):
+    from evo.plots import plot_run
+    from evo.report import write_report
+
+    run(pbt_config(synthetic_config), tmp_path / "run")
+    series = plot_run(tmp_path / "run").series["generation_fitness"]
+    assert series["generation"] == [0, 1, 2, 3]
+    assert all(v == v for v in series["median"])  # every interval has members at the same fidelity
+    assert series["best_so_far"][:3] == [None, None, None]  # nothing has trained the whole budget yet
+    assert series["best_so_far"][3] is not None
+    assert write_report(tmp_path / "run").is_file()
