@@ -105,10 +105,16 @@ class TrialWorker:
 
     def _start(self) -> TrialResult | None:
         parent, child = self._context.Pipe(duplex=True)
-        self._process = self._context.Process(
+        process = self._context.Process(
             target=_serve, args=(child, self.spec.as_dict()), name="qlora-worker", daemon=True
         )
-        self._process.start()
+        try:
+            process.start()  # raises e.g. from a script without a __main__ guard (spawn re-imports it)
+        except BaseException:
+            parent.close()
+            child.close()
+            raise
+        self._process = process  # only a started process: close() and _kill() can handle it
         child.close()  # so a dead worker shows up as EOF on our end
         self._conn = parent
         self.starts += 1
