@@ -85,3 +85,20 @@ def test_leaking_worker_is_replaced(tiny_spec):
     time.sleep(0.2)
     with pytest.raises(ProcessLookupError):
         os.kill(replaced, 0)  # close() stopped it too
+
+
+def test_a_worker_that_cannot_start_fails_the_call_and_still_closes(tiny_spec, monkeypatch):
+    fitness = QLoRAFitness.from_spec(tiny_spec)
+
+    class Unstartable:
+        def __init__(self, **kwargs):
+            pass
+
+        def start(self):
+            raise RuntimeError("An attempt has been made to start a new process before bootstrapping")
+
+    monkeypatch.setattr(fitness._worker._context, "Process", Unstartable)
+    with pytest.raises(RuntimeError, match="bootstrapping"):
+        quick(fitness)
+    assert fitness.worker_pid is None
+    fitness.close()  # nothing to stop, nothing raised
