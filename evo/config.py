@@ -61,7 +61,7 @@ class MultiFidelity:
     def rungs(self) -> tuple[float, ...]:
         """Fractions of the budget, smallest first, ending at 1: min_fidelity * eta^k."""
         out, fraction = [], float(self.min_fidelity)
-        while fraction < 1 - 1e-9:
+        while fraction < 0.999:  # a rung within 0.1% of the whole budget is the whole budget (1/9 given as 0.111)
             out.append(fraction)
             fraction *= self.eta
         return (*out, 1.0)

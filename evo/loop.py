@@ -20,7 +20,7 @@ from evo.config import RunConfig, Strategy, Surrogate
 from evo.evaluation import Evaluator, Job, penalty
 from evo.executors import Executor
 from evo.executors.local import LocalExecutor
-from evo.multifidelity import successive_halving
+from evo.multifidelity import rung_sizes, successive_halving
 from evo.observers import Fanout, RunInfo, RunObserver
 from evo.pruning import MedianRule
 from evo.stats import generation_record, logbook
@@ -92,12 +92,18 @@ class Evolution:
         for gen in range(start, self.settings.generations + 1):
             rng = np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(gen,)))
             members = self.store.individuals(gen) or self.store.add_individuals(gen, self._breed(population, rng))
-            self.observers.generation(gen, len(members))
+            self.observers.generation(gen, self._planned_trials(len(members)))
             new = self._individuals(members, replay=bool(self.multi_fidelity))
             population = self._survivors(population, new)
             self._record(gen, population, new)
         self.observers.end()
         return self.result()
+
+    def _planned_trials(self, individuals: int) -> int:
+        """Trials a generation of new individuals takes: one each, or one per rung reached."""
+        if not self.multi_fidelity:
+            return individuals
+        return sum(rung_sizes(individuals, self.multi_fidelity.rungs, self.multi_fidelity.eta))
 
     def _breed(self, population: list, rng: np.random.Generator) -> list[breeding.Member]:
         if not population:

@@ -21,6 +21,14 @@ from evo.store import TrialRecord
 from evo.trial import Objective
 
 
+def rung_sizes(n: int, rungs: Sequence[float], eta: int) -> list[int]:
+    """How many of ``n`` new individuals train at each rung (at most; failures promote fewer)."""
+    sizes = [n]
+    for _ in rungs[1:]:
+        sizes.append(math.ceil(sizes[-1] / eta))
+    return sizes
+
+
 def successive_halving(
     evaluator: Evaluator, jobs: Sequence[Job], rungs: Sequence[float], eta: int, objective: Objective
 ) -> dict[int, TrialRecord]:

@@ -32,7 +32,7 @@ class TerminalProgress(RunObserver):
 
     def generation(self, gen: int, size: int) -> None:
         self.gen, self.size, self.index = gen, size, 0
-        self._print(f"generation {gen}/{self.generations}: {size} individuals")
+        self._print(f"generation {gen}/{self.generations}: {size} trials")
 
     def trial(self, record: TrialRecord, cached: bool) -> None:
         if record.generation == -1 and not cached:
