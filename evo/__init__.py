@@ -13,7 +13,7 @@ _EXPORTS = {
     "start_run": "evo.api",
     "resume_run": "evo.api",
     "seed_genomes_from": "evo.seeding",
-    "RunResult": "evo.loop",
+    "RunResult": "evo.results",
     "SearchSpace": "evo.space",
     "Gene": "evo.space",
     "EvolutionSettings": "evo.config",

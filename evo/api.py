@@ -5,14 +5,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from evo.config import EvolutionSettings, Mode, RunConfig, parse_config
+from evo.config import EvolutionSettings, RunConfig, parse_config
 from evo.evaluation import RunAborted, run_fingerprint
 from evo.executors import Executor, make_executor
-from evo.loop import Evolution, RunResult
+from evo.results import RunResult
 from evo.observers import RunObserver
 from evo.seeding import seed_genomes_from
-from evo.pbt import PopulationBasedTraining
-from evo.steady_state import SteadyStateEvolution
+from evo.strategies import run_strategy
+from evo.strategies._context import RunContext
 from evo.space import SearchSpace, canonical
 from evo.store import RunStore
 from evo.trial import Budget, ConfigError, Fitness
@@ -169,8 +169,9 @@ def _evolve(
     if own:
         executor = make_executor(config.executor, fitness)
     try:
-        cls = {Mode.STEADY_STATE: SteadyStateEvolution, Mode.PBT: PopulationBasedTraining}.get(config.evolution.mode, Evolution)
-        return cls(config, fitness, store, fingerprint, executor=executor, **options).run()
+        by_fidelity = config.evolution.multi_fidelity is not None
+        ctx = RunContext.build(config, fitness, store, fingerprint, executor=executor, by_fidelity=by_fidelity, **options)
+        return run_strategy(ctx)
     finally:
         if own:
             executor.close()

@@ -18,7 +18,7 @@ from evo.api import RunAborted, load_stored_config, resume_run, start_run
 from evo.config import ExecutorType, RunConfig, load_config
 from evo.executors import make_executor
 from evo.export import split_sections
-from evo.loop import build_result
+from evo.results import build_result
 from evo.plots import NothingToPlot
 from evo.progress import TerminalProgress
 from evo.store import RunDirInUse, RunStore, StoreError

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from evo.export import split_sections
-from evo.loop import build_result
+from evo.results import build_result
 from evo.plots import NothingToPlot, plot_run
 from evo.rundata import RunData, load_run
 from evo.store import RunStore

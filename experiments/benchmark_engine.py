@@ -16,9 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from evo import breeding, loop, store as store_mod
+from evo import breeding, store as store_mod
 from evo.api import start_run
 from evo.config import parse_config
+from evo.strategies._context import RunContext
 from fitness.synthetic import SyntheticFitness
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +58,7 @@ def main() -> None:
         (store_mod.RunStore, "finish_generation", "store writes"),
         (breeding, "offspring", "selection + variation"),
         (breeding, "initial_members", "selection + variation"),
-        (loop.Evolution, "_survivors", "selection + variation"),
+        (RunContext, "survivors", "selection + variation"),
     ]
     saved = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in patches]
     for owner, attr, name in patches:

@@ -7,7 +7,7 @@ import pytest
 from evo.api import start_run
 from evo.cli import main
 from evo.config import parse_config
-from evo.steady_state import STATE_KEY
+from evo.strategies._steady_state import STATE_KEY
 from evo.store import RunStore
 from evo.trial import ConfigError, FailureReason
 from fitness.synthetic import SyntheticFitness

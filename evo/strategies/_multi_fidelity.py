@@ -1,4 +1,4 @@
-"""Successive halving of one generation's new individuals (the DEHB way of spending compute).
+"""Generations whose new individuals go through successive halving (as DEHB spends compute).
 
 Every new individual trains to the first rung (a small fraction of the budget); the
 best ``ceil(n / eta)`` of each rung continue from their checkpoint to the next one,
@@ -8,7 +8,9 @@ added, so compute is never counted twice. Ranking within a rung compares trials 
 the same fidelity only; ties keep slot order, so a seed gives the same run.
 
 A rung's trials are cached under ``<fingerprint>@<fidelity>``: a resumed generation
-replays the halving and finds the rungs that had finished.
+replays the halving and finds the rungs that had finished. Survivors are ranked by
+(fidelity, value), so whole-budget members come first; statistics and the best
+config count whole-budget members only.
 """
 from __future__ import annotations
 
@@ -17,8 +19,26 @@ import math
 from typing import Sequence
 
 from evo.evaluation import Evaluator, Job
+from evo.results import RunResult
 from evo.store import TrialRecord
-from evo.trial import Objective
+from evo.strategies._context import RunContext, job_of
+from evo.trial import FailureReason, Objective
+
+
+def run(ctx: RunContext) -> RunResult:
+    rungs, eta = ctx.settings.multi_fidelity.rungs, ctx.settings.multi_fidelity.eta
+    start = ctx.open()
+    population = ctx.individuals(ctx.store.population(start - 1)) if start else []
+    for gen in range(start, ctx.settings.generations + 1):
+        members = ctx.store.individuals(gen) or ctx.store.add_individuals(gen, ctx.breed(population, ctx.rng(gen)))
+        ctx.observers.generation(gen, sum(rung_sizes(len(members), rungs, eta)))
+        reached = successive_halving(ctx.evaluator, [job_of(r) for r in members], rungs, eta, ctx.objectives[0])
+        new = ctx.individuals(members, reached)
+        population = ctx.survivors(population, new)
+        whole_budget = [ind for ind in population if not ind.ok or ind.fitness.values[0] >= 1.0]
+        ran = [t for t in ctx.store.trials(gen) if t.reason is not FailureReason.KILLED]
+        ctx.record(gen, population, new, counted=whole_budget, ran=ran)
+    return ctx.finish()
 
 
 def rung_sizes(n: int, rungs: Sequence[float], eta: int) -> list[int]:

@@ -1,0 +1,24 @@
+"""Search strategies, siblings that share a run context rather than a base class.
+
+Each strategy is a module ``_<mode>.py`` with one function ``run(ctx) -> RunResult``
+that reads top to bottom; ``evolution.mode`` picks it. Adding a strategy is one new
+module plus one value of :class:`Mode`. This package stays light to import: the
+strategy modules (DEAP, numpy) load only when a run starts.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from evo.results import RunResult
+    from evo.strategies._context import RunContext
+
+
+def run_strategy(ctx: RunContext) -> RunResult:
+    """Run the strategy ``ctx.settings.mode`` names, from wherever the store left off."""
+    mode = ctx.settings.mode.value
+    if mode == "generational" and ctx.settings.multi_fidelity is not None:  # until the config names the mode
+        mode = "multi_fidelity"
+    module = importlib.import_module(f"{__name__}._{mode}")
+    return module.run(ctx)

@@ -1,0 +1,208 @@
+"""What every strategy shares: the run context and the small steps they are built from.
+
+A strategy is one function ``run(ctx) -> RunResult`` that reads top to bottom; the
+context holds the run's store, evaluator, observers and DEAP types, and does the
+steps all strategies take the same way: the opening (a dead driver's trials marked
+killed, observers told, the baseline evaluated), individuals from stored records,
+breeding and selection, recording a finished generation, and the result.
+
+All randomness of generation g comes from ``SeedSequence(seed, spawn_key=(g, ...))``
+and every individual is written to the store before it is evaluated, so a resumed run
+breeds nothing twice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from evo import _deap, breeding
+from evo.config import RunConfig, Strategy, Surrogate
+from evo.evaluation import Evaluator, Job, penalty
+from evo.executors import Executor
+from evo.observers import Fanout, RunInfo, RunObserver
+from evo.pruning import MedianRule
+from evo.results import BASELINE_GENERATION, RunResult, build_result
+from evo.stats import generation_record
+from evo.store import IndividualRecord, RunStore, TrialRecord
+from evo.surrogate import MIN_OBSERVATIONS, Observation
+from evo.trial import FailureReason, Fitness, TrialStatus
+
+
+@dataclass
+class RunContext:
+    config: RunConfig
+    fitness: Fitness
+    store: RunStore
+    evaluator: Evaluator
+    observers: Fanout
+    seed_genomes: list[dict[str, Any]]
+    by_fidelity: bool  # an individual's fitness is (fidelity, values...): whole-budget trials rank first
+
+    @classmethod
+    def build(
+        cls,
+        config: RunConfig,
+        fitness: Fitness,
+        store: RunStore,
+        fingerprint: str,
+        *,
+        executor: Executor,
+        seed_genomes: Sequence[Mapping[str, Any]] = (),
+        observers: Sequence[RunObserver] = (),
+        by_fidelity: bool = False,
+    ) -> RunContext:
+        settings = config.evolution
+        objectives = tuple(fitness.objectives)
+        fanout = Fanout(observers)
+        pruner = MedianRule(settings.early_stopping, objectives[0]) if settings.early_stopping else None
+        evaluator = Evaluator(
+            store=store,
+            executor=executor,
+            objectives=objectives,
+            fingerprint=fingerprint,
+            budget=config.budget,
+            master_seed=config.seed,
+            config_of=config.trial_config,
+            artifacts=config.artifacts,
+            max_consecutive_failures=settings.max_consecutive_failures,
+            on_trial=fanout.trial,
+            pruner=pruner,
+        )
+        return cls(config, fitness, store, evaluator, fanout, [dict(g) for g in seed_genomes], by_fidelity)
+
+    def __post_init__(self) -> None:
+        self.settings = self.config.evolution
+        self.space = self.config.space
+        self.objectives = tuple(self.fitness.objectives)
+        self.multi_objective = len(self.objectives) > 1
+        # DEAP compares fitnesses lexicographically: with fidelity first, a whole-budget
+        # trial beats any partial one, and partial ones only compare at equal fidelity.
+        self.Fitness, self.Individual = _deap.make_types(self.objectives, by_fidelity=self.by_fidelity)
+
+    # -- the opening and the end ----------------------------------------------------------
+    def open(self) -> int:
+        """Start or resume: returns the first generation not yet recorded."""
+        self.store.interrupt_running()
+        done = self.store.finished_generations()
+        start = done[-1] + 1 if done else 0
+        self.observers.start(RunInfo(self.store.run_dir, self.config, self.objectives, start))
+        self._evaluate_baseline()
+        return start
+
+    def _evaluate_baseline(self) -> None:
+        """The untuned reference config, evaluated once and kept out of the population."""
+        if not self.config.baseline or self.store.individuals(BASELINE_GENERATION):
+            return
+        (rec,) = self.store.add_individuals(BASELINE_GENERATION, [(dict(self.config.baseline), "baseline", [])])
+        self.evaluator.evaluate_batch([Job(rec.id, rec.genome, BASELINE_GENERATION, 0)])
+
+    def result(self) -> RunResult:
+        result = build_result(self.store, self.objectives, self.settings.hall_of_fame, self.evaluator)
+        if self.multi_objective:  # readable from the store without DEAP
+            self.store.set_meta("pareto_front", [t.id for t in result.best_trials])
+        return result
+
+    def finish(self) -> RunResult:
+        self.observers.end()
+        return self.result()
+
+    def rng(self, *key: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=key))
+
+    # -- individuals ------------------------------------------------------------------------
+    def individual(self, rec: IndividualRecord, trial: TrialRecord) -> Any:
+        """A DEAP individual for a stored individual and the trial that scored it."""
+        ind = self.Individual(rec.genome)
+        ind.id, ind.trial_id, ind.ok, ind.generation = rec.id, trial.id, trial.ok, rec.generation
+        values = tuple(trial.values[o.name] for o in self.objectives) if trial.ok else penalty(self.objectives)
+        ind.fitness = self.Fitness((trial.fidelity if trial.ok else 0.0, *values) if self.by_fidelity else values)
+        return ind
+
+    def individuals(self, records: Sequence[IndividualRecord], trials: Mapping[int, TrialRecord] = {}) -> list:
+        """Individuals for records; ``trials`` (by individual id) wins over the stored link."""
+        return [self.individual(r, trials.get(r.id) or self.store.trial(r.trial_id)) for r in records]
+
+    def evaluate(self, records: Sequence[IndividualRecord]) -> list:
+        """Individuals for records, evaluating those that have no trial yet (all at once on
+        the executor; the results do not depend on completion order)."""
+        jobs = [job_of(r) for r in records if r.trial_id is None]
+        return self.individuals(records, self.evaluator.evaluate_batch(jobs))
+
+    # -- breeding and selection ------------------------------------------------------------
+    def breed(self, population: list, rng: np.random.Generator) -> list[breeding.Member]:
+        """The initial population (seed genomes first), or a generation's offspring."""
+        if not population:
+            return breeding.initial_members(self.space, self.settings.population_size, rng, self.seed_genomes)
+        return breeding.offspring(self.space, population, self.settings, rng, self.observations())
+
+    def survivors(self, population: list, new: list) -> list:
+        """mu + lambda: the best of both; mu, lambda: the elites and the best offspring."""
+        mu = self.settings.population_size
+        if not population or self.settings.strategy is Strategy.MU_PLUS_LAMBDA:
+            return _deap.best(population + new, mu, self.multi_objective)
+        elites = _deap.best(population, self.settings.elitism, self.multi_objective)
+        return elites + _deap.best(new, mu - len(elites), self.multi_objective)
+
+    def observations(self) -> list[Observation]:
+        """Every finished trial of this run's genomes, for a surrogate (none without one).
+
+        With rungs, as BOHB: the trials of the highest fidelity that has enough of them,
+        since values at different fidelities do not compare."""
+        if self.settings.surrogate is Surrogate.NONE:
+            return []
+        names = self.space.names
+        by_fidelity: dict[float, list[Observation]] = {}
+        for trial in self.store.trials():
+            if trial.generation < 0 or trial.status is TrialStatus.RUNNING or trial.reason is FailureReason.KILLED:
+                continue  # the baseline, trials in flight, and kills that say nothing about the config
+            if not all(n in trial.config for n in names):
+                continue
+            score = tuple(o.weight * trial.values[o.name] for o in self.objectives) if trial.ok else None
+            by_fidelity.setdefault(trial.fidelity, []).append(Observation({n: trial.config[n] for n in names}, score))
+        if not by_fidelity:
+            return []
+        enough = max(MIN_OBSERVATIONS, len(self.space) + 1)
+        usable = [f for f, obs in by_fidelity.items() if len(obs) >= enough]
+        return by_fidelity[max(usable or by_fidelity)]
+
+    # -- recording ------------------------------------------------------------------------------
+    def record(
+        self,
+        gen: int,
+        population: list,
+        new: list,
+        *,
+        counted: list | None = None,
+        ran: list[TrialRecord] | None = None,
+    ) -> None:
+        """Record generation ``gen`` as finished: its survivors and their statistics.
+
+        ``counted`` are the members the statistics describe (default: the population);
+        ``ran`` the trials the generation trained (default: those of ``new`` that were
+        not reused from the cache)."""
+        trials = [self.store.trial(ind.trial_id) for ind in new]
+        fresh = {t.id for ind, t in zip(new, trials) if t.generation == ind.generation}
+        ran = [t for t in trials if t.id in fresh] if ran is None else ran
+        counted = population if counted is None else counted
+        first = self.objectives[0].name
+        stats = generation_record(
+            gen,
+            objective=self.objectives[0],
+            population_values=[self.store.trial(ind.trial_id).values.get(first) if ind.ok else None for ind in counted],
+            genomes=[dict(ind) for ind in counted],
+            space=self.space,
+            evals=len(ran),
+            cached=len(new) - len(fresh),
+            failed=sum(1 for t in ran if t.status is TrialStatus.FAILED),
+            pruned=sum(1 for t in ran if t.status is TrialStatus.PRUNED),
+        )
+        entropy = str(np.random.SeedSequence(self.config.seed, spawn_key=(gen,)).entropy)
+        self.store.finish_generation(gen, [ind.id for ind in population], stats, entropy)
+        self.observers.generation_done(stats)
+
+
+def job_of(rec: IndividualRecord, **options: Any) -> Job:
+    """The evaluation of a stored individual; its generation and slot fix the trial seed."""
+    return Job(rec.id, rec.genome, rec.generation, rec.slot, **options)

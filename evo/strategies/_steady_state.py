@@ -1,0 +1,120 @@
+"""Asynchronous steady-state evolution: no worker waits for a generation to end.
+
+Whenever a worker is free it gets a new child, bred from the current population with
+the generational operators (tournament selection, crossover, mutation); a finished
+child joins the population, which then drops its worst member (mu + 1 replacement,
+NSGA-II ranking with several objectives).
+
+The store keeps the generational layout, so status, plots and reports work as they are:
+
+- the initial population is generation 0; the k-th bred child (k = 0, 1, ...) is
+  recorded as generation 1 + k // lambda, slot k % lambda, before it is evaluated, and
+  the last ``immigrants`` slots of each such generation are random newcomers;
+- once mu + g * lambda individuals have entered the population, pseudo-generation g
+  closes: the population and its statistics are recorded with ``finish_generation``;
+- the population and the order of entry are also written to the store's meta with
+  every entry, so a resumed run continues from exactly the population it had. Children
+  in flight when the driver died are evaluated again; finished ones never are.
+
+Determinism: each child's randomness comes from ``SeedSequence(seed, (g, slot))``, but
+the population it is bred from depends on which trials finished first. With one
+worker a seed always gives the same run; with several, runs of one seed may differ.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+
+from evo import _deap, breeding
+from evo.results import RunResult
+from evo.store import IndividualRecord, TrialRecord
+from evo.strategies._context import RunContext, job_of
+
+STATE_KEY = "steady_state"
+
+
+def run(ctx: RunContext) -> RunResult:
+    settings = ctx.settings
+    closed = ctx.open()
+    state = _Population.load(ctx, closed)
+    if not state.members:
+        initial = breeding.initial_members(ctx.space, settings.population_size, ctx.rng(0), ctx.seed_genomes)
+        state.members = {r.id: r for r in ctx.store.add_individuals(0, initial)}
+    ctx.observers.generation(closed, settings.population_size if closed == 0 else settings.lambda_)
+    state.close_due()
+    entered = set(state.entered)
+    for rec in list(state.members.values()):  # finished just before the driver stopped
+        if rec.trial_id is not None and rec.id not in entered:
+            state.enter(rec, ctx.store.trial(rec.trial_id))
+    queue = deque(r for r in state.members.values() if r.trial_id is None)
+    bred = sum(1 for r in state.members.values() if r.generation >= 1)
+    total = settings.generations * settings.lambda_
+    while True:
+        while ctx.evaluator.has_room() and (queue or (bred < total and state.population)):
+            if queue:
+                rec = queue.popleft()
+            else:
+                rec, bred = state.breed_child(bred), bred + 1
+            outcome = ctx.evaluator.submit(job_of(rec))
+            if outcome is not None:
+                state.enter(rec, outcome.record)
+        if not ctx.evaluator.busy:
+            break
+        for outcome in ctx.evaluator.next_finished():
+            state.enter(state.members[outcome.individual_id], outcome.record)
+    return ctx.finish()
+
+
+@dataclasses.dataclass
+class _Population:
+    """The living population, every member bred so far, and the order they entered in."""
+
+    ctx: RunContext
+    members: dict[int, IndividualRecord]
+    population: list
+    entered: list[int]
+    closed: int  # pseudo-generations recorded
+
+    @classmethod
+    def load(cls, ctx: RunContext, closed: int) -> _Population:
+        members = {r.id: r for r in ctx.store.individuals() if r.generation >= 0}
+        saved = ctx.store.meta(STATE_KEY, {"population": [], "entered": []})
+        population = [ctx.individual(members[i], ctx.store.trial(members[i].trial_id)) for i in saved["population"]]
+        return cls(ctx, members, population, list(saved["entered"]), closed)
+
+    def breed_child(self, k: int) -> IndividualRecord:
+        """The k-th bred child, recorded before it is evaluated."""
+        ctx, lam = self.ctx, self.ctx.settings.lambda_
+        gen, slot = 1 + k // lam, k % lam
+        rng = ctx.rng(gen, slot)
+        if slot >= lam - ctx.settings.immigrants:
+            member: breeding.Member = (ctx.space.sample(rng), "immigrant", [])
+        else:
+            one = dataclasses.replace(ctx.settings, offspring_size=1, immigrants=0)
+            (member,) = breeding.offspring(ctx.space, self.population, one, rng, ctx.observations())
+        (rec,) = [r for r in ctx.store.add_individuals(gen, [member], first_slot=slot) if r.slot == slot]
+        self.members[rec.id] = rec
+        return rec
+
+    def enter(self, rec: IndividualRecord, trial: TrialRecord) -> None:
+        """A finished child joins the population, which drops its worst member."""
+        ctx = self.ctx
+        self.members[rec.id] = dataclasses.replace(rec, trial_id=trial.id)
+        candidates = self.population + [ctx.individual(rec, trial)]
+        self.population = _deap.best(candidates, ctx.settings.population_size, ctx.multi_objective)
+        self.entered.append(rec.id)
+        ctx.store.set_meta(STATE_KEY, {"population": [i.id for i in self.population], "entered": self.entered})
+        self.close_due()
+
+    def close_due(self) -> None:
+        """Record pseudo-generation g once mu + g * lambda individuals have entered."""
+        ctx = self.ctx
+        mu, lam, last = ctx.settings.population_size, ctx.settings.lambda_, ctx.settings.generations
+        while len(self.entered) >= mu + self.closed * lam and self.closed <= last:
+            gen = self.closed
+            window = self.entered[:mu] if gen == 0 else self.entered[mu + (gen - 1) * lam : mu + gen * lam]
+            new = [ctx.individual(self.members[i], ctx.store.trial(self.members[i].trial_id)) for i in window]
+            ctx.record(gen, self.population, new)
+            self.closed += 1
+            if self.closed <= last:
+                ctx.observers.generation(self.closed, lam)
