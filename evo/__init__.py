@@ -20,7 +20,7 @@ _EXPORTS = {
     "RunConfig": "evo.config",
     "load_config": "evo.config",
     "parse_config": "evo.config",
-    "RunStore": "evo.store",
+    "RunStore": "evo.storage",
     "Trial": "evo.trial",
     "TrialResult": "evo.trial",
     "TrialStatus": "evo.trial",
@@ -29,6 +29,10 @@ _EXPORTS = {
     "Direction": "evo.trial",
     "Budget": "evo.trial",
     "Fitness": "evo.trial",
+    "FitnessBase": "evo.trial",
+    "GeneDecl": "evo.trial",
+    "ValueKind": "evo.trial",
+    "check_value": "evo.trial",
     "ConfigError": "evo.trial",
 }
 __all__ = sorted(_EXPORTS)

@@ -5,7 +5,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from evo.config import EvolutionSettings, RunConfig, parse_config
+from evo.config import RunConfig, parse_config
 from evo.evaluation import RunAborted, run_fingerprint
 from evo.executors import Executor, make_executor
 from evo.results import RunResult
@@ -13,8 +13,9 @@ from evo.observers import RunObserver
 from evo.seeding import seed_genomes_from
 from evo.strategies import run_strategy
 from evo.strategies._context import RunContext
+from evo.strategies._settings import EvolutionSettings
 from evo.space import SearchSpace, canonical
-from evo.store import RunStore
+from evo.storage import RunStore
 from evo.trial import Budget, ConfigError, Fitness
 
 __all__ = ["evolve", "start_run", "resume_run", "RunAborted"]
@@ -24,10 +25,10 @@ def evolve(
     space: SearchSpace | Mapping[str, Any],
     fitness: Fitness,
     *,
+    budget: Budget,
     evolution: EvolutionSettings | Mapping[str, Any] | None = None,
     seed: int = 0,
     fixed: Mapping[str, Any] | None = None,
-    budget: Budget = Budget(),
     baseline: Mapping[str, Any] | None = None,
     run_dir: Path | str | None = None,
     seed_genomes: Sequence[Mapping[str, Any]] = (),
@@ -37,9 +38,10 @@ def evolve(
     """Evolve ``fitness`` over ``space`` and return the best configs and the history.
 
     ``space`` is a :class:`SearchSpace` or a ``search_space`` mapping as in a run
-    config. With ``run_dir`` the run is stored there and can be resumed; without it
-    everything stays in memory. ``executor`` is an :class:`~evo.executors.Executor`
-    or an ``executor`` mapping as in a run config (e.g. ``{"type": "ray"}``).
+    config; ``budget`` (steps or tokens) is what every trial may train. With ``run_dir``
+    the run is stored there and can be resumed; without it everything stays in memory.
+    ``executor`` is an :class:`~evo.executors.Executor` or an ``executor`` mapping as
+    in a run config (e.g. ``{"type": "ray"}``).
     """
     if isinstance(evolution, EvolutionSettings):
         evolution = {
@@ -97,19 +99,14 @@ def start_run(
         if not config.space.contains(genome):
             raise ConfigError(f"seed genome {genome!r} does not fit the search space")
 
-    if run_dir is None:
-        store = RunStore(":memory:")
-        store.set_meta("config", dict(config.raw))
-        store.set_meta("fingerprint", fingerprint)
-    else:
-        store = RunStore.create(run_dir, config.raw, fingerprint)
+    store = RunStore.create(
+        run_dir, config=config.raw, fingerprint=fingerprint, objectives=fitness.objectives,
+        environment=describe_environment(fitness), seed_genomes=genomes,
+        seeded_from=str(Path(seed_from).resolve()) if seed_from is not None else None,
+    )
     try:
-        store.set_meta("seed_genomes", genomes)
-        store.set_meta("environment", describe_environment(fitness))
-        store.set_meta("objectives", [{"name": o.name, "direction": o.direction.value} for o in fitness.objectives])
         if source is not None:
             _import_results(source, store, config, genomes, fingerprint, warn)
-            store.set_meta("seeded_from", str(Path(seed_from).resolve()))
             source.close()
         return _evolve(config, fitness, store, fingerprint, executor, seed_genomes=genomes, observers=observers)
     finally:
@@ -122,7 +119,7 @@ def check_fitness(config: RunConfig, fitness: Fitness) -> list[str]:
     if config.evolution.multi_fidelity and len(fitness.objectives) > 1:
         names = ", ".join(o.name for o in fitness.objectives)
         raise ConfigError(f"evolution.multi_fidelity: ranks rungs by one objective; the fitness reports {names}")
-    if config.evolution.early_stopping and not getattr(fitness, "intermediate_values", True):
+    if config.evolution.early_stopping and not fitness.intermediate_values:
         return ["evolution.early_stopping: the fitness validates only at the end of a trial (QLoRA: set "
                 "fitness.eval_every), so only diverging losses will be stopped"]
     return []
@@ -169,8 +166,7 @@ def _evolve(
     if own:
         executor = make_executor(config.executor, fitness)
     try:
-        by_fidelity = config.evolution.multi_fidelity is not None
-        ctx = RunContext.build(config, fitness, store, fingerprint, executor=executor, by_fidelity=by_fidelity, **options)
+        ctx = RunContext.build(config, fitness, store, fingerprint, executor=executor, **options)
         return run_strategy(ctx)
     finally:
         if own:
@@ -178,8 +174,7 @@ def _evolve(
 
 
 def describe_environment(fitness: Fitness) -> dict[str, Any]:
-    """Versions and hardware, for the report. A fitness may add its own (device, torch, ...)
-    through an optional ``describe()`` method."""
+    """Versions and hardware, for the report; the fitness adds its own (device, torch, ...)."""
     import platform
     from importlib import metadata
 
@@ -189,9 +184,7 @@ def describe_environment(fitness: Fitness) -> dict[str, Any]:
             env[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             pass
-    describe = getattr(fitness, "describe", None)
-    if callable(describe):
-        env.update(describe())
+    env.update(fitness.describe())
     return env
 
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from evo import _deap
-from evo.config import EvolutionSettings, Surrogate
+from evo.strategies._settings import EvolutionSettings, Surrogate
 from evo.operators import CROSSOVERS, mutate
 from evo.space import SearchSpace, genome_key
 from evo.surrogate import Observation, screen

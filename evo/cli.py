@@ -10,18 +10,17 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
 from evo.api import RunAborted, load_stored_config, resume_run, start_run
-from evo.config import ExecutorType, RunConfig, load_config
-from evo.executors import make_executor
-from evo.export import split_sections
+from evo.config import RunConfig, load_config
+from evo.executors import ExecutorType, make_executor
 from evo.results import build_result
 from evo.plots import NothingToPlot
 from evo.progress import TerminalProgress
-from evo.store import RunDirInUse, RunStore, StoreError
+from evo.storage import BASELINE_GENERATION, RunDirInUse, RunStore, StoreError
 from evo.trial import ConfigError
 
 EXIT_CONFIG = 2  # bad config, data, model path or run directory
@@ -32,6 +31,13 @@ def _make_fitness(spec):
     from fitness import make_fitness  # the composition root: the only place evo meets fitness
 
     return make_fitness(spec)
+
+
+def _export_sections(spec: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``config`` in the sections the run's fitness exports, without building the fitness."""
+    from fitness import export_sections
+
+    return export_sections(spec, config)
 
 
 def _executor_overrides(args: argparse.Namespace) -> list[str]:
@@ -66,6 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.out = Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (Path(args.out) / "run.db").exists():
         raise ConfigError(f"{args.out}: already holds a run; continue it with 'evo resume {args.out}'")
+    observers = _observers(args, config)  # first: a tracker that is not installed is a config error
     with _fitness_and_executor(config) as (fitness, executor):
         result = start_run(
             config,
@@ -74,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             seed_from=args.seed_from,
             seed_generation=args.seed_generation,
             seed_top_k=args.seed_top_k,
-            observers=_observers(args, config),
+            observers=observers,
             warn=lambda message: print(f"warning: {message}", file=sys.stderr),
             executor=executor,
         )
@@ -89,8 +96,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         kind = ExecutorType(args.executor or "ray")
         address = args.ray_address or (config.executor.address if kind is ExecutorType.RAY else None)
         config = dataclasses.replace(config, executor=dataclasses.replace(config.executor, type=kind, address=address))
+    observers = _observers(args, config)
     with _fitness_and_executor(config) as (fitness, executor):
-        result = resume_run(args.run_dir, fitness, observers=_observers(args, config), executor=executor)
+        result = resume_run(args.run_dir, fitness, observers=observers, executor=executor)
     _print_best(result.best_trials[:1], fitness.objectives)
     return 0
 
@@ -109,7 +117,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from evo.report import write_report
 
-    print(write_report(args.run_dir, args.out))
+    print(write_report(args.run_dir, args.out, export_sections=_export_sections))
     return 0
 
 
@@ -132,13 +140,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         _table(header, rows)
         by_status: dict[str, int] = {}
         for t in trials:
-            if t.generation >= -1:
+            if t.generation >= BASELINE_GENERATION:
                 label = t.status.value + (f"/{t.reason.value}" if t.reason else "")
                 by_status[label] = by_status.get(label, 0) + 1
-        planned = config.evolution.generations + 1
+        planned = config.evolution.planned_generations + 1
         print(f"\ngenerations finished: {len(stats)}/{planned}; trials: "
               + ", ".join(f"{n} {k}" for k, n in sorted(by_status.items())))
-        baseline = [t for t in trials if t.generation == -1]
+        baseline = [t for t in trials if t.generation == BASELINE_GENERATION]
         if baseline and baseline[0].ok:
             name = next(iter(baseline[0].values))
             print(f"baseline {name}: {_fmt(baseline[0].values[name])}")
@@ -168,13 +176,13 @@ def cmd_best(args: argparse.Namespace) -> int:
             entry: dict[str, Any] = {
                 "trial_id": trial.id,
                 "objectives": dict(trial.values),
-                **split_sections(applied),
+                **_export_sections(config.fitness, applied),
             }
             if artifacts and artifacts["trial_id"] == trial.id:
                 entry["adapter_path"] = str(Path(artifacts["path"]) / "adapter")
             if schedule and schedule[-1]["trial"] == trial.id:
                 entry["pbt_schedule"] = [
-                    {"from_fraction": s["from_fraction"], "to_fraction": s["to_fraction"], **split_sections(s["config"])}
+                    {"from_fraction": s["from_fraction"], "to_fraction": s["to_fraction"], **_export_sections(config.fitness, s["config"])}
                     for s in schedule
                 ]
             entries.append(entry)

@@ -10,16 +10,14 @@ results are committed in completion order. Two identical configs in flight at on
 are trained once: the second waits for the first's result.
 
 A job may train part of the budget (``fidelity``), continue another trial's checkpoint
-and leave one of its own (multi-fidelity runs, PBT); checkpoints live in
-RUN_DIR/checkpoints/<trial id> until the loop that asked for them deletes them. A
-trial at fidelity f is cached under the fingerprint ``<run fingerprint>@f``.
+and leave one of its own (multi-fidelity runs, PBT); where checkpoints and artifacts
+live and which are kept is :class:`evo.storage.RunFiles`'s business. A trial at
+fidelity f is cached under the fingerprint ``<run fingerprint>@f``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ from evo.config import ArtifactPolicy
 from evo.executors import Executor
 from evo.pruning import MedianRule
 from evo.space import canonical
-from evo.store import RunStore, TrialRecord
+from evo.storage import RunFiles, RunStore, TrialRecord
 from evo.trial import Budget, Fitness, Objective, Trial, TrialStatus
 
 
@@ -116,9 +114,10 @@ class Evaluator:
     last_failures: list[str] = field(default_factory=list)
     _in_flight: dict[int, _InFlight] = field(default_factory=dict)  # by executor ticket
     _waiting: dict[str, list[Job]] = field(default_factory=dict)  # by config key in flight
-    _scratch: Any = None  # a temporary checkpoint directory for runs kept in memory
+    files: RunFiles = field(init=False)
 
     def __post_init__(self) -> None:
+        self.files = RunFiles(self.store, self.artifacts)
         if self.pruner is not None:
             for trial in self.store.trials():
                 if trial.fingerprint.startswith(self.fingerprint):
@@ -168,18 +167,18 @@ class Evaluator:
             self._waiting.setdefault(key, []).append(job)
             return None
         seed = trial_seed(self.master_seed, job.generation, job.slot)
-        resume_dir = self.checkpoint_dir(job.resume_from) if job.resume_from is not None else None
+        resume_dir = self.files.checkpoint_dir(job.resume_from) if job.resume_from is not None else None
         if resume_dir is not None and not resume_dir.exists():
             resume_dir = None  # gone (deleted, or the run moved): train from the start instead
         trial_id = self.store.start_trial(
             fingerprint=fingerprint, config_key=key, config=config, generation=job.generation, seed=seed,
             fidelity=job.fidelity, resumed_from=job.resume_from if resume_dir else None,
         )
-        artifact_dir = self._artifact_dir(trial_id) if job.fidelity >= 1 else None
+        artifact_dir = self.files.artifact_dir(trial_id) if job.fidelity >= 1 else None
         trial = Trial(
             trial_id, config, self.budget, seed, job.generation, artifact_dir,
             fidelity=job.fidelity, resume_from=resume_dir,
-            checkpoint_dir=self.checkpoint_dir(trial_id) if job.checkpoint else None,
+            checkpoint_dir=self.files.checkpoint_dir(trial_id) if job.checkpoint else None,
             early_stop=self.pruner.early_stop() if self.pruner is not None else None,
         )
         ticket = self.executor.submit(trial)
@@ -197,7 +196,7 @@ class Evaluator:
         self.evaluations += 1
         if self.pruner is not None:
             self.pruner.add(record)
-        self._keep_artifacts(record, flight.artifact_dir)
+        self.files.keep_artifacts(record, flight.artifact_dir, self.objectives[0])
         self.on_trial(record, False)
         outcomes = [Outcome(flight.job.individual_id, record, cached=False)]
         for job in self._waiting.pop(flight.key, []):
@@ -217,57 +216,3 @@ class Evaluator:
             raise RunAborted(
                 f"{self.consecutive_failures} evaluations in a row failed; last: {self.last_failures[-1]}"
             )
-
-    # -- checkpoints --------------------------------------------------------------------
-    def checkpoint_dir(self, trial_id: int) -> Path:
-        if self.store.run_dir is not None:
-            return self.store.run_dir / "checkpoints" / str(trial_id)
-        if self._scratch is None:
-            self._scratch = tempfile.TemporaryDirectory(prefix="evo-checkpoints-")
-        return Path(self._scratch.name) / str(trial_id)
-
-    def keep_checkpoints(self, trial_ids: Iterable[int] = ()) -> None:
-        """Delete every checkpoint but those of ``trial_ids``: the ones a later trial may
-        still continue (this also sweeps those of trials a killed driver left behind)."""
-        root = self.checkpoint_dir(0).parent
-        if not root.exists():
-            return
-        keep = {str(i) for i in trial_ids}
-        for path in root.iterdir():
-            if path.name not in keep:
-                shutil.rmtree(path, ignore_errors=True)
-        if self.store.run_dir is not None and not any(root.iterdir()):
-            root.rmdir()
-
-    # -- artifacts --------------------------------------------------------------------
-    def _artifact_dir(self, trial_id: int) -> Path | None:
-        if self.store.run_dir is None or self.artifacts is ArtifactPolicy.NONE:
-            return None
-        return self.store.run_dir / "trials" / str(trial_id)
-
-    def _keep_artifacts(self, record: TrialRecord, artifact_dir: Path | None) -> None:
-        """Under the 'best' policy only the best trial's artifacts survive, in RUN_DIR/best."""
-        if artifact_dir is None or self.artifacts is ArtifactPolicy.ALL or not artifact_dir.exists():
-            return
-        if record.ok and record.full and self._is_new_best(record):
-            best_dir = self.store.run_dir / "best"
-            staging = best_dir.with_name("best.new")
-            shutil.rmtree(staging, ignore_errors=True)
-            artifact_dir.rename(staging)
-            shutil.rmtree(best_dir, ignore_errors=True)
-            staging.rename(best_dir)
-            self.store.set_meta("best_artifacts", {"trial_id": record.id, "path": str(best_dir.resolve())})
-        else:
-            shutil.rmtree(artifact_dir, ignore_errors=True)
-        parent = artifact_dir.parent
-        if parent.exists() and not any(parent.iterdir()):
-            parent.rmdir()
-
-    def _is_new_best(self, record: TrialRecord) -> bool:
-        objective = self.objectives[0]
-        holder = self.store.meta("best_artifacts")
-        if holder is None:
-            return True
-        current = self.store.trial(holder["trial_id"]).values.get(objective.name)
-        value = record.values[objective.name]
-        return current is None or (value * objective.weight > current * objective.weight)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from evo.store import TrialRecord
+from evo.storage import TrialRecord
 from evo.trial import Objective
 
 

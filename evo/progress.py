@@ -6,7 +6,7 @@ import time
 from typing import Any, Mapping, TextIO
 
 from evo.observers import RunInfo, RunObserver
-from evo.store import TrialRecord
+from evo.storage import BASELINE_GENERATION, TrialRecord
 from evo.trial import Direction
 
 
@@ -22,7 +22,7 @@ class TerminalProgress(RunObserver):
         self.best: float | None = None
 
     def start(self, run: RunInfo) -> None:
-        self.generations = run.config.evolution.generations
+        self.generations = run.config.evolution.planned_generations
         self.objective = run.objectives[0]
         self.remaining_gens = self.generations - run.first_generation + 1
         self.durations: list[float] = []
@@ -35,7 +35,7 @@ class TerminalProgress(RunObserver):
         self._print(f"generation {gen}/{self.generations}: {size} trials")
 
     def trial(self, record: TrialRecord, cached: bool) -> None:
-        if record.generation == -1 and not cached:
+        if record.generation == BASELINE_GENERATION and not cached:
             self._print(f"  baseline: {self._outcome(record)}")
             self._remember(record, count_best=False)
             return
@@ -62,7 +62,7 @@ class TerminalProgress(RunObserver):
 
     # -----------------------------------------------------------------------------------
     def _remember(self, record: TrialRecord, count_best: bool) -> None:
-        if record.duration and record.generation >= -1:
+        if record.duration and record.generation >= BASELINE_GENERATION:
             self.durations.append(record.duration)
         if count_best and record.ok and record.full:
             value = record.values[self.objective.name]

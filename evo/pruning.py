@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evo.config import EarlyStopping
-from evo.store import TrialRecord
+from evo.strategies._settings import EarlyStopping
+from evo.storage import TrialRecord
 from evo.trial import EarlyStop, Objective
 
 GRID = 256  # fractions of the budget are compared on this grid, so curves of any step count line up

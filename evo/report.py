@@ -7,16 +7,19 @@ import platform
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import yaml
 
-from evo.export import split_sections
 from evo.results import build_result
 from evo.plots import NothingToPlot, plot_run
 from evo.rundata import RunData, load_run
-from evo.store import RunStore
-from evo.trial import TrialStatus
+from evo.storage import BASELINE_GENERATION, RunStore
+from evo.trial import FitnessBase, TrialStatus
+
+# (fitness spec, config) -> export sections; the CLI passes fitness.export_sections, as evo
+# does not import fitness
+ExportSections = Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, dict[str, Any]]]
 
 TOP_TRIALS = 10
 _CSS = """
@@ -30,8 +33,14 @@ img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; } .note { color: 
 """
 
 
-def write_report(run_dir: Path | str, out: Path | str | None = None) -> Path:
-    """Write RUN_DIR/report.html (or ``out``) and return its path."""
+def write_report(
+    run_dir: Path | str, out: Path | str | None = None, *, export_sections: ExportSections | None = None
+) -> Path:
+    """Write RUN_DIR/report.html (or ``out``) and return its path.
+
+    ``export_sections`` splits the best config as ``evo best --export`` does; without it,
+    the config is one section.
+    """
     run_dir = Path(run_dir)
     data = load_run(run_dir)
     try:
@@ -45,7 +54,7 @@ def write_report(run_dir: Path | str, out: Path | str | None = None) -> Path:
         f"<h1>Evolutionary run <code>{_e(run_dir.name)}</code></h1>",
         _summary(data),
         _metadata(data),
-        _best(data, run_dir),
+        _best(data, run_dir, export_sections),
         _top_trials(data),
         _failures(data),
         _plots(plots),
@@ -65,7 +74,7 @@ def _fmt(value: Any) -> str:
 
 
 def _best_trial(data: RunData):
-    ok = [t for t in data.trials if data.scored(t) and t.generation >= 0]
+    ok = [t for t in data.trials if data.scored(t) and t.generation > BASELINE_GENERATION]
     if not ok:
         return None
     return min(ok, key=data.value) if data.minimize else max(ok, key=data.value)
@@ -74,7 +83,7 @@ def _best_trial(data: RunData):
 def _summary(data: RunData) -> str:
     best = _best_trial(data)
     name = data.objective.name
-    planned = data.config.evolution.generations + 1
+    planned = data.config.evolution.planned_generations + 1
     failed = sum(1 for t in data.trials if t.status is TrialStatus.FAILED)
     pruned = sum(1 for t in data.trials if t.status is TrialStatus.PRUNED)
     partial = sum(1 for t in data.trials if t.ok and not t.full)
@@ -123,11 +132,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
 
 
-def _best(data: RunData, run_dir: Path) -> str:
+def _best(data: RunData, run_dir: Path, export_sections: ExportSections | None) -> str:
     best = _best_trial(data)
     if best is None:
         return ""
-    document: dict[str, Any] = {"objectives": dict(best.values), **split_sections(best.applied_config or best.config)}
+    config = best.applied_config or best.config
+    sections = export_sections(data.config.fitness, config) if export_sections else FitnessBase.export_sections(config)
+    document: dict[str, Any] = {"objectives": dict(best.values), **sections}
     artifacts = data.meta.get("best_artifacts")
     if artifacts and artifacts.get("trial_id") == best.id:
         document["adapter_path"] = str(Path(artifacts["path"]) / "adapter")
@@ -137,7 +148,7 @@ def _best(data: RunData, run_dir: Path) -> str:
 
 
 def _top_trials(data: RunData) -> str:
-    ok = sorted((t for t in data.trials if data.scored(t) and t.generation >= 0), key=data.value, reverse=not data.minimize)
+    ok = sorted((t for t in data.trials if data.scored(t) and t.generation > BASELINE_GENERATION), key=data.value, reverse=not data.minimize)
     if not ok:
         return ""
     genes = data.config.space.names

@@ -9,13 +9,11 @@ from deap import tools
 
 from evo import _deap
 from evo.stats import logbook
-from evo.store import RunStore, TrialRecord
+from evo.storage import BASELINE_GENERATION, RunStore, TrialRecord
 from evo.trial import Objective
 
 if TYPE_CHECKING:
     from evo.evaluation import Evaluator
-
-BASELINE_GENERATION = -1
 
 
 @dataclass(frozen=True)

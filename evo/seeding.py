@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from evo.space import SearchSpace, canonical
-from evo.store import RunStore, StoreError
+from evo.storage import RunStore, StoreError
 from evo.trial import ConfigError
 
 

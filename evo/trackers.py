@@ -10,13 +10,13 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from evo.observers import RunInfo, RunObserver
-from evo.store import TrialRecord
+from evo.storage import TrialRecord
 from evo.trial import ConfigError
 
-BACKENDS = {  # name -> (module to import, pip extra)
+BACKENDS = {  # name -> (module to import, pip extra); the names are evo.config.REPORT_TO
     "tensorboard": ("tensorboardX", "tensorboard"),
     "mlflow": ("mlflow", "mlflow"),
     "wandb": ("wandb", "wandb"),
@@ -24,23 +24,16 @@ BACKENDS = {  # name -> (module to import, pip extra)
 STAT_KEYS = ("best", "median", "mean", "worst", "std", "diversity", "evals", "cached", "failed")
 
 
-def check_report_to(report_to: Any) -> tuple[str, ...]:
-    """Validate ``report_to``; a backend that is not installed is named with its extra."""
-    if report_to in (None, "none", []):
-        return ()
-    names = [report_to] if isinstance(report_to, str) else report_to
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ConfigError(f"report_to: expected a list of backend names, got {report_to!r}")
+def make_trackers(names: Sequence[str]) -> list[RunObserver]:
+    """The trackers ``report_to`` names (validated by the config against ``REPORT_TO``).
+
+    Called at run start, before anything is written: a backend that is not installed is a
+    one-line config error naming its extra.
+    """
     for name in names:
-        if name not in BACKENDS:
-            raise ConfigError(f"report_to: unknown backend {name!r} (known: {', '.join(BACKENDS)})")
         module, extra = BACKENDS[name]
         if importlib.util.find_spec(module) is None:
             raise ConfigError(f"report_to: {name} is not installed; pip install 'evo-qlora[{extra}]'")
-    return tuple(dict.fromkeys(names))
-
-
-def make_trackers(names: tuple[str, ...]) -> list[RunObserver]:
     kinds = {"tensorboard": TensorBoardTracker, "mlflow": MLflowTracker, "wandb": WandbTracker}
     return [kinds[name]() for name in names]
 

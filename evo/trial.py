@@ -7,10 +7,12 @@ DEAP, and ``evo`` can use it without pulling in torch.
 """
 from __future__ import annotations
 
+import abc
 import enum
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping, Protocol, runtime_checkable
 
 
@@ -212,21 +214,152 @@ class TrialResult:
         return self
 
 
+class ValueKind(str, enum.Enum):
+    """What kind of value a gene a fitness reads takes (see :class:`GeneDecl`)."""
+
+    FLOAT = "float"
+    INT = "int"
+    BOOL = "bool"
+    CATEGORICAL = "categorical"  # one of ``choices``
+    MODULE_LIST = "module_list"  # one of ``choices`` (named sets) or a non-empty list of module names
+
+
+@dataclass(frozen=True)
+class GeneDecl:
+    """One config key a fitness reads and the values it accepts, so that a search space,
+    fixed values and a baseline can be checked against the fitness before a run starts.
+
+    ``low``/``high`` bound FLOAT and INT values (None: unbounded), excluded when
+    ``low_open``/``high_open``. ``default`` is what the fitness uses when the key is
+    absent; it must itself be accepted. ``help`` says what the gene sets, in a few words.
+    """
+
+    name: str
+    kind: ValueKind
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] = ()
+    help: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, ValueKind):
+            raise TypeError(f"gene {self.name}: kind must be a ValueKind, got {self.kind!r}")
+        if self.kind in (ValueKind.CATEGORICAL, ValueKind.MODULE_LIST) and not self.choices:
+            raise ValueError(f"gene {self.name}: a {self.kind.value} gene needs choices")
+        problem = check_value(self, self.default)
+        if problem is not None:
+            raise ValueError(f"gene {self.name}: default {self.default!r} {problem}")
+
+
+def check_value(decl: GeneDecl, value: Any) -> str | None:
+    """Why ``value`` is not one ``decl`` accepts (e.g. ``"must be in [0, 1)"``), None when it is.
+
+    Types are strict (a bool is not a number, a string is not a float); an INT also
+    takes an integral float, as YAML may write one. The caller names the key and value.
+    """
+    kind = decl.kind
+    if kind is ValueKind.BOOL:
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind is ValueKind.CATEGORICAL:
+        return None if _one_of(value, decl.choices) else f"must be one of {_listing(decl.choices)}"
+    if kind is ValueKind.MODULE_LIST:
+        if isinstance(value, str) and _one_of(value, decl.choices):
+            return None
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v for v in value):
+            return None
+        return f"must be one of {_listing(decl.choices)} or a non-empty list of module names"
+    number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not number or (kind is ValueKind.INT and not float(value).is_integer()):
+        expected = "an integer" if kind is ValueKind.INT else "a finite number"
+        bounded = decl.low is not None or decl.high is not None
+        return f"must be {expected}" + (f" {_bounds(decl)}" if bounded else "")
+    too_low = decl.low is not None and (value <= decl.low if decl.low_open else value < decl.low)
+    too_high = decl.high is not None and (value >= decl.high if decl.high_open else value > decl.high)
+    return f"must be {_bounds(decl)}" if too_low or too_high else None
+
+
+def _one_of(value: Any, choices: tuple[Any, ...]) -> bool:
+    # ``True == 1``: a bool matches only a bool
+    return any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in choices)
+
+
+def _listing(choices: tuple[Any, ...]) -> str:
+    return ", ".join(repr(c) for c in choices)
+
+
+def _bounds(decl: GeneDecl) -> str:
+    if decl.low is not None and decl.high is not None:
+        return f"in {'(' if decl.low_open else '['}{decl.low:g}, {decl.high:g}{')' if decl.high_open else ']'}"
+    if decl.low is not None:
+        return f"{'>' if decl.low_open else '>='} {decl.low:g}"
+    return f"{'<' if decl.high_open else '<='} {decl.high:g}"
+
+
 @runtime_checkable
 class Fitness(Protocol):
-    """An evaluation the loop can call. Implementations live in ``fitness/``.
+    """An evaluation the loop can call. Implementations live in ``fitness/``; subclass
+    :class:`FitnessBase` to get the defaults of everything but the three essentials.
 
     ``fingerprint`` identifies the fitness definition (model, data, budget-independent
     settings): results are reused only between runs whose fingerprints match.
-    ``evaluate`` may raise; the loop records the exception as a failed trial.
+    ``evaluate`` may raise; the loop records the exception as a failed trial, and turns a
+    COMPLETE result with a missing or non-finite objective into a failure (the fitness
+    need not check). The rest the engine reads as declared, without probing:
+
+    - ``structural_genes``: config keys a trial continuing a checkpoint cannot change
+      (e.g. the LoRA rank); population-based training leaves them alone.
+    - ``intermediate_values``: whether trials validate during training, which the
+      median stopping rule needs.
+    - ``genes``: the config keys the fitness reads and what it accepts; empty means
+      it reads anything (toy fitnesses), so nothing can be checked up front.
+    - ``describe()``: environment for the report (device, library versions).
+    - ``export_sections(config)``: the config split into sections to paste into the
+      training code (for QLoRA: TrainingArguments, LoraConfig, BitsAndBytesConfig).
+      A static method: ``evo best`` calls it without building the fitness.
+    - ``close()``: release workers; called once or more, so it must be idempotent.
     """
 
     objectives: tuple[Objective, ...]
-    # Optional: ``structural_genes`` (frozenset of config keys that cannot change while a
-    # checkpoint is continued, e.g. the LoRA rank), ``describe()`` (environment for reports).
+    structural_genes: frozenset[str]
+    intermediate_values: bool
+    genes: Mapping[str, GeneDecl]
 
     def fingerprint(self) -> str: ...
 
     def evaluate(self, trial: Trial) -> TrialResult: ...
 
+    def describe(self) -> dict[str, Any]: ...
+
+    def export_sections(self, config: Mapping[str, Any]) -> dict[str, dict[str, Any]]: ...
+
     def close(self) -> None: ...
+
+
+class FitnessBase(abc.ABC):
+    """The defaults of :class:`Fitness`'s optional capabilities, so that a fitness writes
+    only what it has: ``objectives``, ``fingerprint`` and ``evaluate``."""
+
+    objectives: tuple[Objective, ...]
+    structural_genes: frozenset[str] = frozenset()
+    intermediate_values: bool = False
+    genes: Mapping[str, GeneDecl] = MappingProxyType({})
+
+    @abc.abstractmethod
+    def fingerprint(self) -> str: ...
+
+    @abc.abstractmethod
+    def evaluate(self, trial: Trial) -> TrialResult: ...
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    @staticmethod
+    def export_sections(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Everything in one section, ``other``: a fitness that sets no library's fields."""
+        return {"other": dict(config)} if config else {}
+
+    def close(self) -> None:
+        pass

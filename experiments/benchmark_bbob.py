@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from evo.space import GeneKind, SearchSpace
-from evo.trial import Objective, Trial, TrialResult
+from evo.trial import Budget, FitnessBase, Objective, Trial, TrialResult
 
 FUNCTIONS = {1: "sphere", 7: "step ellipsoid", 8: "rosenbrock", 10: "ellipsoid", 15: "rastrigin", 21: "gallagher 101"}
 DIMENSIONS = (5, 10)
@@ -75,7 +75,7 @@ def _shuffle(name: str) -> list[int]:
     return [int(i) for i in np.random.default_rng(digest).permutation(CHOICES)]
 
 
-class BBOBFitness:
+class BBOBFitness(FitnessBase):
     """A BBOB function (``ioh``) behind a mixed search space, as an :class:`evo.trial.Fitness`.
 
     Keeps the precision of every evaluation, in order, in ``trace``: the anytime curve.
@@ -114,9 +114,6 @@ class BBOBFitness:
     def evaluate(self, trial: Trial) -> TrialResult:
         return TrialResult.complete({"precision": self(trial.config)})
 
-    def close(self) -> None:
-        pass
-
 
 # -- the methods --------------------------------------------------------------------------
 def run_random(fitness: BBOBFitness, budget: int, seed: int) -> None:
@@ -131,7 +128,7 @@ def run_ga(fitness: BBOBFitness, budget: int, seed: int, **settings: Any) -> Non
     population = settings.pop("population_size", 10)
     lam = settings.get("offspring_size") or population
     evolution = {"population_size": population, "generations": (budget - population) // lam, **settings}
-    evolve(fitness.space, fitness, evolution=evolution, seed=seed)
+    evolve(fitness.space, fitness, budget=Budget(steps=1), evolution=evolution, seed=seed)  # BBOB ignores steps
 
 
 def _suggest(trial: Any, space: SearchSpace) -> dict[str, Any]:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from evo import breeding, store as store_mod
+from evo import breeding
 from evo.api import start_run
 from evo.config import parse_config
+from evo.storage import RunStore
 from evo.strategies._context import RunContext
 from fitness.synthetic import SyntheticFitness
 
@@ -51,11 +52,11 @@ def main() -> None:
     original_evaluate = fitness.evaluate
     fitness.evaluate = timed(spent, "fitness (synthetic)", lambda t: calls.append(t) or original_evaluate(t))
     patches = [
-        (store_mod.RunStore, "start_trial", "store writes"),
-        (store_mod.RunStore, "finish_trial", "store writes"),
-        (store_mod.RunStore, "find_reusable", "cache look-ups"),
-        (store_mod.RunStore, "add_individuals", "store writes"),
-        (store_mod.RunStore, "finish_generation", "store writes"),
+        (RunStore, "start_trial", "store writes"),
+        (RunStore, "finish_trial", "store writes"),
+        (RunStore, "find_reusable", "cache look-ups"),
+        (RunStore, "add_individuals", "store writes"),
+        (RunStore, "finish_generation", "store writes"),
         (breeding, "offspring", "selection + variation"),
         (breeding, "initial_members", "selection + variation"),
         (RunContext, "survivors", "selection + variation"),

@@ -53,7 +53,7 @@ import numpy as np
 from evo.api import start_run
 from evo.config import parse_config
 from evo.space import SearchSpace
-from evo.trial import Budget, Trial, TrialResult
+from evo.trial import Budget, FitnessBase, Trial, TrialResult
 from fitness import make_fitness
 from peers import sampler, suggest
 
@@ -115,17 +115,21 @@ class BudgetSpent(BaseException):
     """Raised past the token budget; a BaseException so that no trial-level handler swallows it."""
 
 
-class Ledger:
+class Ledger(FitnessBase):
     """Wraps the fitness: counts training tokens, records whole-budget results, stops at the limit."""
 
     def __init__(self, fitness: Any, limit_tokens: int) -> None:
         self.fitness, self.limit = fitness, limit_tokens
         self.objectives = fitness.objectives
-        self.structural_genes = getattr(fitness, "structural_genes", frozenset())
+        self.structural_genes, self.genes = fitness.structural_genes, fitness.genes
+        self.intermediate_values = fitness.intermediate_values
         self.spent, self.points, self.t0 = 0, [], time.perf_counter()
 
     def fingerprint(self) -> str:
         return self.fitness.fingerprint()
+
+    def describe(self) -> dict[str, Any]:
+        return self.fitness.describe()
 
     def close(self) -> None:  # the fitness outlives the run: the next run reuses its worker
         pass

@@ -29,7 +29,7 @@ import yaml
 from evo.api import start_run
 from evo.config import parse_config
 from evo.executors.ray import RayExecutor
-from evo.store import RunStore
+from evo.storage import RunStore
 from evo.trial import Trial
 from fitness.synthetic import SyntheticFitness
 

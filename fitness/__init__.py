@@ -7,9 +7,22 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from evo.trial import ConfigError, Fitness
+from evo.trial import ConfigError, Fitness, FitnessBase
 
 KINDS = ("synthetic", "qlora")
+
+
+def _fitness_class(kind: Any) -> Any:
+    """The class a ``fitness.type`` names, imported only now; None for an unknown type."""
+    if kind == "synthetic":
+        from fitness.synthetic import SyntheticFitness
+
+        return SyntheticFitness
+    if kind == "qlora":
+        from fitness.qlora import QLoRAFitness
+
+        return QLoRAFitness
+    return None
 
 
 def make_fitness(spec: Mapping[str, Any]) -> Fitness:
@@ -19,12 +32,19 @@ def make_fitness(spec: Mapping[str, Any]) -> Fitness:
     directory is written; raises :class:`ConfigError` naming the culprit.
     """
     kind = spec.get("type")
-    if kind == "synthetic":
-        from fitness.synthetic import SyntheticFitness
+    cls = _fitness_class(kind)
+    if cls is None:
+        raise ConfigError(f"fitness.type: unknown fitness {kind!r} (known: {', '.join(KINDS)})")
+    fitness: Fitness = cls.from_spec(spec)
+    return fitness
 
-        return SyntheticFitness.from_spec(spec)
-    if kind == "qlora":
-        from fitness.qlora import QLoRAFitness
 
-        return QLoRAFitness.from_spec(spec)
-    raise ConfigError(f"fitness.type: unknown fitness {kind!r} (known: {', '.join(KINDS)})")
+def export_sections(spec: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``config`` in the sections the fitness ``spec`` describes exports (``evo best``, the report).
+
+    Does not build the fitness (for QLoRA that finds the model and reads the data). A run
+    of a fitness known only by its class name (the Python API) gets the default: one section.
+    """
+    cls = _fitness_class(spec.get("type")) or FitnessBase
+    sections: dict[str, dict[str, Any]] = cls.export_sections(config)
+    return sections

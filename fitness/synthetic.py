@@ -30,24 +30,25 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from evo.trial import Budget, ConfigError, Direction, EarlyStop, FailureReason, Objective, Trial, TrialResult
+from evo.trial import (
+    Budget,
+    ConfigError,
+    Direction,
+    EarlyStop,
+    FailureReason,
+    FitnessBase,
+    GeneDecl,
+    Objective,
+    Trial,
+    TrialResult,
+    check_value,
+)
+from fitness.qlora.export import split_sections
+from fitness.qlora.genes import GENES
 
-# Defaults for genes a search space leaves out: QLoRA-paper-style settings.
-DEFAULTS = {
-    "learning_rate": 2e-4,
-    "per_device_train_batch_size": 4,
-    "gradient_accumulation_steps": 1,
-    "r": 64,
-    "lora_alpha": 16,
-    "lora_dropout": 0.1,
-    "use_rslora": False,
-    "target_modules": "attention",
-    "lr_scheduler_type": "constant",
-    "warmup_ratio": 0.0,
-    "weight_decay": 0.0,
-    "max_grad_norm": 0.3,
-    "max_seq_length": 128,
-}
+# The QLoRA fitness's genes, so that a config runs on both; their defaults (QLoRA-paper-style
+# settings) fill in what a search space leaves out.
+DEFAULTS = {name: decl.default for name, decl in GENES.items()}
 _SCHEDULER_GAIN = {"constant": 0.0, "constant_with_warmup": -0.01, "linear": -0.02, "cosine": -0.03}
 _MODULE_GAIN = {"all-linear": -0.05, "mlp": -0.02, "attention": 0.0}
 _METRICS = {  # objectives this fitness can report, besides perplexity
@@ -97,8 +98,12 @@ BASE_RATE = 0.1  # per-step approach to the asymptote at the best effective step
 STRUCTURAL = frozenset({"r", "lora_alpha", "use_rslora", "target_modules", "optim"})
 
 
-class SyntheticFitness:
+class SyntheticFitness(FitnessBase):
+    """Answers like the QLoRA fitness, in microseconds: same genes, checkpoints and export."""
+
     structural_genes = STRUCTURAL
+    intermediate_values = True  # validates every ``eval_every`` of the budget
+    genes: Mapping[str, GeneDecl] = GENES
 
     def __init__(self, spec: SyntheticSpec = SyntheticSpec()):
         self.spec = spec
@@ -126,8 +131,9 @@ class SyntheticFitness:
             spec.pop(timing)
         return "synthetic-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
-    def close(self) -> None:
-        pass
+    @staticmethod
+    def export_sections(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        return split_sections(config)
 
     def duration(self, trial: Trial) -> float:
         """Seconds a whole-budget trial sleeps: log-normal around ``seconds_per_trial`` (its
@@ -144,6 +150,7 @@ class SyntheticFitness:
         lr = float(c["learning_rate"])
         if not math.isfinite(lr) or lr <= 0:
             return TrialResult.failed(FailureReason.DIVERGED, f"loss is nan at step 1 (learning_rate={lr})")
+        _check_genes(trial.config)
         run = _Run.start(trial, c, self.spec.base_perplexity)
         outcome = run.train(self.spec.noise, self.spec.eval_every, trial.early_stop)
         if self.spec.seconds_per_trial:  # time in proportion to the steps trained
@@ -265,6 +272,16 @@ class _Run:
 
 
 CHECKPOINT_FILE = "synthetic_checkpoint.json"
+
+
+def _check_genes(config: Mapping[str, Any]) -> None:
+    """Refuse what the QLoRA fitness would refuse, rather than answer for a config it cannot train.
+    The learning rate is left out: a bad one diverges (see ``evaluate``)."""
+    for name, value in config.items():
+        if name in GENES and name != "learning_rate":
+            problem = check_value(GENES[name], value)
+            if problem is not None:
+                raise ValueError(f"gene {name}={value!r}: {problem}")
 
 
 def _asymptote(c: Mapping[str, Any], overshoot: float) -> float:

@@ -16,10 +16,10 @@ import traceback
 from pathlib import Path
 from typing import Callable, Protocol
 
-from evo.config import ExecutorSettings, ExecutorType
+from evo.executors._settings import ExecutorSettings, ExecutorType
 from evo.trial import ConfigError, FailureReason, Fitness, Trial, TrialResult
 
-__all__ = ["Executor", "make_executor", "run_trial"]
+__all__ = ["Executor", "ExecutorSettings", "ExecutorType", "make_executor", "run_trial"]
 
 
 class Executor(Protocol):

@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 from evo.plots import NothingToPlot
 from evo.rundata import load_run
+from evo.storage import BASELINE_GENERATION
 
 
 def compare_runs(run_dirs: Sequence[Path | str], out: Path | str) -> dict[str, Any]:
@@ -18,7 +19,7 @@ def compare_runs(run_dirs: Sequence[Path | str], out: Path | str) -> dict[str, A
     if len(names) > 1:
         raise NothingToPlot(f"the runs optimise different objectives ({', '.join(sorted(names))}); nothing to compare")
     units = ["train_tokens", "steps"]
-    trials_of = {r.run_dir: sorted((t for t in r.trials if t.generation >= 0), key=lambda t: t.finished_at or 0) for r in runs}
+    trials_of = {r.run_dir: sorted((t for t in r.trials if t.generation > BASELINE_GENERATION), key=lambda t: t.finished_at or 0) for r in runs}
     unit = next((u for u in units if all(u in t.metrics for ts in trials_of.values() for t in ts if t.ok)), "trials")
     series: dict[str, Any] = {"compute_unit": unit, "runs": {}}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)

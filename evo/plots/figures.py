@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from evo.rundata import RunData  # noqa: E402
 from evo.space import GeneKind, canonical  # noqa: E402
+from evo.storage import BASELINE_GENERATION  # noqa: E402
 from evo.trial import TrialStatus  # noqa: E402
 
 DPI = 110
@@ -126,7 +127,7 @@ def best_vs_compute(data: RunData, path: Path) -> dict[str, Any]:
     Only trials run in this search count (not the baseline, not imported ones); a failed
     trial adds its compute and leaves the best unchanged.
     """
-    trials = sorted((t for t in data.trials if t.generation >= 0), key=lambda t: t.finished_at or 0)
+    trials = sorted((t for t in data.trials if t.generation > BASELINE_GENERATION), key=lambda t: t.finished_at or 0)
     unit = next((u for u in ("train_tokens", "steps") if all(u in t.metrics for t in trials if t.ok)), None)
     compute = [float(t.metrics.get(unit, 0)) if unit else 1.0 for t in trials]
     series = {
@@ -221,7 +222,7 @@ def _short(value: Any) -> str:
 # -- learning curves ------------------------------------------------------------------------
 def learning_curves(data: RunData, path: Path) -> dict[str, Any]:
     """Train loss and intermediate validation curves of the best trials."""
-    ok = [t for t in data.trials if data.scored(t) and t.generation >= 0 and t.metrics.get("train_loss_curve")]
+    ok = [t for t in data.trials if data.scored(t) and t.generation > BASELINE_GENERATION and t.metrics.get("train_loss_curve")]
     top = sorted(ok, key=lambda t: data.value(t), reverse=not data.minimize)[:TOP_TRIALS]
     # A validation panel only says something with intermediate points (eval_every > 0);
     # the final value alone is already in every legend entry.
@@ -252,7 +253,7 @@ def learning_curves(data: RunData, path: Path) -> dict[str, Any]:
 def pareto_front(data: RunData, path: Path) -> dict[str, Any]:
     """The first two objectives of every completed trial, the non-dominated ones joined."""
     a, b = data.objectives[0], data.objectives[1]
-    points = [(t.values[a.name], t.values[b.name], t.id) for t in data.trials if data.scored(t) and t.generation >= 0]
+    points = [(t.values[a.name], t.values[b.name], t.id) for t in data.trials if data.scored(t) and t.generation > BASELINE_GENERATION]
     sign = (1 if a.direction.value == "minimize" else -1, 1 if b.direction.value == "minimize" else -1)
     front = [p for p in points if not any(
         sign[0] * q[0] <= sign[0] * p[0] and sign[1] * q[1] <= sign[1] * p[1] and (q[0], q[1]) != (p[0], p[1])
@@ -304,7 +305,7 @@ FIGURES: dict[str, Callable[[RunData, Path], dict[str, Any]]] = {
 
 def why_not(name: str, data: RunData) -> str | None:
     """Why a figure cannot be drawn for this run, or None when it can."""
-    completed = [t for t in data.trials if data.scored(t) and t.generation >= 0]
+    completed = [t for t in data.trials if data.scored(t) and t.generation > BASELINE_GENERATION]
     if name == "failures":
         return None if data.evaluated else "no generation has individuals yet"
     if not completed:

@@ -17,8 +17,5 @@ if TYPE_CHECKING:
 
 def run_strategy(ctx: RunContext) -> RunResult:
     """Run the strategy ``ctx.settings.mode`` names, from wherever the store left off."""
-    mode = ctx.settings.mode.value
-    if mode == "generational" and ctx.settings.multi_fidelity is not None:  # until the config names the mode
-        mode = "multi_fidelity"
-    module = importlib.import_module(f"{__name__}._{mode}")
+    module = importlib.import_module(f"{__name__}._{ctx.settings.mode.value}")
     return module.run(ctx)

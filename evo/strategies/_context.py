@@ -18,14 +18,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from evo import _deap, breeding
-from evo.config import RunConfig, Strategy, Surrogate
+from evo.config import RunConfig
 from evo.evaluation import Evaluator, Job, penalty
 from evo.executors import Executor
 from evo.observers import Fanout, RunInfo, RunObserver
 from evo.pruning import MedianRule
-from evo.results import BASELINE_GENERATION, RunResult, build_result
+from evo.results import RunResult, build_result
 from evo.stats import generation_record
-from evo.store import IndividualRecord, RunStore, TrialRecord
+from evo.strategies._settings import Mode, Strategy, Surrogate
+from evo.storage import BASELINE_GENERATION, IndividualRecord, RunStore, TrialRecord
 from evo.surrogate import MIN_OBSERVATIONS, Observation
 from evo.trial import FailureReason, Fitness, TrialStatus
 
@@ -51,7 +52,6 @@ class RunContext:
         executor: Executor,
         seed_genomes: Sequence[Mapping[str, Any]] = (),
         observers: Sequence[RunObserver] = (),
-        by_fidelity: bool = False,
     ) -> RunContext:
         settings = config.evolution
         objectives = tuple(fitness.objectives)
@@ -70,6 +70,7 @@ class RunContext:
             on_trial=fanout.trial,
             pruner=pruner,
         )
+        by_fidelity = settings.mode is Mode.MULTI_FIDELITY
         return cls(config, fitness, store, evaluator, fanout, [dict(g) for g in seed_genomes], by_fidelity)
 
     def __post_init__(self) -> None:
@@ -155,7 +156,8 @@ class RunContext:
         names = self.space.names
         by_fidelity: dict[float, list[Observation]] = {}
         for trial in self.store.trials():
-            if trial.generation < 0 or trial.status is TrialStatus.RUNNING or trial.reason is FailureReason.KILLED:
+            if (trial.generation <= BASELINE_GENERATION or trial.status is TrialStatus.RUNNING
+                    or trial.reason is FailureReason.KILLED):
                 continue  # the baseline, trials in flight, and kills that say nothing about the config
             if not all(n in trial.config for n in names):
                 continue

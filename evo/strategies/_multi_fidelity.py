@@ -20,7 +20,7 @@ from typing import Sequence
 
 from evo.evaluation import Evaluator, Job
 from evo.results import RunResult
-from evo.store import TrialRecord
+from evo.storage import TrialRecord
 from evo.strategies._context import RunContext, job_of
 from evo.trial import FailureReason, Objective
 
@@ -71,5 +71,5 @@ def successive_halving(
         continued = {job.individual_id: done[job.individual_id].id for job in candidates}
         if not candidates:
             break
-    evaluator.keep_checkpoints()  # the generation's halving is over: no rung continues
+    evaluator.files.keep_checkpoints()  # the generation's halving is over: no rung continues
     return results

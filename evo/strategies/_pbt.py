@@ -24,6 +24,7 @@ from evo import _deap, breeding
 from evo.operators import mutate
 from evo.results import RunResult
 from evo.space import SearchSpace
+from evo.storage import BASELINE_GENERATION
 from evo.strategies._context import RunContext, job_of
 
 SCHEDULE_KEY = "pbt_schedule"
@@ -44,7 +45,7 @@ def run(ctx: RunContext) -> RunResult:
         ]
         population = ctx.individuals(members, ctx.evaluator.evaluate_batch(jobs))
         ctx.record(gen, population, population)
-        ctx.evaluator.keep_checkpoints(ind.trial_id for ind in population)  # the next interval continues these
+        ctx.evaluator.files.keep_checkpoints(ind.trial_id for ind in population)  # the next interval continues these
     result = ctx.result()
     ctx.store.set_meta(SCHEDULE_KEY, _schedule(ctx, result))
     ctx.observers.end()
@@ -71,7 +72,7 @@ def _next(ctx: RunContext, population: list, rng: np.random.Generator) -> list[b
 
 def _explore(ctx: RunContext, genome: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     """Mutate the genes that may change while the weights are kept."""
-    structural = getattr(ctx.fitness, "structural_genes", frozenset())
+    structural = ctx.fitness.structural_genes
     movable = [g for g in ctx.space if g.name not in structural]
     if not movable:
         return genome
@@ -84,7 +85,7 @@ def _schedule(ctx: RunContext, result: RunResult) -> list[dict[str, Any]]:
     if not result.best_trials:
         return []
     best_trial = result.best_trials[0].id
-    by_id = {r.id: r for r in ctx.store.individuals() if r.generation >= 0}
+    by_id = {r.id: r for r in ctx.store.individuals() if r.generation > BASELINE_GENERATION}
     member = next((r for r in by_id.values() if r.trial_id == best_trial), None)
     ends, schedule = ctx.settings.pbt.ends, []
     while member is not None:

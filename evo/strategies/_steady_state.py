@@ -27,7 +27,7 @@ from collections import deque
 
 from evo import _deap, breeding
 from evo.results import RunResult
-from evo.store import IndividualRecord, TrialRecord
+from evo.storage import BASELINE_GENERATION, IndividualRecord, TrialRecord
 from evo.strategies._context import RunContext, job_of
 
 STATE_KEY = "steady_state"
@@ -77,7 +77,7 @@ class _Population:
 
     @classmethod
     def load(cls, ctx: RunContext, closed: int) -> _Population:
-        members = {r.id: r for r in ctx.store.individuals() if r.generation >= 0}
+        members = {r.id: r for r in ctx.store.individuals() if r.generation > BASELINE_GENERATION}
         saved = ctx.store.meta(STATE_KEY, {"population": [], "entered": []})
         population = [ctx.individual(members[i], ctx.store.trial(members[i].trial_id)) for i in saved["population"]]
         return cls(ctx, members, population, list(saved["entered"]), closed)

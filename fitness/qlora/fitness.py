@@ -5,9 +5,10 @@ import hashlib
 import json
 from typing import Any, Mapping
 
-from evo.trial import Objective, Trial, TrialResult
+from evo.trial import FitnessBase, GeneDecl, Objective, Trial, TrialResult
 from fitness.qlora.corpus import Corpus, load_corpus
-from fitness.qlora.genes import STRUCTURAL_GENES
+from fitness.qlora.export import split_sections
+from fitness.qlora.genes import GENES, STRUCTURAL_GENES
 from fitness.qlora.source import ModelSource, resolve_model
 from fitness.qlora.spec import OBJECTIVES, QLoRASpec
 from fitness.qlora.worker import TrialWorker
@@ -15,7 +16,7 @@ from fitness.qlora.worker import TrialWorker
 FITNESS_VERSION = 1  # bump when the loop or scoring changes what a number means
 
 
-class QLoRAFitness:
+class QLoRAFitness(FitnessBase):
     """Trains each trial's LoRA adapter on a resident 4-bit base in a worker subprocess.
 
     Cheap to build: ``from_spec`` validates the spec, finds the model and reads the
@@ -24,10 +25,13 @@ class QLoRAFitness:
     """
 
     structural_genes = STRUCTURAL_GENES
+    genes: Mapping[str, GeneDecl] = GENES
 
     def __init__(self, spec: QLoRASpec, *, source: ModelSource, corpus: Corpus) -> None:
         self.spec = spec
         self.objectives: tuple[Objective, ...] = tuple(Objective(name, OBJECTIVES[name]) for name in spec.objectives)
+        # trials validate during training only with eval_every, which the median stopping rule needs
+        self.intermediate_values = spec.eval_every > 0
         self.source = source
         self.corpus_identity = corpus.identity
         self._worker = TrialWorker(spec)
@@ -41,11 +45,6 @@ class QLoRAFitness:
     def worker_pid(self) -> int | None:
         """The current worker's process id (None before the first trial or after close)."""
         return self._worker.pid
-
-    @property
-    def intermediate_values(self) -> bool:
-        """Whether trials validate during training, which the median stopping rule needs."""
-        return self.spec.eval_every > 0
 
     def fingerprint(self) -> str:
         from fitness.qlora.model import device_kind  # imports torch, so only here
@@ -83,7 +82,12 @@ class QLoRAFitness:
         return env
 
     def evaluate(self, trial: Trial) -> TrialResult:
-        return self._worker.evaluate(trial).checked(self.objectives)
+        return self._worker.evaluate(trial)
+
+    @staticmethod
+    def export_sections(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """The config in sections that load into TrainingArguments, LoraConfig and BitsAndBytesConfig."""
+        return split_sections(config)
 
     def close(self) -> None:
         self._worker.close()

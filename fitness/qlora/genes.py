@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Any, Mapping
 
+from evo.trial import GeneDecl, ValueKind, check_value
 from fitness.qlora.spec import LRScaling
 
 TARGET_MODULE_SETS: dict[str, tuple[str, ...] | str] = {
@@ -47,32 +49,45 @@ class ComputeDtype(str, enum.Enum):
     FLOAT32 = "float32"
 
 
+def _gene(help: str, **accepts: Any) -> dict[str, Any]:
+    """Field metadata: what the gene sets and the values it accepts (GeneDecl's fields)."""
+    return {"help": help, **accepts}
+
+
 @dataclass(frozen=True)
 class QuantSettings:
     """What the resident base model was quantized with; a change means a reload."""
 
-    bnb_4bit_quant_type: QuantType = QuantType.NF4
-    bnb_4bit_compute_dtype: ComputeDtype = ComputeDtype.AUTO
-    bnb_4bit_use_double_quant: bool = True
+    bnb_4bit_quant_type: QuantType = field(default=QuantType.NF4, metadata=_gene("4-bit data type of the base"))
+    bnb_4bit_compute_dtype: ComputeDtype = field(
+        default=ComputeDtype.AUTO, metadata=_gene("dtype of the 4-bit matmuls"))
+    bnb_4bit_use_double_quant: bool = field(default=True, metadata=_gene("quantize the quantization constants too"))
 
 
 @dataclass(frozen=True)
 class TrialConfig:
-    learning_rate: float = 2e-4  # as applied (after lr scaling)
-    r: int = 64
-    lora_alpha: float = 16
-    lora_dropout: float = 0.1
-    target_modules: str | tuple[str, ...] = "attention"
-    use_rslora: bool = False
-    optim: Optim = Optim.ADAMW_TORCH
-    lr_scheduler_type: Schedule = Schedule.CONSTANT
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 0.3  # the QLoRA paper's value; <= 0 disables clipping
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    max_seq_length: int = 128
-    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
+    """A trial's genes, typed; each field's metadata says what it accepts (see GENES)."""
+
+    learning_rate: float = field(  # as applied (after lr scaling)
+        default=2e-4, metadata=_gene("peak learning rate", low=0.0, low_open=True))
+    r: int = field(default=64, metadata=_gene("LoRA rank", low=1))
+    lora_alpha: float = field(default=16, metadata=_gene("LoRA scale: alpha / r", low=0.0, low_open=True))
+    lora_dropout: float = field(
+        default=0.1, metadata=_gene("dropout on the LoRA input", low=0.0, high=1.0, high_open=True))
+    target_modules: str | tuple[str, ...] = field(
+        default="attention", metadata=_gene("layers given an adapter", kind=ValueKind.MODULE_LIST))
+    use_rslora: bool = field(default=False, metadata=_gene("rank-stabilised scale: alpha / sqrt(r)"))
+    optim: Optim = field(default=Optim.ADAMW_TORCH, metadata=_gene("optimizer"))
+    lr_scheduler_type: Schedule = field(default=Schedule.CONSTANT, metadata=_gene("learning-rate schedule"))
+    warmup_ratio: float = field(default=0.0, metadata=_gene("fraction of the budget warming up", low=0.0, high=1.0))
+    weight_decay: float = field(default=0.0, metadata=_gene("decoupled weight decay", low=0.0))
+    max_grad_norm: float = field(  # the QLoRA paper's value
+        default=0.3, metadata=_gene("gradient clipping norm; <= 0 disables clipping"))
+    per_device_train_batch_size: int = field(default=4, metadata=_gene("sequences per micro-batch", low=1))
+    gradient_accumulation_steps: int = field(default=1, metadata=_gene("micro-batches per optimizer step", low=1))
+    max_seq_length: int = field(default=128, metadata=_gene("training sequence length in tokens", low=2))
+    gradient_checkpointing: bool = field(  # less memory, ~30% slower
+        default=False, metadata=_gene("recompute activations in the backward pass"))
     quant: QuantSettings = QuantSettings()
 
     @property
@@ -100,8 +115,39 @@ class TrialConfig:
         return out
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _declare(holder: Any) -> dict[str, GeneDecl]:
+    """The GeneDecl of every gene field of a settings dataclass, from its default and metadata."""
+    out = {}
+    for f in fields(holder):
+        if not f.metadata:
+            continue
+        default = getattr(holder, f.name)
+        accepts = dict(f.metadata)
+        kind = accepts.pop("kind", None)
+        if kind is None and isinstance(default, enum.Enum):
+            kind, accepts["choices"] = ValueKind.CATEGORICAL, tuple(m.value for m in type(default))
+        elif kind is None:
+            kind = {bool: ValueKind.BOOL, int: ValueKind.INT}.get(type(default), ValueKind.FLOAT)
+            kind = ValueKind.FLOAT if f.type in ("float", float) else kind  # lora_alpha: an int default
+        elif kind is ValueKind.MODULE_LIST:
+            accepts["choices"] = tuple(TARGET_MODULE_SETS)
+        out[f.name] = GeneDecl(f.name, kind, _plain(default), **accepts)
+    return out
+
+
+# What a QLoRA trial reads and accepts, derived from the dataclasses parse_genes fills.
+GENES: Mapping[str, GeneDecl] = MappingProxyType({**_declare(TrialConfig()), **_declare(QuantSettings())})
 _QUANT_GENES = {f.name for f in fields(QuantSettings)}
-_TRAIN_GENES = {f.name for f in fields(TrialConfig)} - {"quant"}
+_ENUMS = {name: type(getattr(holder, name)) for holder in (TrialConfig(), QuantSettings())
+          for name in GENES if isinstance(getattr(holder, name, None), enum.Enum)}
 
 # Genes a checkpoint fixes: they shape the adapter's tensors or the optimizer's state, scale
 # the adapter's output, or define the base it was trained on. The rest may change on resume.
@@ -117,64 +163,41 @@ def parse_genes(
     learning-rate gene as given. Raises ValueError naming the gene for unusable values.
     A non-finite learning rate is let through on purpose: it is a diverged trial.
     """
-    train = {k: v for k, v in config.items() if k in _TRAIN_GENES}
-    quant = {k: v for k, v in config.items() if k in _QUANT_GENES}
-    ignored = sorted(k for k in config if k not in _TRAIN_GENES and k not in _QUANT_GENES)
-    cfg = TrialConfig()
-    converted = {name: _convert(name, value, getattr(cfg, name)) for name, value in train.items()}
-    quant_cfg = QuantSettings()
-    quant_converted = {name: _convert(name, value, getattr(quant_cfg, name)) for name, value in quant.items()}
-    cfg = replace(cfg, **converted, quant=replace(quant_cfg, **quant_converted))
-    _check_ranges(cfg)
+    converted = {name: _convert(GENES[name], value) for name, value in config.items() if name in GENES}
+    ignored = sorted(k for k in config if k not in GENES)
+    quant = {k: v for k, v in converted.items() if k in _QUANT_GENES}
+    train = {k: v for k, v in converted.items() if k not in _QUANT_GENES}
+    cfg = replace(TrialConfig(), **train, quant=replace(QuantSettings(), **quant))
     gene_lr = cfg.learning_rate
     ratio = cfg.effective_batch / lr_reference_batch
     factor = {LRScaling.NONE: 1.0, LRScaling.LINEAR: ratio, LRScaling.SQRT: math.sqrt(ratio)}[lr_scaling]
     return replace(cfg, learning_rate=gene_lr * factor), ignored, gene_lr
 
 
-def _convert(name: str, value: Any, default: Any) -> Any:
+def _convert(decl: GeneDecl, value: Any) -> Any:
+    """``value`` as TrialConfig holds it; a ValueError naming the gene when GENES refuses it."""
+    plain = _coerce(decl, value)
+    problem = check_value(decl, plain)
+    diverges = decl.name == "learning_rate" and isinstance(plain, float) and not math.isfinite(plain)
+    if problem is not None and not diverges:
+        raise ValueError(f"gene {decl.name}={value!r}: {problem}")
+    if decl.name in _ENUMS:
+        return _ENUMS[decl.name](plain)
+    return tuple(plain) if isinstance(plain, list) else plain
+
+
+def _coerce(decl: GeneDecl, value: Any) -> Any:
+    """Numbers from strings (YAML reads ``1e-4`` as one) and integral floats, module names as
+    strings; what cannot be converted is returned as it is, for check_value to refuse."""
     try:
-        if name == "target_modules":
-            if isinstance(value, str):
-                if value not in TARGET_MODULE_SETS:
-                    raise ValueError(f"not one of {sorted(TARGET_MODULE_SETS)} or a list of module names")
-                return value
-            names = tuple(str(v) for v in value)
-            if not names:
-                raise ValueError("empty list")
-            return names
-        if isinstance(default, enum.Enum):
-            return type(default)(value)
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ValueError("not a bool")
+        if isinstance(value, bool) or decl.kind in (ValueKind.BOOL, ValueKind.CATEGORICAL):
             return value
-        if name == "lora_alpha":  # LoraConfig takes either; keep a YAML int an int in the records
-            return value if isinstance(value, int) and not isinstance(value, bool) else float(value)
-        if isinstance(default, int) and not isinstance(default, bool):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError("not an integer")
-            return int(value)
+        if decl.kind is ValueKind.MODULE_LIST:
+            return [str(v) for v in value] if isinstance(value, (list, tuple)) else value
+        if decl.kind is ValueKind.INT:
+            return value if isinstance(value, float) and not value.is_integer() else int(value)
+        if decl.name == "lora_alpha" and isinstance(value, int):  # LoraConfig takes either; keep a YAML int
+            return value
         return float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"gene {name}={value!r}: {exc}") from None
-
-
-def _check_ranges(cfg: TrialConfig) -> None:
-    for name in ("r", "per_device_train_batch_size", "gradient_accumulation_steps"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"gene {name}={getattr(cfg, name)!r}: must be >= 1")
-    if cfg.max_seq_length < 2:
-        raise ValueError(f"gene max_seq_length={cfg.max_seq_length!r}: must be >= 2")
-    if not 0.0 <= cfg.lora_dropout < 1.0:
-        raise ValueError(f"gene lora_dropout={cfg.lora_dropout!r}: must be in [0, 1)")
-    if not 0.0 <= cfg.warmup_ratio <= 1.0:
-        raise ValueError(f"gene warmup_ratio={cfg.warmup_ratio!r}: must be in [0, 1]")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, tuple):
-        return list(value)
-    return value
+    except (TypeError, ValueError):
+        return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
 from evo.trial import ConfigError, Direction
 
@@ -79,9 +79,10 @@ class QLoRASpec:
             _check_number(self, "trial_memory_limit_mb", low=0.0, open_ends=True)
         if self.cache_dir is not None and not isinstance(self.cache_dir, str):
             _fail("cache_dir", f"must be a path, got {self.cache_dir!r}")
-        object.__setattr__(self, "device", _enum(Device, "device", self.device))
-        object.__setattr__(self, "objectives", _objectives(self.objectives))
-        object.__setattr__(self, "lr_scaling", _enum(LRScaling, "lr_scaling", self.lr_scaling))
+        for key, kind in _ENUMS.items():  # from_dict made them; a direct construction must pass members
+            if not isinstance(getattr(self, key), kind):
+                _fail(key, _not_a_member(kind, getattr(self, key)))
+        _check_objectives(self.objectives)
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> "QLoRASpec":
@@ -91,7 +92,13 @@ class QLoRASpec:
         unknown = sorted(set(spec) - known)
         if unknown:
             raise ConfigError(f"fitness.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
-        return cls(**dict(spec))
+        values = dict(spec)  # YAML gives strings and lists: the enums and the tuple are made here
+        for key, kind in _ENUMS.items():
+            if key in values:
+                values[key] = _enum(kind, key, values[key])
+        if isinstance(values.get("objectives"), list):
+            values["objectives"] = tuple(values["objectives"])
+        return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON- and YAML-able values (enums as strings, lists), e.g. to send to the worker."""
@@ -99,12 +106,15 @@ class QLoRASpec:
         return {**plain, "objectives": list(self.objectives)}
 
 
-def _fail(key: str, problem: str) -> None:
+def _fail(key: str, problem: str) -> NoReturn:
     raise ConfigError(f"fitness.{key}: {problem}")
 
 
-def _objectives(names: Any) -> tuple[str, ...]:
-    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+_ENUMS: dict[str, type[enum.Enum]] = {"device": Device, "lr_scaling": LRScaling}
+
+
+def _check_objectives(names: Any) -> None:
+    if not isinstance(names, tuple):
         _fail("objectives", f"must be a list of objective names, got {names!r}")
     for name in names:
         if not isinstance(name, str) or name not in OBJECTIVES:
@@ -113,14 +123,17 @@ def _objectives(names: Any) -> tuple[str, ...]:
         _fail("objectives", f"must start with val_perplexity, got {list(names)!r}")
     if len(set(names)) != len(names):
         _fail("objectives", f"lists an objective twice: {list(names)!r}")
-    return tuple(names)
 
 
 def _enum(kind: type[enum.Enum], key: str, value: Any) -> enum.Enum:
     try:
         return kind(value)
     except ValueError:
-        _fail(key, f"must be one of {[m.value for m in kind]}, got {value!r}")
+        _fail(key, _not_a_member(kind, value))
+
+
+def _not_a_member(kind: type[enum.Enum], value: Any) -> str:
+    return f"must be one of {[m.value for m in kind]}, got {value!r}"
 
 
 def _check_int(spec: QLoRASpec, key: str, *, low: int) -> None:

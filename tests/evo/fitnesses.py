@@ -7,10 +7,10 @@ import signal
 import time
 from pathlib import Path
 
-from evo.trial import Objective, TrialResult
+from evo.trial import FitnessBase, Objective, TrialResult
 
 
-class Sphere:
+class Sphere(FitnessBase):
     """Distance of each gene's unit value from 0.3, summed; counts its calls."""
 
     objectives = (Objective("loss"),)
@@ -20,9 +20,6 @@ class Sphere:
 
     def fingerprint(self):
         return self.tag
-
-    def close(self):
-        pass
 
     def evaluate(self, trial):
         self.calls.append(dict(trial.config))

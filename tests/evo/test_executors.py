@@ -5,10 +5,12 @@ from evo import evolve
 from evo.api import start_run
 from evo.config import parse_config
 from evo.space import SearchSpace
-from evo.store import RunStore
-from evo.trial import ConfigError
+from evo.storage import RunStore
+from evo.trial import Budget, ConfigError
 from fitness.synthetic import SyntheticFitness
 from tests.evo.fitnesses import Sphere
+
+BUDGET = Budget(steps=10)  # a run needs one; these fitnesses ignore it
 
 
 def trials_of(run_dir):
@@ -30,7 +32,8 @@ def test_identical_genomes_in_flight_together_are_trained_once(tmp_path):
     space = SearchSpace.from_spec({"x": {"type": "float", "low": 0.0, "high": 1.0}})
     fitness = Sphere(space)
     twin = {"x": 0.25}
-    result = evolve(space, fitness, evolution={"population_size": 3, "generations": 0}, seed_genomes=[twin, twin],
+    result = evolve(space, fitness, budget=BUDGET,
+                    evolution={"population_size": 3, "generations": 0}, seed_genomes=[twin, twin],
                     executor={"workers": 3})
     assert [c["x"] for c in fitness.calls].count(0.25) == 1
     assert result.cache_hits == 1 and result.evaluations == 2
@@ -44,7 +47,7 @@ def test_identical_genomes_in_flight_together_are_trained_once(tmp_path):
         ({"type": "ray", "cpus_per_trial": 0}, "executor.cpus_per_trial: must be a number > 0"),
         ({"type": "ray", "max_retries": -1}, "executor.max_retries"),
         ({"address": "auto"}, "executor.address: only the ray executor"),
-        ({"gpu": 1}, "executor: unknown key"),
+        ({"gpu": 1}, "executor.gpu: unknown key"),
     ],
 )
 def test_bad_executor_settings_are_config_errors(synthetic_config, executor, message):

@@ -5,9 +5,10 @@ import math
 import pytest
 
 from evo.api import start_run
-from evo.config import EarlyStopping, parse_config
+from evo.config import parse_config
 from evo.pruning import MedianRule
-from evo.store import RunStore
+from evo.storage import RunStore
+from evo.strategies._settings import EarlyStopping
 from evo.trial import Budget, ConfigError, EarlyStop, Objective, Trial, TrialStatus
 from fitness.synthetic import SyntheticFitness
 

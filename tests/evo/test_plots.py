@@ -8,7 +8,8 @@ from evo.config import parse_config
 from evo.plots import NothingToPlot, plot_run
 from evo.plots.compare import compare_runs
 from evo.report import write_report
-from evo.store import RunStore
+from evo.storage import RunStore
+from fitness import export_sections
 from fitness.synthetic import SyntheticFitness
 
 
@@ -86,7 +87,7 @@ def test_pareto_front_of_a_two_objective_run(synthetic_config, tmp_path):
 
 def test_empty_run_gives_a_clear_message(synthetic_config, tmp_path, capsys):
     cfg = parse_config(synthetic_config)
-    RunStore.create(tmp_path / "empty", cfg.raw, "fp").close()
+    RunStore.create(tmp_path / "empty", config=cfg.raw, fingerprint="fp").close()
     with pytest.raises(NothingToPlot, match="no trial has finished"):
         plot_run(tmp_path / "empty")
     assert main(["plot", str(tmp_path / "empty")]) == 1
@@ -114,7 +115,7 @@ def test_all_failed_run_plots_failures_and_explains_the_rest(synthetic_config, t
 
 
 def test_report_is_self_contained(failing_run):
-    html = write_report(failing_run).read_text()
+    html = write_report(failing_run, export_sections=export_sections).read_text()
     assert html.count("data:image/png;base64,") == 5
     assert "http://" not in html and "https://" not in html and "<script" not in html
     for text in ("Best configuration", "lora:", "training:", "Top 10 trials", "untuned baseline", "Failures", "exception"):

@@ -15,11 +15,13 @@ from evo import evolve
 from evo.api import start_run
 from evo.config import parse_config
 from evo.space import SearchSpace
-from evo.store import RunStore
-from evo.trial import FailureReason
+from evo.storage import RunStore
+from evo.trial import Budget, FailureReason
 from fitness.synthetic import SyntheticFitness
 from tests.conftest import SMALL_SPACE
 from tests.evo.fitnesses import KillsItsWorker, Sleepy
+
+BUDGET = Budget(steps=10)  # a run needs one; these fitnesses ignore it
 
 ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +72,8 @@ def test_an_actor_killed_mid_trial_is_replaced_and_the_trial_retried(ray_cluster
 
     killer = threading.Thread(target=kill_the_first_trial, daemon=True)
     killer.start()
-    evolve(space, Sleepy(space, pid_dir, seconds=0.5), evolution={"population_size": 4, "generations": 1},
+    evolve(space, Sleepy(space, pid_dir, seconds=0.5), budget=BUDGET,
+           evolution={"population_size": 4, "generations": 1},
            run_dir=tmp_path / "run", executor=RAY)
     killer.join(5)
     with RunStore.open(tmp_path / "run") as store:
@@ -85,7 +88,8 @@ def test_an_actor_killed_mid_trial_is_replaced_and_the_trial_retried(ray_cluster
 def test_a_trial_that_always_kills_its_actor_fails_as_killed_and_the_run_goes_on(ray_cluster, tmp_path):
     space = SearchSpace.from_spec(SMALL_SPACE)
     deadly = {**space.sample(np.random.default_rng(0)), "lora_dropout": 0.1234}
-    result = evolve(space, KillsItsWorker(space, 0.1234), evolution={"population_size": 4, "generations": 2},
+    result = evolve(space, KillsItsWorker(space, 0.1234), budget=BUDGET,
+                    evolution={"population_size": 4, "generations": 2},
                     run_dir=tmp_path / "run", seed_genomes=[deadly], executor={**RAY, "max_retries": 1})
     with RunStore.open(tmp_path / "run") as store:
         trials = store.trials()

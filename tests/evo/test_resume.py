@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from evo.cli import main
-from evo.store import RunStore
+from evo.storage import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,7 +3,7 @@ import copy
 from evo.api import start_run
 from evo.cli import main
 from evo.config import parse_config
-from evo.store import RunStore
+from evo.storage import RunStore
 from fitness.synthetic import SyntheticFitness
 
 

@@ -8,7 +8,7 @@ from evo.api import start_run
 from evo.cli import main
 from evo.config import parse_config
 from evo.strategies._steady_state import STATE_KEY
-from evo.store import RunStore
+from evo.storage import RunStore
 from evo.trial import ConfigError, FailureReason
 from fitness.synthetic import SyntheticFitness
 from tests.evo.test_resume import evo, finished_trials, wait_for

@@ -7,14 +7,16 @@ import numpy as np
 import pytest
 
 from evo import evolve
-from evo.config import EvolutionSettings, Surrogate
 from evo.space import SearchSpace
-from evo.store import RunStore
+from evo.storage import RunStore
+from evo.strategies._settings import EvolutionSettings, Surrogate
 from evo.surrogate import MIN_OBSERVATIONS, DensityRatio, Observation, screen
-from evo.trial import ConfigError
+from evo.trial import Budget, ConfigError
 from tests.conftest import SMALL_SPACE
 from tests.evo.fitnesses import Sphere
 from tests.evo.test_resume import evo as evo_cli, final_state, finished_trials, wait_for
+
+BUDGET = Budget(steps=10)  # a run needs one; these fitnesses ignore it
 
 SPACE = SearchSpace.from_spec(SMALL_SPACE)
 
@@ -89,20 +91,21 @@ def test_screen_keeps_breeding_order_until_there_is_data():
 @pytest.mark.parametrize("settings", [{"surrogate": "gp"}, {"surrogate_candidates": 0}, {"surrogate_candidates": 2.5}])
 def test_bad_surrogate_settings_are_config_errors(settings):
     with pytest.raises(ConfigError, match="evolution.surrogate"):
-        evolve(SPACE, Sphere(SPACE), evolution=settings)
+        evolve(SPACE, Sphere(SPACE), budget=BUDGET, evolution=settings)
 
 
 def test_the_tpe_surrogate_is_the_default_and_none_turns_it_off():
     assert EvolutionSettings().surrogate is Surrogate.TPE and EvolutionSettings().surrogate_candidates == 10
     fitness = Sphere(SPACE)
-    evolve(SPACE, fitness, evolution={"population_size": 4, "generations": 2, "surrogate": "none"}, seed=1)
+    evolve(SPACE, fitness, budget=BUDGET,
+           evolution={"population_size": 4, "generations": 2, "surrogate": "none"}, seed=1)
     assert len(fitness.calls) == 4 + 2 * 4
 
 
 def run(surrogate: str, seed: int, **evolution):
     fitness = Sphere(SPACE)
     settings = {"population_size": 8, "generations": 8, "surrogate": surrogate, **evolution}
-    result = evolve(SPACE, fitness, evolution=settings, seed=seed)
+    result = evolve(SPACE, fitness, budget=BUDGET, evolution=settings, seed=seed)
     return result, fitness
 
 

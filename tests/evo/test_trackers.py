@@ -1,12 +1,14 @@
 """Experiment trackers: TensorBoard event files, MLflow's local store, W&B offline."""
 import importlib.util
 import json
+import re
 
 import pytest
 
 from evo.cli import main
-from evo.config import parse_config
-from evo.store import RunStore
+from evo.config import REPORT_TO, parse_config
+from evo.storage import RunStore
+from evo.trackers import BACKENDS, make_trackers
 from evo.trial import ConfigError
 
 
@@ -61,12 +63,22 @@ def test_wandb_offline_run_is_written(synthetic_config, write_config, tmp_path, 
     assert list(runs[0].glob("*.wandb"))  # the offline run log that 'wandb sync' uploads
 
 
-def test_unknown_or_missing_backend_is_a_config_error(synthetic_config, monkeypatch):
+def test_unknown_or_missing_backend_is_a_config_error(synthetic_config, write_config, tmp_path, capsys, monkeypatch):
     synthetic_config["report_to"] = ["comet"]
     with pytest.raises(ConfigError, match="report_to: unknown backend 'comet'"):
         parse_config(synthetic_config)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     synthetic_config["report_to"] = ["wandb"]
-    with pytest.raises(ConfigError, match=r"report_to: wandb is not installed; pip install 'evo-qlora\[wandb\]'"):
-        parse_config(synthetic_config)
+    missing = r"report_to: wandb is not installed; pip install 'evo-qlora\[wandb\]'"
+    with pytest.raises(ConfigError, match=missing):  # the config is a leaf: trackers check what is installed
+        make_trackers(parse_config(synthetic_config).report_to)
+    run_dir = tmp_path / "run"
+    assert main(["run", str(write_config(synthetic_config)), "--out", str(run_dir), "--quiet", "--no-plots"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(missing, err[0]), err
+    assert not run_dir.exists()
+
+
+def test_the_config_knows_every_tracker_backend():
+    assert set(REPORT_TO) == set(BACKENDS)

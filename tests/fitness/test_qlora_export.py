@@ -1,5 +1,5 @@
 """`evo best --export` sections load straight into the Hugging Face classes."""
-from evo.export import split_sections
+from fitness.qlora.export import split_sections
 from fitness.qlora.genes import parse_genes
 from fitness.qlora.spec import LRScaling
 
@@ -25,3 +25,15 @@ def test_exported_sections_load_into_trainingarguments_loraconfig_and_bitsandbyt
 def test_warmup_ratio_is_named_for_the_installed_transformers():
     assert split_sections({"warmup_ratio": 0.1}, transformers_major=4)["training"] == {"warmup_ratio": 0.1}
     assert split_sections({"warmup_ratio": 0.1}, transformers_major=5)["training"] == {"warmup_steps": 0.1}
+
+
+def test_the_composition_root_exports_without_building_the_fitness():
+    from fitness import export_sections
+
+    config = {"learning_rate": 1e-3, "r": 8, "target_modules": "mlp", "max_seq_length": 64}
+    expected = split_sections(config)
+    assert expected["lora"]["target_modules"] == ["gate_proj", "up_proj", "down_proj"]
+    # no model or data is looked for: a spec naming a missing model still exports
+    assert export_sections({"type": "qlora", "model": "/no/such/model"}, config) == expected
+    assert export_sections({"type": "synthetic"}, config) == expected  # the same genes, the same sections
+    assert export_sections({"type": "Quadratic"}, {"x": 1.0}) == {"other": {"x": 1.0}}  # a Python-API fitness

@@ -163,3 +163,18 @@ def _repo_root():
     from pathlib import Path
 
     return Path(__file__).resolve().parents[2]
+
+
+def test_declared_genes_are_the_parsed_ones_with_their_defaults():
+    from fitness.qlora.genes import GENES
+
+    assert list(GENES) == list(TrialConfig().as_dict())  # declared from the dataclasses parse_genes fills
+    defaults = {name: decl.default for name, decl in GENES.items()}
+    cfg, ignored, _ = parse_genes(defaults, lr_scaling=LRScaling.NONE, lr_reference_batch=8)
+    assert cfg == TrialConfig() and ignored == []
+    assert GENES["optim"].choices == tuple(o.value for o in Optim)
+    for name, value in (("learning_rate", 0.0), ("weight_decay", -0.1), ("lora_alpha", 0), ("r", True)):
+        with pytest.raises(ValueError, match=f"^gene {name}="):
+            parse_genes({name: value}, lr_scaling=LRScaling.NONE, lr_reference_batch=8)
+    cfg, _, _ = parse_genes({"learning_rate": "1e-3", "r": 8.0}, lr_scaling=LRScaling.NONE, lr_reference_batch=8)
+    assert (cfg.learning_rate, cfg.r) == (1e-3, 8)  # YAML reads 1e-3 as a string; an integral float is an int

@@ -1,4 +1,4 @@
-"""Exporting a config in the sections Hugging Face classes take.
+"""The QLoRA fitness's export: a config in the sections Hugging Face classes take.
 
 ``training`` loads into ``TrainingArguments``, ``lora`` into ``peft.LoraConfig`` and
 ``quantization`` into ``BitsAndBytesConfig``; keys that belong to none of them (data
@@ -8,6 +8,8 @@ here so that exporting needs neither transformers nor peft.
 from __future__ import annotations
 
 from typing import Any, Mapping
+
+from fitness.qlora.genes import TARGET_MODULE_SETS
 
 LORA_FIELDS = frozenset({
     "r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "bias", "modules_to_save",
@@ -24,10 +26,8 @@ TRAINING_FIELDS = frozenset({
     "max_steps", "num_train_epochs", "seed", "bf16", "fp16", "gradient_checkpointing",
     "label_smoothing_factor", "neftune_noise_alpha",
 })
-NAMED_MODULE_SETS = {  # named target-module sets, resolved for Llama-style layer names
-    "attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "mlp": ["gate_proj", "up_proj", "down_proj"],
-}
+# named target-module sets, resolved for Llama-style layer names ('all-linear' is LoraConfig's own)
+NAMED_MODULE_SETS = {name: list(names) for name, names in TARGET_MODULE_SETS.items() if not isinstance(names, str)}
 
 
 def _transformers_major() -> int | None:

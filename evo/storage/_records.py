@@ -1,0 +1,120 @@
+"""What the store hands out: trial and individual records, and how rows become them.
+
+Genomes are stored as versioned JSON (``{"v": 1, "genes": {...}}``), never pickles,
+so any later version of the tool, or any other program, can read a run.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from evo.trial import FailureReason, TrialStatus
+
+GENOME_FORMAT = 1
+
+# Rows that are not a generation of the search. Both sort below generation 0, so
+# ``generation > BASELINE_GENERATION`` selects the search's own rows and
+# ``generation >= BASELINE_GENERATION`` adds the baseline (never imported trials).
+BASELINE_GENERATION = -1  # the untuned reference config, evaluated once
+IMPORTED_GENERATION = -2  # a trial copied from a seed run, not run here
+
+# Besides complete trials, the failures that belong to the genome itself are reused;
+# an OOM, a timeout or a crash may not happen again, so those genomes are evaluated anew.
+CACHEABLE_FAILURES = (FailureReason.DIVERGED.value,)
+
+
+class StoreError(RuntimeError):
+    """The run directory is missing, not a run, or from an unknown schema."""
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    id: int
+    config: dict[str, Any]
+    generation: int
+    seed: int
+    status: TrialStatus
+    reason: FailureReason | None
+    message: str
+    values: dict[str, float]
+    metrics: dict[str, Any]
+    applied_config: dict[str, Any] | None
+    started_at: float
+    finished_at: float | None
+    duration: float | None
+    fidelity: float = 1.0  # fraction of the budget trained up to
+    resumed_from: int | None = None  # the trial whose checkpoint this one continued
+    fingerprint: str = ""  # the run fingerprint, with "@fidelity" below the whole budget
+
+    @property
+    def ok(self) -> bool:
+        return self.status is TrialStatus.COMPLETE
+
+    @property
+    def full(self) -> bool:
+        """Trained on the whole budget, so comparable with every other full trial."""
+        return self.fidelity >= 1.0
+
+
+@dataclass(frozen=True)
+class IndividualRecord:
+    id: int
+    generation: int
+    slot: int
+    genome: dict[str, Any]
+    origin: str
+    parents: list[int]
+    trial_id: int | None
+
+
+def encode_genome(genome: Mapping[str, Any]) -> str:
+    return json.dumps({"v": GENOME_FORMAT, "genes": dict(genome)}, sort_keys=True)
+
+
+def decode_genome(text: str) -> dict[str, Any]:
+    data = json.loads(text)
+    if data.get("v") != GENOME_FORMAT:
+        raise StoreError(f"genome format {data.get('v')!r} is not supported by this version")
+    genes: dict[str, Any] = data["genes"]
+    return genes
+
+
+def to_json(value: Any) -> str:
+    """Meta values, configs and metrics; NaN kept, unknown objects as their str."""
+    return json.dumps(value, sort_keys=True, default=str, allow_nan=True)
+
+
+def trial_from_row(row: sqlite3.Row) -> TrialRecord:
+    return TrialRecord(
+        id=row["id"],
+        config=json.loads(row["config"]),
+        generation=row["generation"],
+        seed=row["seed"],
+        status=TrialStatus(row["status"]),
+        reason=FailureReason(row["reason"]) if row["reason"] else None,
+        message=row["message"],
+        values=json.loads(row["objective_values"]),
+        metrics=json.loads(row["metrics"]),
+        applied_config=json.loads(row["applied_config"]) if row["applied_config"] else None,
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        duration=row["duration"],
+        fidelity=row["fidelity"],
+        resumed_from=row["resumed_from"],
+        fingerprint=row["fingerprint"],
+    )
+
+
+def individual_from_row(row: sqlite3.Row) -> IndividualRecord:
+    return IndividualRecord(
+        id=row["id"],
+        generation=row["generation"],
+        slot=row["slot"],
+        genome=decode_genome(row["genome"]),
+        origin=row["origin"],
+        parents=json.loads(row["parents"]),
+        trial_id=row["trial_id"],
+    )

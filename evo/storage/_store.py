@@ -1,0 +1,278 @@
+"""The run store: one SQLite database per run, committed per evaluation.
+
+Layout of a run directory::
+
+    RUN_DIR/config.yaml   the resolved run config, for people
+    RUN_DIR/run.db        this store
+    RUN_DIR/.lock         held (flock) by the one driver writing the directory
+    RUN_DIR/best/         artifacts of the best trial so far (see RunFiles)
+
+A run kept in memory is the same store without a directory. Both are made by
+``RunStore.create``, so every run carries the same meta from its first commit.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evo.storage import _schema
+from evo.storage._lock import RunDirLock
+from evo.storage._records import (
+    CACHEABLE_FAILURES,
+    IMPORTED_GENERATION,
+    IndividualRecord,
+    StoreError,
+    TrialRecord,
+    encode_genome,
+    individual_from_row,
+    to_json,
+    trial_from_row,
+)
+from evo.trial import FailureReason, Objective, TrialResult, TrialStatus
+
+
+class RunStore:
+    """Reads and writes one run. Every write is its own committed transaction.
+
+    Make one with ``create`` (a new run) or ``open`` (an existing run directory); the
+    constructor only connects.
+    """
+
+    def __init__(self, run_dir: Path | str | None):
+        self.run_dir = None if run_dir is None or str(run_dir) == ":memory:" else Path(run_dir)
+        db = str(self.run_dir / "run.db") if self.run_dir else ":memory:"
+        self._db = sqlite3.connect(db, isolation_level=None, timeout=30.0)
+        self._db.row_factory = sqlite3.Row
+        if self.run_dir:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # an evaluation is committed when it returns
+        self._lock = RunDirLock(self.run_dir) if self.run_dir else None
+
+    # -- lifecycle --------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        run_dir: Path | str | None,
+        *,
+        config: Mapping[str, Any],
+        fingerprint: str,
+        objectives: Sequence[Objective] = (),
+        environment: Mapping[str, Any] | None = None,
+        seed_genomes: Sequence[Mapping[str, Any]] = (),
+        seeded_from: str | None = None,
+    ) -> RunStore:
+        """A new run in ``run_dir`` (locked for this driver), or in memory for None."""
+        if run_dir is not None:
+            run_dir = Path(run_dir)
+            if (run_dir / "run.db").exists():
+                raise StoreError(f"{run_dir}: already holds a run; continue it with 'evo resume {run_dir}'")
+            run_dir.mkdir(parents=True, exist_ok=True)
+        store = cls(run_dir)
+        try:
+            store.lock()
+            if store.run_dir is not None:
+                (store.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
+            meta = {
+                "created_at": time.time(),
+                "config": dict(config),
+                "fingerprint": fingerprint,
+                "objectives": [{"name": o.name, "direction": o.direction.value} for o in objectives],
+                "environment": dict(environment or {}),
+                "seed_genomes": [dict(g) for g in seed_genomes],
+            }
+            if seeded_from is not None:
+                meta["seeded_from"] = seeded_from
+            with store._transaction() as db:
+                _schema.create(db)
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, to_json(v)) for k, v in meta.items()])
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def open(cls, run_dir: Path | str) -> RunStore:
+        """An existing run directory, migrated to the current schema if it is older."""
+        run_dir = Path(run_dir)
+        if not (run_dir / "run.db").is_file():
+            raise StoreError(f"{run_dir}: not a run directory (no run.db)")
+        store = cls(run_dir)
+        try:
+            if _schema.stored_version(store._db, run_dir) < _schema.SCHEMA_VERSION:
+                with store._transaction() as db:  # read again: another process may have migrated it
+                    _schema.upgrade(db, _schema.stored_version(db, run_dir))
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def lock(self) -> None:
+        """Take the directory for this driver (RunDirInUse if another holds it)."""
+        if self._lock is not None:
+            self._lock.acquire()
+
+    def close(self) -> None:
+        self._db.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- meta -------------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, to_json(value)))
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row["value"]) if row else default
+
+    # -- individuals ------------------------------------------------------------------
+    def add_individuals(
+        self, generation: int, members: Sequence[tuple[dict[str, Any], str, list[int]]], *, first_slot: int = 0
+    ) -> list[IndividualRecord]:
+        """Record the individuals of a generation (genome, origin, parent ids) before evaluation.
+
+        ``first_slot`` lets a steady-state run add a generation's members one at a time."""
+        with self._transaction() as db:
+            for slot, (genome, origin, parents) in enumerate(members, start=first_slot):
+                db.execute(
+                    "INSERT INTO individuals (generation, slot, genome, origin, parents) VALUES (?, ?, ?, ?, ?)",
+                    (generation, slot, encode_genome(genome), origin, json.dumps(parents)),
+                )
+        return self.individuals(generation)
+
+    def individuals(self, generation: int | None = None) -> list[IndividualRecord]:
+        if generation is None:
+            rows = self._db.execute("SELECT * FROM individuals ORDER BY generation, slot")
+        else:
+            rows = self._db.execute("SELECT * FROM individuals WHERE generation = ? ORDER BY slot", (generation,))
+        return [individual_from_row(r) for r in rows]
+
+    def link(self, individual_id: int, trial_id: int) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE individuals SET trial_id = ? WHERE id = ?", (trial_id, individual_id))
+
+    # -- trials -----------------------------------------------------------------------
+    def start_trial(
+        self, *, fingerprint: str, config_key: str, config: Mapping[str, Any], generation: int, seed: int,
+        fidelity: float = 1.0, resumed_from: int | None = None,
+    ) -> int:
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT INTO trials (fingerprint, config_key, config, generation, seed, status, started_at,"
+                " fidelity, resumed_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (fingerprint, config_key, to_json(dict(config)), generation, seed, TrialStatus.RUNNING.value,
+                 time.time(), fidelity, resumed_from),
+            )
+            return int(cur.lastrowid or 0)
+
+    def finish_trial(self, trial_id: int, result: TrialResult, individual_id: int | None = None) -> None:
+        """Commit a trial's outcome, and link it to its individual in the same transaction."""
+        now = time.time()
+        with self._transaction() as db:
+            started = db.execute("SELECT started_at FROM trials WHERE id = ?", (trial_id,)).fetchone()[0]
+            db.execute(
+                "UPDATE trials SET status = ?, reason = ?, message = ?, objective_values = ?, metrics = ?,"
+                " applied_config = ?, finished_at = ?, duration = ? WHERE id = ?",
+                (result.status.value, result.reason.value if result.reason else None, result.message,
+                 to_json(dict(result.values)), to_json(dict(result.metrics)),
+                 to_json(dict(result.applied_config)) if result.applied_config is not None else None,
+                 now, now - started, trial_id),
+            )
+            if individual_id is not None:
+                db.execute("UPDATE individuals SET trial_id = ? WHERE id = ?", (trial_id, individual_id))
+
+    def copy_trial(self, record: TrialRecord, *, fingerprint: str, config_key: str, note: str) -> int:
+        """Import a finished trial from another run (seeding with a matching fingerprint)."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT INTO trials (fingerprint, config_key, config, generation, seed, status, reason, message,"
+                " objective_values, metrics, applied_config, started_at, finished_at, duration)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                (fingerprint, config_key, to_json(record.config), IMPORTED_GENERATION, record.seed,
+                 record.status.value, record.reason.value if record.reason else None, note,
+                 to_json(record.values), to_json(record.metrics),
+                 to_json(record.applied_config) if record.applied_config is not None else None,
+                 record.started_at, record.finished_at),
+            )
+            return int(cur.lastrowid or 0)
+
+    def find_reusable(self, fingerprint: str, config_key: str) -> TrialRecord | None:
+        """A finished trial of the same config under the same fitness definition, if one exists."""
+        row = self._db.execute(
+            "SELECT * FROM trials WHERE fingerprint = ? AND config_key = ?"
+            " AND (status = 'complete' OR (status = 'failed' AND reason = ?)) ORDER BY id LIMIT 1",
+            (fingerprint, config_key, *CACHEABLE_FAILURES),
+        ).fetchone()
+        return trial_from_row(row) if row else None
+
+    def trial(self, trial_id: int) -> TrialRecord:
+        return trial_from_row(self._db.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone())
+
+    def trials(self, generation: int | None = None) -> list[TrialRecord]:
+        if generation is None:
+            return [trial_from_row(r) for r in self._db.execute("SELECT * FROM trials ORDER BY id")]
+        rows = self._db.execute("SELECT * FROM trials WHERE generation = ? ORDER BY id", (generation,))
+        return [trial_from_row(r) for r in rows]
+
+    def interrupt_running(self) -> int:
+        """Mark trials left RUNNING by a dead driver as killed; their individuals are evaluated again."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "UPDATE trials SET status = 'failed', reason = ?, message = ?, finished_at = ? WHERE status = 'running'",
+                (FailureReason.KILLED.value, "in flight when the driver stopped; evaluated again on resume", time.time()),
+            )
+            return cur.rowcount
+
+    # -- populations and generations ----------------------------------------------------
+    def finish_generation(
+        self, generation: int, population_ids: Sequence[int], stats: Mapping[str, Any], seed_entropy: str
+    ) -> None:
+        """Record the survivors of a generation and its statistics: the generation is done."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM populations WHERE generation = ?", (generation,))
+            db.executemany(
+                "INSERT INTO populations (generation, rank, individual_id) VALUES (?, ?, ?)",
+                [(generation, rank, ind) for rank, ind in enumerate(population_ids)],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?)",
+                (generation, seed_entropy, time.time(), to_json(dict(stats))),
+            )
+
+    def population(self, generation: int) -> list[IndividualRecord]:
+        rows = self._db.execute(
+            "SELECT i.* FROM populations p JOIN individuals i ON i.id = p.individual_id"
+            " WHERE p.generation = ? ORDER BY p.rank",
+            (generation,),
+        )
+        return [individual_from_row(r) for r in rows]
+
+    def finished_generations(self) -> list[int]:
+        return [r[0] for r in self._db.execute("SELECT generation FROM generations ORDER BY generation")]
+
+    def generation_stats(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT stats FROM generations ORDER BY generation")
+        return [json.loads(r[0]) for r in rows]

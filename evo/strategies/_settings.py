@@ -1,0 +1,170 @@
+"""The ``evolution`` section of a run config: how the population evolves.
+
+It lives beside the strategies that read it, and stays a leaf (no DEAP, no numpy, no
+strategy code) because the config imports it. Rates are probabilities per child or per
+gene; fractions are of the trial budget.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from evo.config._fields import check_fields, probability, rule
+from evo.trial import ConfigError
+
+__all__ = [
+    "Crossover", "EarlyStopping", "EvolutionSettings", "Mode", "MultiFidelity", "PBTSettings", "Strategy", "Surrogate",
+]
+
+
+class Strategy(str, enum.Enum):
+    MU_PLUS_LAMBDA = "mu_plus_lambda"  # survivors from parents + offspring: elitist
+    MU_COMMA_LAMBDA = "mu_comma_lambda"  # survivors from offspring (+ elites): forgets faster
+
+
+class Crossover(str, enum.Enum):
+    UNIFORM = "uniform"
+    BLEND = "blend"
+
+
+class Surrogate(str, enum.Enum):
+    NONE = "none"  # every bred child is evaluated
+    TPE = "tpe"  # breed surrogate_candidates x lambda children, evaluate the lambda a TPE density ratio ranks best
+
+
+class Mode(str, enum.Enum):
+    """Which strategy runs; one value per strategy module."""
+
+    GENERATIONAL = "generational"  # breed lambda children, wait for all, select: reproducible
+    STEADY_STATE = "steady_state"  # breed a child whenever a worker is free; it replaces the worst
+    PBT = "pbt"  # population-based training: members train side by side, the worst copy the best
+    MULTI_FIDELITY = "multi_fidelity"  # generational, with successive halving inside each generation
+
+
+@dataclass(frozen=True)
+class MultiFidelity:
+    """Successive halving inside each generation (as DEHB): every new individual trains to
+    ``min_fidelity`` of the budget, the best 1/eta of each rung continue eta times further
+    from their checkpoint, up to the whole budget."""
+
+    eta: int = field(default=3, metadata=rule(ge=2, help="rung growth factor; the best 1/eta go on"))
+    min_fidelity: float = field(
+        default=1 / 9, metadata=rule(gt=0, lt=1, help="fraction of the budget of the first rung"))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "evolution.multi_fidelity")
+
+    @property
+    def rungs(self) -> tuple[float, ...]:
+        """Fractions of the budget, smallest first, ending at 1: min_fidelity * eta^k."""
+        out, fraction = [], float(self.min_fidelity)
+        while fraction < 0.999:  # a rung within 0.1% of the whole budget is the whole budget (1/9 given as 0.111)
+            out.append(fraction)
+            fraction *= self.eta
+        return (*out, 1.0)
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """The median stopping rule, plus stopping a diverging loss. Needs a fitness that
+    evaluates during training (QLoRA: ``fitness.eval_every``)."""
+
+    min_trials: int = field(
+        default=5, metadata=rule(ge=1, help="completed trials whose curves make a median before anything is stopped"))
+    warmup: float = field(default=0.25, metadata=rule(ge=0, lt=1, help="no trial is stopped before this fraction"))
+    loss_ratio: float | None = field(
+        default=3.0, metadata=rule(gt=1, help="stop when the training loss exceeds this multiple of its first value"))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "evolution.early_stopping")
+
+
+@dataclass(frozen=True)
+class PBTSettings:
+    """Population-based training: every ``interval`` of the budget the bottom ``quantile``
+    copies a top-quantile member's adapter and optimizer state (exploit) and mutates its
+    non-structural hyperparameters (explore)."""
+
+    interval: float = field(default=0.25, metadata=rule(gt=0, le=0.5, help="fraction of the budget between exploits"))
+    quantile: float = field(default=0.25, metadata=rule(gt=0, le=0.5, help="share of members that copy a better one"))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "evolution.pbt")
+
+    @property
+    def ends(self) -> tuple[float, ...]:
+        """The fraction of the budget each interval trains up to; the last is 1."""
+        n = max(2, round(1 / self.interval))
+        return tuple((k + 1) / n for k in range(n))
+
+
+@dataclass(frozen=True)
+class EvolutionSettings:
+    """How the population evolves. Read ``planned_generations``, not ``generations``:
+    PBT derives its count from ``pbt.interval``."""
+
+    population_size: int = field(default=8, metadata=rule(ge=2, help="mu"))
+    generations: int = field(
+        default=10, metadata=rule(ge=0, help="generations after the initial one (not in pbt mode)"))
+    offspring_size: int | None = field(default=None, metadata=rule(ge=1, help="lambda; null: population_size"))
+    strategy: Strategy = Strategy.MU_PLUS_LAMBDA
+    crossover: Crossover = Crossover.BLEND
+    crossover_rate: float = field(default=0.6, metadata=probability("chance a child is bred from two parents"))
+    mutation_rate: float = field(
+        default=0.5, metadata=probability("chance a crossed child is also mutated (uncrossed ones always are)"))
+    gene_mutation_rate: float = field(default=0.3, metadata=probability("chance each gene of a mutated child moves"))
+    mutation_sigma: float = field(
+        default=0.15, metadata=rule(gt=0, le=1, help="Gaussian step, as a fraction of a gene's (log) range"))
+    tournament_size: int = field(default=3, metadata=rule(ge=1))
+    elitism: int = field(default=1, metadata=rule(ge=0, help="best individuals that always survive mu_comma_lambda"))
+    immigrants: int = field(default=0, metadata=rule(ge=0, help="random newcomers per generation, for diversity"))
+    hall_of_fame: int = field(default=5, metadata=rule(ge=1))
+    max_consecutive_failures: int = field(default=10, metadata=rule(ge=1, help="stop when the fitness keeps failing"))
+    mode: Mode = Mode.GENERATIONAL
+    # Screen bred children with a model of all results so far (evo.surrogate). TPE by default: on the BBOB
+    # benchmark (README) it needs ~0.7x the evaluations of plain evolution to reach Optuna TPE's result at 100.
+    surrogate: Surrogate = Surrogate.TPE
+    surrogate_candidates: int = field(
+        default=10, metadata=rule(ge=1, help="children bred per evaluated child when a surrogate screens them"))
+    # Set exactly when mode is multi_fidelity (the parser sets the mode when a config has the block).
+    multi_fidelity: MultiFidelity | None = None
+    early_stopping: EarlyStopping | None = None  # None: every trial runs to its budget
+    pbt: PBTSettings = field(default_factory=PBTSettings)  # used by mode: pbt
+
+    @property
+    def lambda_(self) -> int:
+        return self.offspring_size or self.population_size
+
+    @property
+    def planned_generations(self) -> int:
+        """Generations after the initial one; in PBT mode one per interval, so ``len(pbt.ends) - 1``."""
+        return len(self.pbt.ends) - 1 if self.mode is Mode.PBT else self.generations
+
+    def __post_init__(self) -> None:
+        check_fields(self, "evolution")
+        if self.strategy is Strategy.MU_COMMA_LAMBDA and self.lambda_ < self.population_size:
+            raise ConfigError(
+                f"evolution.offspring_size: mu_comma_lambda needs offspring_size >= population_size "
+                f"({self.lambda_} < {self.population_size})"
+            )
+        if self.immigrants > self.lambda_:
+            raise ConfigError(f"evolution.immigrants: {self.immigrants} is more than the {self.lambda_} offspring")
+        if self.elitism > self.population_size:
+            raise ConfigError(f"evolution.elitism: {self.elitism} is more than the population ({self.population_size})")
+        if self.multi_fidelity is not None and self.mode in (Mode.STEADY_STATE, Mode.PBT):
+            raise ConfigError(
+                f"evolution.multi_fidelity: works with mode: generational, not {self.mode.value} "
+                "(PBT already trains in intervals)"
+            )
+        if (self.multi_fidelity is not None) != (self.mode is Mode.MULTI_FIDELITY):
+            raise ConfigError(
+                f"evolution.mode: {self.mode.value} needs evolution.multi_fidelity "
+                f"{'set (true for the defaults)' if self.multi_fidelity is None else 'left out'}; "
+                "a config with the block gets mode multi_fidelity from parse_config"
+            )
+        if self.mode is Mode.STEADY_STATE and self.strategy is Strategy.MU_COMMA_LAMBDA:
+            raise ConfigError(
+                "evolution.strategy: steady_state replaces the worst member, which is mu_plus_lambda; "
+                "mu_comma_lambda needs generations"
+            )

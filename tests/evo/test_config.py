@@ -1,0 +1,77 @@
+"""The config as a leaf: what it derives at parse time, and what importing it costs."""
+import subprocess
+import sys
+
+import pytest
+
+from evo import Budget, evolve
+from evo.config import parse_config, resolved
+from evo.space import SearchSpace
+from evo.strategies._settings import EvolutionSettings, Mode, MultiFidelity
+from evo.trial import ConfigError
+from fitness.synthetic import SyntheticFitness
+from tests.conftest import ROOT, SMALL_SPACE
+from tests.evo.fitnesses import Sphere
+
+
+def with_evolution(config, **evolution):
+    return parse_config({**config, "evolution": evolution}).evolution
+
+
+def test_multi_fidelity_is_a_mode_decided_by_the_parser(synthetic_config):
+    block = with_evolution(synthetic_config, multi_fidelity={"eta": 2})
+    assert block.mode is Mode.MULTI_FIDELITY and block.multi_fidelity == MultiFidelity(eta=2)
+    named = with_evolution(synthetic_config, mode="multi_fidelity")
+    assert named.mode is Mode.MULTI_FIDELITY and named.multi_fidelity == MultiFidelity()
+    assert with_evolution(synthetic_config, multi_fidelity=None).mode is Mode.GENERATIONAL
+    assert with_evolution(synthetic_config).multi_fidelity is None
+
+
+def test_pbt_derives_its_generations_without_patching_the_settings(synthetic_config):
+    pbt = with_evolution(synthetic_config, mode="pbt", generations=7, pbt={"interval": 0.25})
+    assert pbt.generations == 7 and pbt.planned_generations == 3  # four intervals
+    assert with_evolution(synthetic_config, generations=7).planned_generations == 7
+
+
+def test_the_resolved_config_parses_to_the_same_settings(synthetic_config):
+    for evolution in ({}, {"mode": "pbt"}, {"multi_fidelity": True}, {"mode": "steady_state", "immigrants": 1}):
+        config = parse_config({**synthetic_config, "evolution": evolution})
+        again = parse_config(config.raw)
+        assert again.evolution.planned_generations == config.evolution.planned_generations
+        assert again.evolution.mode is config.evolution.mode and again.raw == resolved(again, config.raw)
+
+
+def test_settings_built_in_python_obey_the_same_rules():
+    with pytest.raises(ConfigError, match=r"^evolution.population_size: must be a whole number >= 2, got 1$"):
+        EvolutionSettings(population_size=1)
+    with pytest.raises(ConfigError, match=r"^evolution.surrogate: expected a Surrogate"):
+        EvolutionSettings(surrogate="tpe")
+    with pytest.raises(ConfigError, match=r"^evolution.mode: generational needs evolution.multi_fidelity left out"):
+        EvolutionSettings(multi_fidelity=MultiFidelity())
+    settings = EvolutionSettings(population_size=4, generations=1, mode=Mode.MULTI_FIDELITY, multi_fidelity=MultiFidelity())
+    result = evolve(SMALL_SPACE, SyntheticFitness(), budget=Budget(steps=90), evolution=settings,
+                    fixed={"max_seq_length": 128})
+    assert result.evaluations > 0
+
+
+def test_the_python_api_needs_a_budget():
+    space = SearchSpace.from_spec({"x": SMALL_SPACE["lora_dropout"]})
+    with pytest.raises(TypeError, match="budget"):
+        evolve(space, Sphere(space))
+    with pytest.raises(ConfigError, match=r"^budget: set steps or tokens"):
+        evolve(space, Sphere(space), budget=Budget())
+
+
+def test_importing_the_config_loads_nothing_that_runs():
+    code = (
+        "import sys; from evo.config import RunConfig, load_config, parse_config, EvolutionSettings, ExecutorSettings; "
+        "import evo.strategies._settings, evo.executors._settings; "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.split())
+    assert "evo.config._run" in loaded
+    heavy = {"evo.trackers", "evo.store", "evo.storage", "deap", "evo.observers", "evo.evaluation", "evo.api", "torch"}
+    assert not heavy & loaded
+    assert not [m for m in loaded if m.startswith(("deap.", "evo.storage.", "evo.strategies._", "ray"))
+                and m != "evo.strategies._settings"]
