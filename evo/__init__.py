@@ -1,7 +1,8 @@
 """Evolve fine-tuning hyperparameters with a genetic algorithm.
 
-The public API is re-exported here lazily, so that ``import evo.trial`` (the contract
-the ``fitness`` package uses) stays free of DEAP and numpy.
+The public API is re-exported here, lazily, so that ``import evo.trial`` (the contract
+the ``fitness`` package uses) stays free of DEAP and numpy. Modules whose names start
+with ``_`` are internal: what they offer users is listed below.
 """
 from __future__ import annotations
 
@@ -9,15 +10,23 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "evolve": "evo.api",
-    "start_run": "evo.api",
-    "resume_run": "evo.api",
-    "seed_genomes_from": "evo.seeding",
-    "RunResult": "evo.results",
-    "SearchSpace": "evo.space",
-    "Gene": "evo.space",
+    "evolve": "evo._api",
+    "start_run": "evo._api",
+    "resume_run": "evo._api",
+    "RunAborted": "evo._evaluation",
+    "seed_genomes_from": "evo._seeding",
+    "RunResult": "evo._results",
+    "build_result": "evo._results",
+    "RunObserver": "evo._observers",
+    "RunInfo": "evo._observers",
+    "write_report": "evo._report",
+    "plot_run": "evo.plots",
+    "compare_runs": "evo.plots._compare",
+    "SearchSpace": "evo._space",
+    "Gene": "evo._space",
     "EvolutionSettings": "evo.config",
     "RunConfig": "evo.config",
+    "Mode": "evo.config",
     "load_config": "evo.config",
     "parse_config": "evo.config",
     "RunStore": "evo.storage",

@@ -14,12 +14,12 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from evo.api import RunAborted, load_stored_config, resume_run, start_run
+from evo._api import RunAborted, load_stored_config, resume_run, start_run
 from evo.config import RunConfig, load_config
 from evo.executors import ExecutorType, make_executor
-from evo.results import build_result
+from evo._results import build_result
 from evo.plots import NothingToPlot
-from evo.progress import TerminalProgress
+from evo._progress import TerminalProgress
 from evo.storage import BASELINE_GENERATION, RunDirInUse, RunStore, StoreError
 from evo.trial import ConfigError
 
@@ -115,14 +115,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from evo.report import write_report
+    from evo._report import write_report
 
     print(write_report(args.run_dir, args.out, export_sections=_export_sections))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from evo.plots.compare import compare_runs
+    from evo.plots._compare import compare_runs
 
     series = compare_runs(args.run_dirs, args.out)
     print(f"{args.out} ({len(series['runs'])} runs, compute in {series['compute_unit']})")
@@ -203,7 +203,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 # -- helpers ---------------------------------------------------------------------------
 def _observers(args: argparse.Namespace, config) -> list:
     from evo.plots import PlotRefresher
-    from evo.trackers import make_trackers
+    from evo._trackers import make_trackers
 
     observers = [] if args.quiet else [TerminalProgress()]
     if not args.no_plots:

@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from evo.space import GeneKind, SearchSpace
+from evo._space import GeneKind, SearchSpace
 from evo.trial import Budget, FitnessBase, Objective, Trial, TrialResult
 
 FUNCTIONS = {1: "sphere", 7: "step ellipsoid", 8: "rosenbrock", 10: "ellipsoid", 15: "rastrigin", 21: "gallagher 101"}
@@ -123,7 +123,7 @@ def run_random(fitness: BBOBFitness, budget: int, seed: int) -> None:
 
 
 def run_ga(fitness: BBOBFitness, budget: int, seed: int, **settings: Any) -> None:
-    from evo.api import evolve
+    from evo._api import evolve
 
     population = settings.pop("population_size", 10)
     lam = settings.get("offspring_size") or population

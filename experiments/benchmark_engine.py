@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from evo import breeding
-from evo.api import start_run
+from evo import _breeding as breeding
+from evo._api import start_run
 from evo.config import parse_config
 from evo.storage import RunStore
 from evo.strategies._context import RunContext

@@ -7,7 +7,7 @@ on the whole budget count towards "best so far" (a rung's or a pruned trial's va
 does not compare), so a method pays for every token it spends on a candidate,
 promoted or not.
 
-Methods (ours through ``evo.api.start_run``, peers through Optuna's own API; all of
+Methods (ours through ``evo._api.start_run``, peers through Optuna's own API; all of
 them drive the same fitness object, so the trial cost is the same for everyone):
 
 - ``ga``: the default GA (generational, TPE-surrogate screening), population P.
@@ -50,9 +50,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from evo.api import start_run
+from evo._api import start_run
 from evo.config import parse_config
-from evo.space import SearchSpace
+from evo._space import SearchSpace
 from evo.trial import Budget, FitnessBase, Trial, TrialResult
 from fitness import make_fitness
 from peers import sampler, suggest

@@ -26,9 +26,9 @@ from pathlib import Path
 import ray
 import yaml
 
-from evo.api import start_run
+from evo._api import start_run
 from evo.config import parse_config
-from evo.executors.ray import RayExecutor
+from evo.executors._ray import RayExecutor
 from evo.storage import RunStore
 from evo.trial import Trial
 from fitness.synthetic import SyntheticFitness

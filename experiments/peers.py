@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evo.space import GeneKind, SearchSpace
+from evo._space import GeneKind, SearchSpace
 
 
 def suggest(trial: Any, space: SearchSpace) -> dict[str, Any]:

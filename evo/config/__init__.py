@@ -5,7 +5,7 @@ raised before anything is written. The resolved config (defaults filled in) is w
 run directory keeps. The settings classes live beside the parts that read them
 (``evo.strategies._settings``, ``evo.executors._settings``) and are re-exported here.
 
-A leaf: this package imports only ``evo.trial``, ``evo.space`` and those two settings
+A leaf: this package imports only ``evo.trial``, ``evo._space`` and those two settings
 modules. Names are loaded lazily (as in ``evo/__init__.py``) because the settings modules
 import ``evo.config._fields``: an eager import of them here would be a cycle.
 """

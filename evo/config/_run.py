@@ -16,13 +16,13 @@ from typing import Any
 
 from evo.config._fields import Rule, build, check_field, check_fields, check_value, rule, unknown_key
 from evo.executors._settings import ExecutorSettings
-from evo.space import SearchSpace
+from evo._space import SearchSpace
 from evo.strategies._settings import EvolutionSettings, Mode
 from evo.trial import Budget, ConfigError
 
 __all__ = ["REPORT_TO", "ArtifactPolicy", "RunConfig", "parse_config", "resolved"]
 
-# The experiment trackers evo.trackers can build. Whether one is installed is checked
+# The experiment trackers evo._trackers can build. Whether one is installed is checked
 # where the trackers are built, at run start: the config stays free of imports.
 REPORT_TO = ("tensorboard", "mlflow", "wandb")
 

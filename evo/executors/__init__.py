@@ -62,11 +62,11 @@ def make_executor(
     itself is pickled and shipped, which suits light fitnesses such as the synthetic one.
     """
     if settings.type is ExecutorType.LOCAL:
-        from evo.executors.local import LocalExecutor
+        from evo.executors._local import LocalExecutor
 
         return LocalExecutor(fitness, workers=settings.workers or 1)
     try:
-        from evo.executors.ray import RayExecutor
+        from evo.executors._ray import RayExecutor
     except ModuleNotFoundError as exc:
         if exc.name != "ray" and not str(exc.name).startswith("ray."):
             raise

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evo.observers import RunInfo, RunObserver
-from evo.rundata import RunData, load_run
+from evo._observers import RunInfo, RunObserver
+from evo._rundata import RunData, load_run
 
 
 class NothingToPlot(ValueError):
@@ -26,7 +26,7 @@ class PlotReport:
 
 def plot_run(run_dir: Path | str, out_dir: Path | str | None = None, data: RunData | None = None) -> PlotReport:
     """Write every figure that the run's data supports; say why the others were skipped."""
-    from evo.plots import figures  # matplotlib loads only when plotting
+    from evo.plots import _figures as figures  # matplotlib loads only when plotting
 
     data = data or load_run(run_dir)
     if not data.trials and data.baseline is None:

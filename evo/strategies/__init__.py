@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from evo.results import RunResult
+    from evo._results import RunResult
     from evo.strategies._context import RunContext
 
 

@@ -17,17 +17,18 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from evo import _deap, breeding
+from evo import _breeding as breeding
+from evo import _deap
 from evo.config import RunConfig
-from evo.evaluation import Evaluator, Job, penalty
+from evo._evaluation import Evaluator, Job, penalty
 from evo.executors import Executor
-from evo.observers import Fanout, RunInfo, RunObserver
-from evo.pruning import MedianRule
-from evo.results import RunResult, build_result
-from evo.stats import generation_record
+from evo._observers import Fanout, RunInfo, RunObserver
+from evo._pruning import MedianRule
+from evo._results import RunResult, build_result
+from evo._stats import generation_record
 from evo.strategies._settings import Mode, Strategy, Surrogate
 from evo.storage import BASELINE_GENERATION, IndividualRecord, RunStore, TrialRecord
-from evo.surrogate import MIN_OBSERVATIONS, Observation
+from evo._surrogate import MIN_OBSERVATIONS, Observation
 from evo.trial import FailureReason, Fitness, TrialStatus
 
 

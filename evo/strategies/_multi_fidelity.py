@@ -18,8 +18,8 @@ import dataclasses
 import math
 from typing import Sequence
 
-from evo.evaluation import Evaluator, Job
-from evo.results import RunResult
+from evo._evaluation import Evaluator, Job
+from evo._results import RunResult
 from evo.storage import TrialRecord
 from evo.strategies._context import RunContext, job_of
 from evo.trial import FailureReason, Objective

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from evo import _deap, breeding
-from evo.operators import mutate
-from evo.results import RunResult
-from evo.space import SearchSpace
+from evo import _breeding as breeding
+from evo import _deap
+from evo._operators import mutate
+from evo._results import RunResult
+from evo._space import SearchSpace
 from evo.storage import BASELINE_GENERATION
 from evo.strategies._context import RunContext, job_of
 

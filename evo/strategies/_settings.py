@@ -122,7 +122,7 @@ class EvolutionSettings:
     hall_of_fame: int = field(default=5, metadata=rule(ge=1))
     max_consecutive_failures: int = field(default=10, metadata=rule(ge=1, help="stop when the fitness keeps failing"))
     mode: Mode = Mode.GENERATIONAL
-    # Screen bred children with a model of all results so far (evo.surrogate). TPE by default: on the BBOB
+    # Screen bred children with a model of all results so far (evo._surrogate). TPE by default: on the BBOB
     # benchmark (README) it needs ~0.7x the evaluations of plain evolution to reach Optuna TPE's result at 100.
     surrogate: Surrogate = Surrogate.TPE
     surrogate_candidates: int = field(

@@ -25,8 +25,9 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 
-from evo import _deap, breeding
-from evo.results import RunResult
+from evo import _breeding as breeding
+from evo import _deap
+from evo._results import RunResult
 from evo.storage import BASELINE_GENERATION, IndividualRecord, TrialRecord
 from evo.strategies._context import RunContext, job_of
 

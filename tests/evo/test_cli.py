@@ -60,7 +60,7 @@ def test_best_of_a_run_without_completed_trials(synthetic_config, write_config, 
 def test_layers_stay_apart():
     """evo/ never imports torch; fitness/ never imports DEAP."""
     code = (
-        "import sys, evo.cli, evo.api, fitness, fitness.synthetic; "
+        "import sys, evo.cli, evo._api, fitness, fitness.synthetic; "
         "assert 'torch' not in sys.modules, 'evo imported torch'; "
         "import importlib; [sys.modules.pop(m) for m in list(sys.modules) if m.startswith(('evo', 'deap', 'fitness'))]; "
         "import fitness.synthetic, fitness.qlora, evo.trial; assert 'deap' not in sys.modules, 'fitness imported deap'; "

@@ -6,7 +6,7 @@ import pytest
 
 from evo import Budget, evolve
 from evo.config import parse_config, resolved
-from evo.space import SearchSpace
+from evo._space import SearchSpace
 from evo.strategies._settings import EvolutionSettings, Mode, MultiFidelity
 from evo.trial import ConfigError
 from fitness.synthetic import SyntheticFitness
@@ -71,7 +71,7 @@ def test_importing_the_config_loads_nothing_that_runs():
     loaded = set(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                                 check=True).stdout.split())
     assert "evo.config._run" in loaded
-    heavy = {"evo.trackers", "evo.store", "evo.storage", "deap", "evo.observers", "evo.evaluation", "evo.api", "torch"}
+    heavy = {"evo._trackers", "evo.store", "evo.storage", "deap", "evo._observers", "evo._evaluation", "evo._api", "torch"}
     assert not heavy & loaded
     assert not [m for m in loaded if m.startswith(("deap.", "evo.storage.", "evo.strategies._", "ray"))
                 and m != "evo.strategies._settings"]

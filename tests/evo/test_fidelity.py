@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from evo.api import start_run
+from evo._api import start_run
 from evo.config import parse_config
-from evo.pruning import MedianRule
+from evo._pruning import MedianRule
 from evo.storage import RunStore
 from evo.strategies._settings import EarlyStopping
 from evo.trial import Budget, ConfigError, EarlyStop, Objective, Trial, TrialStatus
@@ -146,7 +146,7 @@ def test_early_stopping_in_a_run_prunes_without_aborting_and_never_picks_a_prune
 
 
 def test_early_stopping_on_a_fitness_without_intermediate_values_warns(synthetic_config):
-    from evo.api import check_fitness
+    from evo._api import check_fitness
 
     synthetic_config["evolution"]["early_stopping"] = True
     config = parse_config(synthetic_config)
@@ -161,7 +161,7 @@ def test_early_stopping_on_a_fitness_without_intermediate_values_warns(synthetic
 
 def test_plots_and_report_of_a_multi_fidelity_run_count_whole_budget_trials_only(synthetic_config, tmp_path):
     from evo.plots import plot_run
-    from evo.report import write_report
+    from evo._report import write_report
 
     run(mf_config(synthetic_config), tmp_path / "run")
     series = plot_run(tmp_path / "run").series["best_vs_compute"]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from evo import EvolutionSettings, evolve
-from evo.api import RunAborted, start_run
+from evo._api import RunAborted, start_run
 from evo.config import parse_config
-from evo.space import SearchSpace
+from evo._space import SearchSpace
 from evo.storage import RunStore
 from evo.trial import Budget, FailureReason, TrialStatus
 from fitness.synthetic import SyntheticFitness

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from evo.operators import crossover_blend, crossover_uniform, mutate, mutate_gene
-from evo.space import SearchSpace, gene_from_spec
+from evo._operators import crossover_blend, crossover_uniform, mutate, mutate_gene
+from evo._space import SearchSpace, gene_from_spec
 from tests.conftest import SMALL_SPACE
 
 WIDE_SPACE = {

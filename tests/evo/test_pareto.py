@@ -1,9 +1,9 @@
 """NSGA-II on a problem whose Pareto front is known, and the front in the store and `evo best`."""
 import yaml
 
-from evo.api import evolve
+from evo._api import evolve
 from evo.cli import main
-from evo.space import SearchSpace
+from evo._space import SearchSpace
 from evo.storage import RunStore
 from evo.trial import Budget
 

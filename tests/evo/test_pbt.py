@@ -1,7 +1,7 @@
 """Population-based training on the synthetic fitness's learning-curve model."""
 import yaml
 
-from evo.api import start_run
+from evo._api import start_run
 from evo.cli import main
 from evo.config import parse_config
 from evo.storage import RunStore
@@ -75,7 +75,7 @@ def test_same_seed_same_pbt_run(synthetic_config, tmp_path):
 
 def test_plots_and_report_of_a_pbt_run_show_every_interval(synthetic_config, tmp_path):
     from evo.plots import plot_run
-    from evo.report import write_report
+    from evo._report import write_report
 
     run(pbt_config(synthetic_config), tmp_path / "run")
     series = plot_run(tmp_path / "run").series["generation_fitness"]

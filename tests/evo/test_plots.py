@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from evo.api import RunAborted, start_run
+from evo._api import RunAborted, start_run
 from evo.cli import main
 from evo.config import parse_config
 from evo.plots import NothingToPlot, plot_run
-from evo.plots.compare import compare_runs
-from evo.report import write_report
+from evo.plots._compare import compare_runs
+from evo._report import write_report
 from evo.storage import RunStore
 from fitness import export_sections
 from fitness.synthetic import SyntheticFitness

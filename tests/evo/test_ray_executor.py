@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from evo import evolve
-from evo.api import start_run
+from evo._api import start_run
 from evo.config import parse_config
-from evo.space import SearchSpace
+from evo._space import SearchSpace
 from evo.storage import RunStore
 from evo.trial import Budget, FailureReason
 from fitness.synthetic import SyntheticFitness

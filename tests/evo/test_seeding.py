@@ -1,6 +1,6 @@
 import copy
 
-from evo.api import start_run
+from evo._api import start_run
 from evo.cli import main
 from evo.config import parse_config
 from evo.storage import RunStore

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from evo.api import start_run
+from evo._api import start_run
 from evo.cli import main
 from evo.config import parse_config
 from evo.strategies._steady_state import STATE_KEY

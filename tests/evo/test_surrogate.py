@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from evo import evolve
-from evo.space import SearchSpace
+from evo._space import SearchSpace
 from evo.storage import RunStore
 from evo.strategies._settings import EvolutionSettings, Surrogate
-from evo.surrogate import MIN_OBSERVATIONS, DensityRatio, Observation, screen
+from evo._surrogate import MIN_OBSERVATIONS, DensityRatio, Observation, screen
 from evo.trial import Budget, ConfigError
 from tests.conftest import SMALL_SPACE
 from tests.evo.fitnesses import Sphere

@@ -8,7 +8,7 @@ import pytest
 from evo.cli import main
 from evo.config import REPORT_TO, parse_config
 from evo.storage import RunStore
-from evo.trackers import BACKENDS, make_trackers
+from evo._trackers import BACKENDS, make_trackers
 from evo.trial import ConfigError
 
 

@@ -5,7 +5,7 @@ import sys
 import time
 from typing import Any, Mapping, TextIO
 
-from evo.observers import RunInfo, RunObserver
+from evo._observers import RunInfo, RunObserver
 from evo.storage import BASELINE_GENERATION, TrialRecord
 from evo.trial import Direction
 

@@ -5,14 +5,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from evo.plots import NothingToPlot
-from evo.rundata import load_run
+from evo._rundata import load_run
 from evo.storage import BASELINE_GENERATION
 
 
 def compare_runs(run_dirs: Sequence[Path | str], out: Path | str) -> dict[str, Any]:
     """Overlay best-so-far against compute (training tokens or steps when every run records
     them, trials otherwise) and against trial wall time. Returns the series drawn."""
-    from evo.plots.figures import DPI, _best_so_far, _label, plt
+    from evo.plots._figures import DPI, _best_so_far, _label, plt
 
     runs = [load_run(d) for d in run_dirs]
     names = {r.objective.name for r in runs}

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from evo.space import SearchSpace, canonical
+from evo._space import SearchSpace, canonical
 from evo.storage import RunStore, StoreError
 from evo.trial import ConfigError
 

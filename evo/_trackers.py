@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from evo.observers import RunInfo, RunObserver
+from evo._observers import RunInfo, RunObserver
 from evo.storage import TrialRecord
 from evo.trial import ConfigError
 

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from evo.space import SearchSpace, genome_key
+from evo._space import SearchSpace, genome_key
 
 # BANDWIDTH and NOMINAL_SMOOTHING were chosen on the tuning seeds (0-9) of experiments/benchmark_bbob.py
 # (0.1 against 0.05 and 0.2; 0.3 against 0.5); the README's results use other seeds.

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 from deap import tools
 
 from evo import _deap
-from evo.stats import logbook
+from evo._stats import logbook
 from evo.storage import BASELINE_GENERATION, RunStore, TrialRecord
 from evo.trial import Objective
 
 if TYPE_CHECKING:
-    from evo.evaluation import Evaluator
+    from evo._evaluation import Evaluator
 
 
 @dataclass(frozen=True)

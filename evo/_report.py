@@ -11,9 +11,9 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from evo.results import build_result
+from evo._results import build_result
 from evo.plots import NothingToPlot, plot_run
-from evo.rundata import RunData, load_run
+from evo._rundata import RunData, load_run
 from evo.storage import BASELINE_GENERATION, RunStore
 from evo.trial import FitnessBase, TrialStatus
 

@@ -27,8 +27,8 @@ import numpy as np
 
 from evo.config import ArtifactPolicy
 from evo.executors import Executor
-from evo.pruning import MedianRule
-from evo.space import canonical
+from evo._pruning import MedianRule
+from evo._space import canonical
 from evo.storage import RunFiles, RunStore, TrialRecord
 from evo.trial import Budget, Fitness, Objective, Trial, TrialStatus
 

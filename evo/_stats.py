@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from deap import tools
 
-from evo.space import SearchSpace
+from evo._space import SearchSpace
 from evo.trial import Direction, Objective
 
 LOG_FIELDS = ("gen", "evals", "cached", "failed", "pruned", "best", "median", "mean", "worst", "std", "diversity")

@@ -11,8 +11,8 @@ matplotlib.use("Agg")  # headless: plots are files, never windows
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from evo.rundata import RunData  # noqa: E402
-from evo.space import GeneKind, canonical  # noqa: E402
+from evo._rundata import RunData  # noqa: E402
+from evo._space import GeneKind, canonical  # noqa: E402
 from evo.storage import BASELINE_GENERATION  # noqa: E402
 from evo.trial import TrialStatus  # noqa: E402
 

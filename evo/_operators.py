@@ -2,7 +2,7 @@
 
 DEAP's stock operators (``mutGaussian``, ``cxBlend``) treat genomes as lists of
 floats: they turn ints into floats and step over bounds. These work gene by gene
-through :class:`evo.space.Gene`'s unit interval instead, so a log-scaled learning
+through :class:`evo._space.Gene`'s unit interval instead, so a log-scaled learning
 rate mutates in log space, a LoRA rank stays one of its choices, and a categorical
 gene is resampled or moved to a neighbour.
 """
@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from evo.space import Gene, SearchSpace, canonical
+from evo._space import Gene, SearchSpace, canonical
 
 
 def mutate_gene(gene: Gene, value: Any, rng: np.random.Generator, sigma: float) -> Any:

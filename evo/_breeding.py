@@ -6,7 +6,7 @@ repeat a genome already in the population or among their siblings are mutated ag
 so that no offspring slot is spent on a genome whose fitness is already known.
 
 With a surrogate (``evolution.surrogate``), ``surrogate_candidates`` times as many
-children are bred the same way and the model of :mod:`evo.surrogate` picks the ones
+children are bred the same way and the model of :mod:`evo._surrogate` picks the ones
 that are evaluated; immigrants stay random and unscreened.
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ import numpy as np
 
 from evo import _deap
 from evo.strategies._settings import EvolutionSettings, Surrogate
-from evo.operators import CROSSOVERS, mutate
-from evo.space import SearchSpace, genome_key
-from evo.surrogate import Observation, screen
+from evo._operators import CROSSOVERS, mutate
+from evo._space import SearchSpace, genome_key
+from evo._surrogate import Observation, screen
 
 Member = tuple[dict[str, Any], str, list[int]]
 _RETRIES = 20  # attempts to make a duplicate child new before accepting it (tiny spaces)

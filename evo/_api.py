@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from evo.config import RunConfig, parse_config
-from evo.evaluation import RunAborted, run_fingerprint
+from evo._evaluation import RunAborted, run_fingerprint
 from evo.executors import Executor, make_executor
-from evo.results import RunResult
-from evo.observers import RunObserver
-from evo.seeding import seed_genomes_from
+from evo._results import RunResult
+from evo._observers import RunObserver
+from evo._seeding import seed_genomes_from
 from evo.strategies import run_strategy
 from evo.strategies._context import RunContext
 from evo.strategies._settings import EvolutionSettings
-from evo.space import SearchSpace, canonical
+from evo._space import SearchSpace, canonical
 from evo.storage import RunStore
 from evo.trial import Budget, ConfigError, Fitness
 
