@@ -4,6 +4,7 @@ The public API is re-exported here, lazily, so that ``import evo.trial`` (the co
 the ``fitness`` package uses) stays free of DEAP and numpy. Modules whose names start
 with ``_`` are internal: what they offer users is listed below.
 """
+
 from __future__ import annotations
 
 import importlib

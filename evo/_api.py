@@ -1,21 +1,23 @@
 """The Python API: start, resume, or simply evolve. The CLI is built on these."""
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from evo.config import RunConfig, parse_config
 from evo._evaluation import RunAborted, run_fingerprint
-from evo.executors import Executor, make_executor
-from evo._results import RunResult
 from evo._observers import RunObserver
+from evo._results import RunResult
 from evo._seeding import seed_genomes_from
+from evo._space import SearchSpace, canonical
+from evo.config import RunConfig, parse_config
+from evo.executors import Executor, make_executor
+from evo.storage import RunStore
 from evo.strategies import run_strategy
 from evo.strategies._context import RunContext
 from evo.strategies._settings import EvolutionSettings
-from evo._space import SearchSpace, canonical
-from evo.storage import RunStore
 from evo.trial import Budget, ConfigError, Fitness
 
 __all__ = ["evolve", "start_run", "resume_run", "RunAborted"]
@@ -100,8 +102,12 @@ def start_run(
             raise ConfigError(f"seed genome {genome!r} does not fit the search space")
 
     store = RunStore.create(
-        run_dir, config=config.raw, fingerprint=fingerprint, objectives=fitness.objectives,
-        environment=describe_environment(fitness), seed_genomes=genomes,
+        run_dir,
+        config=config.raw,
+        fingerprint=fingerprint,
+        objectives=fitness.objectives,
+        environment=describe_environment(fitness),
+        seed_genomes=genomes,
         seeded_from=str(Path(seed_from).resolve()) if seed_from is not None else None,
     )
     try:
@@ -120,8 +126,10 @@ def check_fitness(config: RunConfig, fitness: Fitness) -> list[str]:
         names = ", ".join(o.name for o in fitness.objectives)
         raise ConfigError(f"evolution.multi_fidelity: ranks rungs by one objective; the fitness reports {names}")
     if config.evolution.early_stopping and not fitness.intermediate_values:
-        return ["evolution.early_stopping: the fitness validates only at the end of a trial (QLoRA: set "
-                "fitness.eval_every), so only diverging losses will be stopped"]
+        return [
+            "evolution.early_stopping: the fitness validates only at the end of a trial (QLoRA: set "
+            "fitness.eval_every), so only diverging losses will be stopped"
+        ]
     return []
 
 
@@ -211,4 +219,6 @@ def _import_results(
         key = canonical(config.trial_config(genome))
         record = source.find_reusable(fingerprint, key)
         if record is not None and store.find_reusable(fingerprint, key) is None:
-            store.copy_trial(record, fingerprint=fingerprint, config_key=key, note=f"reused from {source.run_dir} trial {record.id}")
+            store.copy_trial(
+                record, fingerprint=fingerprint, config_key=key, note=f"reused from {source.run_dir} trial {record.id}"
+            )

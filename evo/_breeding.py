@@ -9,17 +9,19 @@ With a surrogate (``evolution.surrogate``), ``surrogate_candidates`` times as ma
 children are bred the same way and the model of :mod:`evo._surrogate` picks the ones
 that are evaluated; immigrants stay random and unscreened.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from evo import _deap
-from evo.strategies._settings import EvolutionSettings, Surrogate
 from evo._operators import CROSSOVERS, mutate
 from evo._space import SearchSpace, genome_key
 from evo._surrogate import Observation, screen
+from evo.strategies._settings import EvolutionSettings, Surrogate
 
 Member = tuple[dict[str, Any], str, list[int]]
 _RETRIES = 20  # attempts to make a duplicate child new before accepting it (tiny spaces)

@@ -6,11 +6,13 @@ across processes. Here the classes are built by a factory and never registered.
 DEAP's stochastic operators draw from Python's global ``random``; they run inside
 :func:`seeded_random`, which seeds it from the run's numpy generator and restores it.
 """
+
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from deap import base, tools

@@ -14,21 +14,23 @@ and leave one of its own (multi-fidelity runs, PBT); where checkpoints and artif
 live and which are kept is :class:`evo.storage.RunFiles`'s business. A trial at
 fidelity f is cached under the fingerprint ``<run fingerprint>@f``.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
-from evo.config import ArtifactPolicy
-from evo.executors import Executor
 from evo._pruning import MedianRule
 from evo._space import canonical
+from evo.config import ArtifactPolicy
+from evo.executors import Executor
 from evo.storage import RunFiles, RunStore, TrialRecord
 from evo.trial import Budget, Fitness, Objective, Trial, TrialStatus
 
@@ -171,13 +173,24 @@ class Evaluator:
         if resume_dir is not None and not resume_dir.exists():
             resume_dir = None  # gone (deleted, or the run moved): train from the start instead
         trial_id = self.store.start_trial(
-            fingerprint=fingerprint, config_key=key, config=config, generation=job.generation, seed=seed,
-            fidelity=job.fidelity, resumed_from=job.resume_from if resume_dir else None,
+            fingerprint=fingerprint,
+            config_key=key,
+            config=config,
+            generation=job.generation,
+            seed=seed,
+            fidelity=job.fidelity,
+            resumed_from=job.resume_from if resume_dir else None,
         )
         artifact_dir = self.files.artifact_dir(trial_id) if job.fidelity >= 1 else None
         trial = Trial(
-            trial_id, config, self.budget, seed, job.generation, artifact_dir,
-            fidelity=job.fidelity, resume_from=resume_dir,
+            trial_id,
+            config,
+            self.budget,
+            seed,
+            job.generation,
+            artifact_dir,
+            fidelity=job.fidelity,
+            resume_from=resume_dir,
             checkpoint_dir=self.files.checkpoint_dir(trial_id) if job.checkpoint else None,
             early_stop=self.pruner.early_stop() if self.pruner is not None else None,
         )
@@ -213,6 +226,4 @@ class Evaluator:
         self.consecutive_failures += 1
         self.last_failures = (self.last_failures + [f"{record.reason.value}: {record.message}"])[-3:]
         if self.consecutive_failures >= self.max_consecutive_failures:
-            raise RunAborted(
-                f"{self.consecutive_failures} evaluations in a row failed; last: {self.last_failures[-1]}"
-            )
+            raise RunAborted(f"{self.consecutive_failures} evaluations in a row failed; last: {self.last_failures[-1]}")

@@ -4,12 +4,14 @@ The loop calls every observer at the same points; an observer never changes the 
 An observer that raises is reported once and dropped, so a broken logger cannot stop
 an evolution that has hours of training behind it.
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from evo.storage import TrialRecord
 from evo.trial import Objective
@@ -42,7 +44,9 @@ class Fanout(RunObserver):
             try:
                 getattr(observer, hook)(*args)
             except Exception as exc:  # noqa: BLE001 - see module docstring
-                print(f"warning: {type(observer).__name__} failed in {hook} and is switched off: {exc}", file=sys.stderr)
+                print(
+                    f"warning: {type(observer).__name__} failed in {hook} and is switched off: {exc}", file=sys.stderr
+                )
                 self.observers.remove(observer)
 
     def start(self, run: RunInfo) -> None:

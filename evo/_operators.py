@@ -6,9 +6,11 @@ through :class:`evo._space.Gene`'s unit interval instead, so a log-scaled learni
 rate mutates in log space, a LoRA rank stays one of its choices, and a categorical
 gene is resampled or moved to a neighbour.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -1,9 +1,11 @@
 """Live progress of a run on the terminal: generation, trial, best so far, ETA."""
+
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Mapping, TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 from evo._observers import RunInfo, RunObserver
 from evo.storage import BASELINE_GENERATION, TrialRecord

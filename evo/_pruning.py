@@ -8,6 +8,7 @@ earlier trials were evaluated, the median of their values there (each trial's la
 value at or before that fraction). The trial checks them itself as it trains, so the
 worker never reads the store (Golovin et al. 2017, as Optuna's MedianPruner).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evo.strategies._settings import EarlyStopping
 from evo.storage import TrialRecord
+from evo.strategies._settings import EarlyStopping
 from evo.trial import EarlyStop, Objective
 
 GRID = 256  # fractions of the budget are compared on this grid, so curves of any step count line up
@@ -44,8 +45,13 @@ class MedianRule:
         grid = sorted({f for fractions, _ in self.curves for f in fractions if f >= self.settings.warmup})
         out = []
         for point in grid:
-            here = [values[i - 1] for fractions, values in self.curves
-                    if fractions[-1] >= point for i in [bisect.bisect_right(fractions, point)] if i > 0]
+            here = [
+                values[i - 1]
+                for fractions, values in self.curves
+                if fractions[-1] >= point
+                for i in [bisect.bisect_right(fractions, point)]
+                if i > 0
+            ]
             if len(here) >= self.settings.min_trials:
                 out.append((point, float(np.median(here))))
         return tuple(out)

@@ -1,4 +1,5 @@
 """``evo report``: one self-contained HTML page about a run (images inlined, no network)."""
+
 from __future__ import annotations
 
 import base64
@@ -6,15 +7,15 @@ import html
 import platform
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 
-from evo._results import build_result
-from evo.plots import NothingToPlot, plot_run
 from evo._rundata import RunData, load_run
-from evo.storage import BASELINE_GENERATION, RunStore
+from evo.plots import NothingToPlot, plot_run
+from evo.storage import BASELINE_GENERATION
 from evo.trial import FitnessBase, TrialStatus
 
 # (fitness spec, config) -> export sections; the CLI passes fitness.export_sections, as evo
@@ -88,8 +89,10 @@ def _summary(data: RunData) -> str:
     pruned = sum(1 for t in data.trials if t.status is TrialStatus.PRUNED)
     partial = sum(1 for t in data.trials if t.ok and not t.full)
     extra = (f", {pruned} stopped early" if pruned else "") + (f", {partial} on part of the budget" if partial else "")
-    lines = [f"<p>{len(data.stats)} of {planned} generations finished, {len(data.trials)} trials run"
-             f" ({failed} failed{extra}).</p>"]
+    lines = [
+        f"<p>{len(data.stats)} of {planned} generations finished, {len(data.trials)} trials run"
+        f" ({failed} failed{extra}).</p>"
+    ]
     if best is None:
         lines.append("<p class='bad'>No trial of the search completed: there is no best config.</p>")
         return "\n".join(lines)
@@ -98,8 +101,10 @@ def _summary(data: RunData) -> str:
         base = data.value(data.baseline)
         gain = (base - data.value(best)) / base * 100 if data.minimize else (data.value(best) - base) / abs(base) * 100
         css = "good" if gain > 0 else "bad"
-        text += (f"; untuned baseline: {_fmt(base)} "
-                 f"(<span class='{css}'>{gain:+.1f}% {'better' if gain > 0 else 'worse'}</span>)")
+        text += (
+            f"; untuned baseline: {_fmt(base)} "
+            f"(<span class='{css}'>{gain:+.1f}% {'better' if gain > 0 else 'worse'}</span>)"
+        )
     elif data.baseline is not None:
         text += f"; the untuned baseline failed ({_e(data.baseline.reason.value if data.baseline.reason else '')})"
     lines.append(f"<p>{text}.</p>")
@@ -112,7 +117,9 @@ def _metadata(data: RunData) -> str:
     env = data.meta.get("environment") or {}
     rows = {
         "run directory": str(data.run_dir.resolve()),
-        "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data.meta["created_at"])) if data.meta.get("created_at") else "-",
+        "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data.meta["created_at"]))
+        if data.meta.get("created_at")
+        else "-",
         "duration (first trial start to last trial end)": _duration(max(ends) - min(starts)) if ends else "-",
         "seed": data.config.seed,
         "strategy": data.config.evolution.strategy.value,
@@ -129,7 +136,13 @@ def _metadata(data: RunData) -> str:
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+    return (
+        f"{seconds:.1f} s"
+        if seconds < 120
+        else f"{seconds / 60:.1f} min"
+        if seconds < 7200
+        else f"{seconds / 3600:.2f} h"
+    )
 
 
 def _best(data: RunData, run_dir: Path, export_sections: ExportSections | None) -> str:
@@ -142,25 +155,45 @@ def _best(data: RunData, run_dir: Path, export_sections: ExportSections | None) 
     artifacts = data.meta.get("best_artifacts")
     if artifacts and artifacts.get("trial_id") == best.id:
         document["adapter_path"] = str(Path(artifacts["path"]) / "adapter")
-    return ("<h2>Best configuration</h2><p class='note'>Ready to paste; the sections load into "
-            "TrainingArguments, LoraConfig and BitsAndBytesConfig.</p>"
-            f"<pre>{_e(yaml.safe_dump(document, sort_keys=False))}</pre>")
+    return (
+        "<h2>Best configuration</h2><p class='note'>Ready to paste; the sections load into "
+        "TrainingArguments, LoraConfig and BitsAndBytesConfig.</p>"
+        f"<pre>{_e(yaml.safe_dump(document, sort_keys=False))}</pre>"
+    )
 
 
 def _top_trials(data: RunData) -> str:
-    ok = sorted((t for t in data.trials if data.scored(t) and t.generation > BASELINE_GENERATION), key=data.value, reverse=not data.minimize)
+    ok = sorted(
+        (t for t in data.trials if data.scored(t) and t.generation > BASELINE_GENERATION),
+        key=data.value,
+        reverse=not data.minimize,
+    )
     if not ok:
         return ""
     genes = data.config.space.names
     head = "".join(f"<th>{_e(h)}</th>" for h in ["trial", "gen", *[o.name for o in data.objectives], *genes])
     rows = []
     for t in ok[:TOP_TRIALS]:
-        cells = [t.id, t.generation, *[t.values.get(o.name) for o in data.objectives], *[t.config.get(g) for g in genes]]
-        rows.append("<tr>" + "".join(
-            f"<td class='num'>{_fmt(c)}</td>" if isinstance(c, (int, float)) and not isinstance(c, bool) else f"<td>{_e(c)}</td>"
-            for c in cells) + "</tr>")
-    return (f"<h2>Top {min(TOP_TRIALS, len(ok))} trials</h2>"
-            f"<div style='overflow-x:auto'><table><tr>{head}</tr>{''.join(rows)}</table></div>")
+        cells = [
+            t.id,
+            t.generation,
+            *[t.values.get(o.name) for o in data.objectives],
+            *[t.config.get(g) for g in genes],
+        ]
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td class='num'>{_fmt(c)}</td>"
+                if isinstance(c, (int, float)) and not isinstance(c, bool)
+                else f"<td>{_e(c)}</td>"
+                for c in cells
+            )
+            + "</tr>"
+        )
+    return (
+        f"<h2>Top {min(TOP_TRIALS, len(ok))} trials</h2>"
+        f"<div style='overflow-x:auto'><table><tr>{head}</tr>{''.join(rows)}</table></div>"
+    )
 
 
 def _failures(data: RunData) -> str:
@@ -173,8 +206,10 @@ def _failures(data: RunData) -> str:
     for t in failed:
         examples.setdefault(t.message[:200], f"trial {t.id} ({t.reason.value if t.reason else t.status.value})")
     listing = "".join(f"<li>{_e(where)}: <code>{_e(msg)}</code></li>" for msg, where in list(examples.items())[:8])
-    return (f"<h2>Failures</h2><table><tr><th>reason</th><th>trials</th></tr>{table}</table>"
-            f"<p>Distinct messages (first {min(8, len(examples))}):</p><ul>{listing}</ul>")
+    return (
+        f"<h2>Failures</h2><table><tr><th>reason</th><th>trials</th></tr>{table}</table>"
+        f"<p>Distinct messages (first {min(8, len(examples))}):</p><ul>{listing}</ul>"
+    )
 
 
 def _plots(plots) -> str:
@@ -183,7 +218,9 @@ def _plots(plots) -> str:
     parts = ["<h2>Plots</h2>"]
     for name, path in plots.written.items():
         encoded = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f"<h3>{_e(name.replace('_', ' '))}</h3><img alt='{_e(name)}' src='data:image/png;base64,{encoded}'>")
+        parts.append(
+            f"<h3>{_e(name.replace('_', ' '))}</h3><img alt='{_e(name)}' src='data:image/png;base64,{encoded}'>"
+        )
     for name, reason in plots.skipped.items():
         parts.append(f"<p class='note'>{_e(name.replace('_', ' '))}: not drawn, {_e(reason)}.</p>")
     return "\n".join(parts)

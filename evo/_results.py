@@ -1,9 +1,11 @@
 """What a run found, read from the store alone: no strategy, fitness or executor needed."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from deap import tools
 

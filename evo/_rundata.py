@@ -1,4 +1,5 @@
 """A read-only view of a stored run, in the shapes plots and reports need."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -89,7 +90,10 @@ def load_run(run_dir: Path | str) -> RunData:
             seen.add(trial.id)
             evaluated.append(Evaluated(ind.generation, ind, trial, cached))
         populations = {g: store.population(g) for g in store.finished_generations()}
-        meta = {key: store.meta(key) for key in ("created_at", "fingerprint", "seeded_from", "environment", "best_artifacts")}
+        meta = {
+            key: store.meta(key)
+            for key in ("created_at", "fingerprint", "seeded_from", "environment", "best_artifacts")
+        }
         return RunData(
             run_dir=Path(run_dir),
             config=config,

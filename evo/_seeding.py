@@ -1,4 +1,5 @@
 """Seeding a new run from the population of an earlier one."""
+
 from __future__ import annotations
 
 from pathlib import Path

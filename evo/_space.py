@@ -5,13 +5,15 @@ or logarithmic, so that mutation, blending and diversity work the same way for a
 of them and bounds and types hold by construction: values leave the unit space only
 through :meth:`Gene.from_unit`, which rounds and clips.
 """
+
 from __future__ import annotations
 
 import enum
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -221,7 +223,7 @@ class SearchSpace:
             raise ConfigError("search_space: no genes to search")
 
     @classmethod
-    def from_spec(cls, spec: Any) -> "SearchSpace":
+    def from_spec(cls, spec: Any) -> SearchSpace:
         if not isinstance(spec, Mapping) or not spec:
             raise ConfigError("search_space: expected a non-empty mapping of gene name to gene spec")
         return cls(gene_from_spec(str(name), gene) for name, gene in spec.items())

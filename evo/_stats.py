@@ -1,8 +1,10 @@
 """Per-generation statistics: the rows of the run's DEAP Logbook."""
+
 from __future__ import annotations
 
 import itertools
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from deap import tools

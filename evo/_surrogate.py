@@ -14,11 +14,13 @@ The model is rebuilt from the store at every breeding, so a resumed run screens 
 as an uninterrupted one; observations are sorted by genome first, so the order in
 which trials finished never changes a score. numpy only.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +76,7 @@ class DensityRatio:
         order = np.argsort(ranks, kind="stable")
         n_good = min(MAX_GOOD, max(1, math.ceil((gamma or GAMMA) * len(observations))))
         good = [observations[i] for i in order[:n_good] if np.isfinite(ranks[i])]
-        bad = [observations[i] for i in order[len(good):]]
+        bad = [observations[i] for i in order[len(good) :]]
         self.good, self.bad = self._encode(good), self._encode(bad)
 
     def _encode(self, observations: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +102,9 @@ class DensityRatio:
         # One prior pseudo-point keeps the ratio finite far from all points: as in Optuna, a Gaussian of the
         # whole range's width at the centre of ordered genes, uniform over nominal ones. A uniform density
         # of 1 on the cube instead drowns the kernels in more than a few dimensions, and all scores tie.
-        log_prior = (-0.5 * ((units - 0.5) / PRIOR_WIDTH) ** 2 - math.log(PRIOR_WIDTH * math.sqrt(2 * math.pi))).sum(axis=1)
+        log_prior = (-0.5 * ((units - 0.5) / PRIOR_WIDTH) ** 2 - math.log(PRIOR_WIDTH * math.sqrt(2 * math.pi))).sum(
+            axis=1
+        )
         stacked = np.concatenate([log_k, log_prior[:, None]], axis=1)
         top = stacked.max(axis=1, keepdims=True)
         return top[:, 0] + np.log(np.exp(stacked - top).sum(axis=1)) - math.log(n + 1)
@@ -111,7 +115,9 @@ class DensityRatio:
         return self._log_density(units, index, self.good) - self._log_density(units, index, self.bad)
 
 
-def screen(space: SearchSpace, genomes: Sequence[Mapping[str, Any]], observations: Sequence[Observation], k: int) -> list[int]:
+def screen(
+    space: SearchSpace, genomes: Sequence[Mapping[str, Any]], observations: Sequence[Observation], k: int
+) -> list[int]:
     """Indices of the ``k`` most promising genomes, best first (ties keep breeding order).
 
     With fewer than ``MIN_OBSERVATIONS`` observations, or none that succeeded, the

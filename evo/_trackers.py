@@ -5,12 +5,14 @@ Each trial's values and numeric metrics are logged at its trial number, each
 generation's statistics at its generation number. Every backend is an optional
 extra; asking for one that is not installed is a one-line config error at start.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from evo._observers import RunInfo, RunObserver
 from evo.storage import TrialRecord

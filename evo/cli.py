@@ -1,25 +1,27 @@
 """The ``evo`` command: run, resume, status, best."""
+
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import dataclasses
 import functools
 import json
+import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
 from evo._api import RunAborted, load_stored_config, resume_run, start_run
+from evo._progress import TerminalProgress
+from evo._results import build_result
 from evo.config import RunConfig, load_config
 from evo.executors import ExecutorType, make_executor
-from evo._results import build_result
 from evo.plots import NothingToPlot
-from evo._progress import TerminalProgress
 from evo.storage import BASELINE_GENERATION, RunDirInUse, RunStore, StoreError
 from evo.trial import ConfigError
 
@@ -58,7 +60,9 @@ def _fitness_and_executor(config: RunConfig):
     fitness = _make_fitness(config.fitness)
     executor = None
     try:
-        executor = make_executor(config.executor, fitness, factory=functools.partial(_make_fitness, dict(config.fitness)))
+        executor = make_executor(
+            config.executor, fitness, factory=functools.partial(_make_fitness, dict(config.fitness))
+        )
         yield fitness, executor
     finally:
         if executor is not None:
@@ -107,7 +111,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from evo.plots import plot_run
 
     report = plot_run(args.run_dir, args.out)
-    for name, path in report.written.items():
+    for path in report.written.values():
         print(path)
     for name, reason in report.skipped.items():
         print(f"{name}: not drawn, {reason}", file=sys.stderr)
@@ -144,8 +148,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 label = t.status.value + (f"/{t.reason.value}" if t.reason else "")
                 by_status[label] = by_status.get(label, 0) + 1
         planned = config.evolution.planned_generations + 1
-        print(f"\ngenerations finished: {len(stats)}/{planned}; trials: "
-              + ", ".join(f"{n} {k}" for k, n in sorted(by_status.items())))
+        print(
+            f"\ngenerations finished: {len(stats)}/{planned}; trials: "
+            + ", ".join(f"{n} {k}" for k, n in sorted(by_status.items()))
+        )
         baseline = [t for t in trials if t.generation == BASELINE_GENERATION]
         if baseline and baseline[0].ok:
             name = next(iter(baseline[0].values))
@@ -182,7 +188,11 @@ def cmd_best(args: argparse.Namespace) -> int:
                 entry["adapter_path"] = str(Path(artifacts["path"]) / "adapter")
             if schedule and schedule[-1]["trial"] == trial.id:
                 entry["pbt_schedule"] = [
-                    {"from_fraction": s["from_fraction"], "to_fraction": s["to_fraction"], **_export_sections(config.fitness, s["config"])}
+                    {
+                        "from_fraction": s["from_fraction"],
+                        "to_fraction": s["to_fraction"],
+                        **_export_sections(config.fitness, s["config"]),
+                    }
                     for s in schedule
                 ]
             entries.append(entry)
@@ -202,8 +212,8 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 # -- helpers ---------------------------------------------------------------------------
 def _observers(args: argparse.Namespace, config) -> list:
-    from evo.plots import PlotRefresher
     from evo._trackers import make_trackers
+    from evo.plots import PlotRefresher
 
     observers = [] if args.quiet else [TerminalProgress()]
     if not args.no_plots:
@@ -248,10 +258,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def _executor_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--executor", choices=[t.value for t in ExecutorType],
-                        help="where trials run (default: the config's executor.type, else local)")
-    parser.add_argument("--ray-address", metavar="ADDRESS",
-                        help="run trials on this Ray cluster ('auto', 'ray://head:10001'); implies --executor ray")
+    parser.add_argument(
+        "--executor",
+        choices=[t.value for t in ExecutorType],
+        help="where trials run (default: the config's executor.type, else local)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="run trials on this Ray cluster ('auto', 'ray://head:10001'); implies --executor ray",
+    )
 
 
 def _driver_arguments(parser: argparse.ArgumentParser) -> None:
@@ -275,10 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="run config (YAML), e.g. experiments/synthetic.yaml")
     run.add_argument("--out", type=Path, help="run directory (default: runs/<config>-<time>)")
     run.add_argument("--seed-from", type=Path, metavar="RUN_DIR", help="start from the population of an earlier run")
-    run.add_argument("--seed-generation", type=int, metavar="G", help="with --seed-from: that generation (default: last)")
+    run.add_argument(
+        "--seed-generation", type=int, metavar="G", help="with --seed-from: that generation (default: last)"
+    )
     run.add_argument("--seed-top-k", type=int, metavar="K", help="with --seed-from: only its K best")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE",
-                     help="the same as a positional KEY=VALUE (repeatable)")
+    run.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="the same as a positional KEY=VALUE (repeatable)"
+    )
     _driver_arguments(run)
     run.set_defaults(func=cmd_run)
 
@@ -308,10 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     best = sub.add_parser("best", help="print the best config (or export it as YAML)")
     best.add_argument("run_dir", type=Path)
-    best.add_argument("--export", type=Path, metavar="FILE",
-                      help="write YAML with training / lora / quantization sections to FILE")
-    best.add_argument("--top", type=int, default=None,
-                      help="the K best trials (default: the best one; with several objectives the Pareto front)")
+    best.add_argument(
+        "--export", type=Path, metavar="FILE", help="write YAML with training / lora / quantization sections to FILE"
+    )
+    best.add_argument(
+        "--top",
+        type=int,
+        default=None,
+        help="the K best trials (default: the best one; with several objectives the Pareto front)",
+    )
     best.set_defaults(func=cmd_best)
     return parser
 
@@ -321,7 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
     if len(overrides) != len(extra) or (overrides and args.command != "run"):
-        parser.error(f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides or args.command != 'run')}")
+        parser.error(
+            f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides or args.command != 'run')}"
+        )
     args.overrides = overrides
     try:
         return args.func(args)

@@ -5,15 +5,17 @@ seed) and answers with a :class:`TrialResult` whose status is one of a closed se
 This module imports nothing heavy, so ``fitness`` can use it without pulling in
 DEAP, and ``evo`` can use it without pulling in torch.
 """
+
 from __future__ import annotations
 
 import abc
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 class ConfigError(ValueError):
@@ -169,15 +171,15 @@ class TrialResult:
     applied_config: Mapping[str, Any] | None = None
 
     @classmethod
-    def complete(cls, values: Mapping[str, float], **kw: Any) -> "TrialResult":
+    def complete(cls, values: Mapping[str, float], **kw: Any) -> TrialResult:
         return cls(TrialStatus.COMPLETE, dict(values), **kw)
 
     @classmethod
-    def failed(cls, reason: FailureReason, message: str, **kw: Any) -> "TrialResult":
+    def failed(cls, reason: FailureReason, message: str, **kw: Any) -> TrialResult:
         return cls(TrialStatus.FAILED, reason=reason, message=message, **kw)
 
     @classmethod
-    def pruned(cls, values: Mapping[str, float], message: str, **kw: Any) -> "TrialResult":
+    def pruned(cls, values: Mapping[str, float], message: str, **kw: Any) -> TrialResult:
         """Stopped early: ``values`` are the last intermediate ones, not comparable with complete
         trials; ``reason`` is DIVERGED when the loss diverged, None for the median rule."""
         return cls(TrialStatus.PRUNED, dict(values), message=message, **kw)
@@ -186,7 +188,7 @@ class TrialResult:
     def ok(self) -> bool:
         return self.status is TrialStatus.COMPLETE
 
-    def checked(self, objectives: tuple[Objective, ...]) -> "TrialResult":
+    def checked(self, objectives: tuple[Objective, ...]) -> TrialResult:
         """Turn a COMPLETE result with a missing, None, NaN or inf objective into a failure.
 
         A non-finite number is never a fitness: it is a diverged trial.
@@ -361,5 +363,5 @@ class FitnessBase(abc.ABC):
         """Everything in one section, ``other``: a fitness that sets no library's fields."""
         return {"other": dict(config)} if config else {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: most fitnesses hold nothing to release
         pass

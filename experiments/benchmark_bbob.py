@@ -25,6 +25,7 @@ slower than TPE still gets a number.
     python experiments/benchmark_bbob.py --first-seed 100 --plot experiments/results/bbob_mixed.png  # ~3 min
     python experiments/benchmark_bbob.py --quick --plot /tmp/bbob.png   # ~15 s
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -193,15 +195,18 @@ def fmt_budget(x: float, budget: int) -> str:
     return f">{budget}" if not math.isfinite(x) else f"{x:.0f}"
 
 
-def report(curves: dict, methods: list[str], problems: list[tuple[int, int]], seeds: int, budget: int,
-           target_at: int) -> dict:
+def report(
+    curves: dict, methods: list[str], problems: list[tuple[int, int]], seeds: int, budget: int, target_at: int
+) -> dict:
     """Prints the tables; returns per-method summary numbers. Ranks and wins compare medians at ``target_at``."""
     checkpoints = sorted({c for c in (10, 25, 50, 100, 200) if c < budget} | {target_at, budget})
     summary = {m: {"to_target": [], "rank": [], "beats_random": 0, "beats_tpe": 0} for m in methods}
     reference = "optuna-tpe" if "optuna-tpe" in methods else methods[0]
     print(f"\nlog10 precision of the best of n evaluations: median [25%, 75%] over {seeds} seeds (lower is better);")
-    print(f"'to target' = median evaluations to reach the median value of {reference} at n={target_at} "
-          f"(>{budget}: not reached)\n")
+    print(
+        f"'to target' = median evaluations to reach the median value of {reference} at n={target_at} "
+        f"(>{budget}: not reached)\n"
+    )
     for function, dim in problems:
         logs = {m: np.log10(np.array([curves[m, function, dim, s] for s in range(seeds)])) for m in methods}
         target = float(np.median(logs[reference][:, target_at - 1]))
@@ -222,20 +227,26 @@ def report(curves: dict, methods: list[str], problems: list[tuple[int, int]], se
             summary[m]["beats_tpe"] += "optuna-tpe" in finals and finals[m] < finals["optuna-tpe"]
         print()
     print(f"summary over {len(problems)} problems (medians at n={target_at})")
-    print(f"  {'method':<14}{'mean rank':>10}{'beats random':>14}{'beats tpe':>11}{'reaches target':>16}"
-          f"{'median evals to target':>24}")
+    print(
+        f"  {'method':<14}{'mean rank':>10}{'beats random':>14}{'beats tpe':>11}{'reaches target':>16}"
+        f"{'median evals to target':>24}"
+    )
     for m in methods:
         s = summary[m]
         reached = sum(math.isfinite(h) for h in s["to_target"])
-        print(f"  {m:<14}{np.mean(s['rank']):>10.2f}{s['beats_random']:>11}/{len(problems):<2}"
-              f"{s['beats_tpe']:>8}/{len(problems):<2}{reached:>13}/{len(problems):<2}"
-              f"{fmt_budget(float(np.median(s['to_target'])), budget):>24}")
+        print(
+            f"  {m:<14}{np.mean(s['rank']):>10.2f}{s['beats_random']:>11}/{len(problems):<2}"
+            f"{s['beats_tpe']:>8}/{len(problems):<2}{reached:>13}/{len(problems):<2}"
+            f"{fmt_budget(float(np.median(s['to_target'])), budget):>24}"
+        )
     best = min((m for m in methods if m.startswith("ga")), key=lambda m: np.mean(summary[m]["rank"]), default=None)
     if best and reference == "optuna-tpe":
         ratio = float(np.median(summary[best]["to_target"])) / target_at
         shown = f"{ratio:.2f}" if math.isfinite(ratio) else f"> {budget / target_at:.1f}"
-        print(f"\nheadline: {best} reaches the median result of optuna-tpe after {target_at} evaluations in "
-              f"{shown} x {target_at} evaluations (median over problems)")
+        print(
+            f"\nheadline: {best} reaches the median result of optuna-tpe after {target_at} evaluations in "
+            f"{shown} x {target_at} evaluations (median over problems)"
+        )
     return summary
 
 
@@ -259,7 +270,7 @@ def plot(curves: dict, methods: list[str], problems: list[tuple[int, int]], seed
         ax.set_xlabel("evaluations")
         ax.set_ylabel("log10 best precision")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(problems):]:
+    for ax in list(axes.flat)[len(problems) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(f"BBOB on a mixed space: median best-so-far, 25-75% band, {seeds} seeds", fontsize=10)
@@ -274,11 +285,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--functions", type=int, nargs="+", default=list(FUNCTIONS), choices=list(FUNCTIONS))
     parser.add_argument("--dims", type=int, nargs="+", default=list(DIMENSIONS))
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--first-seed", type=int, default=0,
-                        help="seeds (and BBOB instances) first-seed .. first-seed + seeds - 1; tune on others")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds (and BBOB instances) first-seed .. first-seed + seeds - 1; tune on others",
+    )
     parser.add_argument("--budget", type=int, default=200, help="evaluations per run")
-    parser.add_argument("--target-at", type=int, default=100,
-                        help="the budget compared: ranks, wins and the target (optuna-tpe's median there)")
+    parser.add_argument(
+        "--target-at",
+        type=int,
+        default=100,
+        help="the budget compared: ranks, wins and the target (optuna-tpe's median there)",
+    )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS + EXTRA_METHODS))
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     parser.add_argument("--plot", help="write the anytime plot (PNG) here")
@@ -297,10 +316,14 @@ def main(argv: list[str] | None = None) -> None:
             method, function, dim, seed = key
             curves[method, function, dim, seed - args.first_seed] = np.array(curve)
             seconds[key[0]] += spent
-    print(f"BBOB on a mixed space ({', '.join(KINDS)} genes): {len(problems)} problems x {args.seeds} seeds x "
-          f"{args.budget} evaluations, {time.perf_counter() - t0:.0f} s wall on {args.jobs} processes")
-    print("seconds per run (method overhead): " + ", ".join(
-        f"{m} {seconds[m] / (len(problems) * args.seeds):.2f}" for m in args.methods))
+    print(
+        f"BBOB on a mixed space ({', '.join(KINDS)} genes): {len(problems)} problems x {args.seeds} seeds x "
+        f"{args.budget} evaluations, {time.perf_counter() - t0:.0f} s wall on {args.jobs} processes"
+    )
+    print(
+        "seconds per run (method overhead): "
+        + ", ".join(f"{m} {seconds[m] / (len(problems) * args.seeds):.2f}" for m in args.methods)
+    )
     report(curves, args.methods, problems, args.seeds, args.budget, args.target_at)
     if args.plot:
         plot(curves, args.methods, problems, args.seeds, args.plot)

@@ -6,6 +6,7 @@ each part, and the evaluation count with and without the result cache.
 
     python experiments/benchmark_engine.py [--generations 10] [--population 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +83,10 @@ def main() -> None:
     engine = total - spent["fitness (synthetic)"]
     print(f"{'engine, all of it':<24}{engine:>10.3f}{1000 * engine / evaluations:>18.3f}")
     print(f"{'wall':<24}{total:>10.3f}{1000 * total / evaluations:>18.3f}")
-    print(f"individuals evaluated: {individuals}; trainings run: {evaluations}; "
-          f"reused from the cache: {individuals - evaluations}")
+    print(
+        f"individuals evaluated: {individuals}; trainings run: {evaluations}; "
+        f"reused from the cache: {individuals - evaluations}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,14 +9,16 @@ per strategy with the cost around 1k, 5k, 10k and 20k trials already in the run.
     python experiments/benchmark_engine_growth.py [--trials 20000] [--window 200]
     python experiments/benchmark_engine_growth.py --quick   # seconds, for the tests
 """
+
 from __future__ import annotations
 
 import argparse
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 

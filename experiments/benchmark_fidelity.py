@@ -37,6 +37,7 @@ the plain GA and of Optuna TPE, and the wall time per run; writes an anytime plo
     python experiments/benchmark_fidelity.py --quick   # synthetic, 3 seeds, ~5 s
     python experiments/benchmark_fidelity.py --merge a.json b.json   # one report over runs saved with --save
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,18 +45,19 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+from peers import sampler, suggest
 
 from evo._api import start_run
-from evo.config import parse_config
 from evo._space import SearchSpace
+from evo.config import parse_config
 from evo.trial import Budget, FitnessBase, Trial, TrialResult
 from fitness import make_fitness
-from peers import sampler, suggest
 
 METHODS = ("ga", "ga-mf", "ga-es", "pbt", "random", "optuna-tpe", "optuna-nsga2", "optuna-tpe-hb")
 RUNGS = (1 / 9, 1 / 3, 1.0)  # ga-mf and optuna-tpe-hb: the same rungs
@@ -96,16 +98,32 @@ SMOLLM2_SPACE = {
 TASKS = {
     "synthetic": Task(
         fitness={"type": "synthetic", "noise": 0.02, "eval_every": 0.125},
-        budget=Budget(tokens=65536), space=SYNTHETIC_SPACE,
-        fixed={"max_seq_length": 128, "optim": "adamw_torch"}, population=8,
+        budget=Budget(tokens=65536),
+        space=SYNTHETIC_SPACE,
+        fixed={"max_seq_length": 128, "optim": "adamw_torch"},
+        population=8,
     ),
     "smollm2": Task(
-        fitness={"type": "qlora", "model": "smollm2-135m", "data": "pydoc", "validation_tokens": 1024,
-                 "eval_seq_length": 256, "trial_timeout": 300},
-        budget=Budget(tokens=6144), space=SMOLLM2_SPACE,
-        fixed={"max_seq_length": 128, "optim": "adamw_torch", "gradient_accumulation_steps": 1,
-               "max_grad_norm": 1.0, "weight_decay": 0.0, "bnb_4bit_compute_dtype": "auto"},
-        population=4, es_fitness={"eval_every": 3},
+        fitness={
+            "type": "qlora",
+            "model": "smollm2-135m",
+            "data": "pydoc",
+            "validation_tokens": 1024,
+            "eval_seq_length": 256,
+            "trial_timeout": 300,
+        },
+        budget=Budget(tokens=6144),
+        space=SMOLLM2_SPACE,
+        fixed={
+            "max_seq_length": 128,
+            "optim": "adamw_torch",
+            "gradient_accumulation_steps": 1,
+            "max_grad_norm": 1.0,
+            "weight_decay": 0.0,
+            "bnb_4bit_compute_dtype": "auto",
+        },
+        population=4,
+        es_fitness={"eval_every": 3},
     ),
 }
 
@@ -146,9 +164,15 @@ class Ledger(FitnessBase):
 
 # -- the methods ---------------------------------------------------------------------------------
 def run_evo(task: Task, ledger: Ledger, seed: int, budget_trials: int, **evolution: Any) -> None:
-    raw = {"seed": seed, "fitness": dict(task.fitness), "budget": task.budget.as_dict(), "search_space": task.space,
-           "fixed": task.fixed, "artifacts": "none",
-           "evolution": {"population_size": task.population, "generations": 10_000, **evolution}}
+    raw = {
+        "seed": seed,
+        "fitness": dict(task.fitness),
+        "budget": task.budget.as_dict(),
+        "search_space": task.space,
+        "fixed": task.fixed,
+        "artifacts": "none",
+        "evolution": {"population_size": task.population, "generations": 10_000, **evolution},
+    }
     raw["budget"] = {k: v for k, v in raw["budget"].items() if v is not None}
     try:
         start_run(parse_config(raw), ledger, None)
@@ -182,8 +206,17 @@ def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: 
         previous = None
         for rung, fidelity in enumerate(RUNGS):
             here = Path(scratch.name) / f"{trial.number}-{rung}"
-            result = ledger.evaluate(Trial(trial.number, config, task.budget, seed_i, fidelity=fidelity,
-                                           resume_from=previous, checkpoint_dir=here if fidelity < 1 else None))
+            result = ledger.evaluate(
+                Trial(
+                    trial.number,
+                    config,
+                    task.budget,
+                    seed_i,
+                    fidelity=fidelity,
+                    resume_from=previous,
+                    checkpoint_dir=here if fidelity < 1 else None,
+                )
+            )
             if not result.ok:
                 return float("nan")
             trial.report(result.values["val_perplexity"], step=round(fidelity * 9))
@@ -201,14 +234,16 @@ def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: 
 
 
 RUNNERS: dict[str, Callable[[Task, Ledger, int, int], None]] = {
-    "ga": lambda t, l, s, b: run_evo(t, l, s, b),
-    "ga-mf": lambda t, l, s, b: run_evo(t, l, s, b, offspring_size=9, multi_fidelity={"eta": 3, "min_fidelity": RUNGS[0]}),
-    "ga-es": lambda t, l, s, b: run_evo(t, l, s, b, early_stopping={"warmup": 0.25}),
-    "pbt": lambda t, l, s, b: run_evo(t, l, s, b, population_size=b, mode="pbt", pbt={"interval": 0.25}),
+    "ga": lambda t, ledger, s, b: run_evo(t, ledger, s, b),
+    "ga-mf": lambda t, ledger, s, b: run_evo(
+        t, ledger, s, b, offspring_size=9, multi_fidelity={"eta": 3, "min_fidelity": RUNGS[0]}
+    ),
+    "ga-es": lambda t, ledger, s, b: run_evo(t, ledger, s, b, early_stopping={"warmup": 0.25}),
+    "pbt": lambda t, ledger, s, b: run_evo(t, ledger, s, b, population_size=b, mode="pbt", pbt={"interval": 0.25}),
     "random": run_random,
-    "optuna-tpe": lambda t, l, s, b: run_optuna(t, l, s, b, "tpe"),
-    "optuna-nsga2": lambda t, l, s, b: run_optuna(t, l, s, b, "nsga2"),
-    "optuna-tpe-hb": lambda t, l, s, b: run_optuna(t, l, s, b, "tpe", hyperband=True),
+    "optuna-tpe": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "tpe"),
+    "optuna-nsga2": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "nsga2"),
+    "optuna-tpe-hb": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "tpe", hyperband=True),
 }
 
 
@@ -237,11 +272,15 @@ def to_reach(points: list[tuple[int, float | None, float]], target: float) -> fl
 def report(runs: dict[str, list[Ledger]], limit: int, unit: int, task_name: str) -> None:
     methods = list(runs)
     seeds = len(next(iter(runs.values())))
-    print(f"\nbest validation perplexity (median [25%, 75%] over {seeds} seeds) at a share of the budget "
-          f"of {limit // unit} whole trials = {limit:,} training tokens; task {task_name}")
+    print(
+        f"\nbest validation perplexity (median [25%, 75%] over {seeds} seeds) at a share of the budget "
+        f"of {limit // unit} whole trials = {limit:,} training tokens; task {task_name}"
+    )
     header = f"  {'method':<15}" + "".join(f"{f'{c:.0%}':>22}" for c in CHECKPOINTS)
     finals = {m: [best_at(ledger.points, limit) for ledger in runs[m]] for m in methods}
-    targets = {ref: float(np.percentile(finals[ref], 50, method="lower")) for ref in ("ga", "optuna-tpe") if ref in runs}
+    targets = {
+        ref: float(np.percentile(finals[ref], 50, method="lower")) for ref in ("ga", "optuna-tpe") if ref in runs
+    }
     header += "".join(f"{'to ' + ref + ' final':>20}" for ref in targets) + f"{'wall s/run':>12}"
     print(header)
     for m in methods:
@@ -251,13 +290,15 @@ def report(runs: dict[str, list[Ledger]], limit: int, unit: int, task_name: str)
             q1, med, q3 = np.percentile(values, [25, 50, 75], method="lower")  # "lower": no arithmetic on inf
             cells.append(f"{_num(med):>8} [{_num(q1)},{_num(q3)}]")
         reach = []
-        for ref, target in targets.items():
+        for target in targets.values():
             spent = float(np.percentile([to_reach(ledger.points, target) for ledger in runs[m]], 50, method="lower"))
             reach.append(f"{spent / limit:.2f}x" if math.isfinite(spent) else "not reached")
         wall = float(np.median([ledger.points[-1][2] if ledger.points else 0.0 for ledger in runs[m]]))
         print(f"  {m:<15}" + "".join(f"{c:>22}" for c in cells) + "".join(f"{r:>20}" for r in reach) + f"{wall:>12.1f}")
-    print("\n'to X final': the median share of the budget (training tokens) a method needs to reach the median\n"
-          "final result of X ('not reached' within the budget); 1.00x = the whole budget.")
+    print(
+        "\n'to X final': the median share of the budget (training tokens) a method needs to reach the median\n"
+        "final result of X ('not reached' within the budget); 1.00x = the whole budget."
+    )
 
 
 def _num(x: float) -> str:
@@ -278,8 +319,11 @@ def plot(runs: dict[str, list[Ledger]], limit: int, unit: int, title: str, path:
         q1, med, q3 = (np.where(np.isfinite(q), q, np.nan) for q in (q1, med, q3))  # not reached yet: no line
         (line,) = ax.plot(grid / unit, med, label=m, lw=1.6)
         ax.fill_between(grid / unit, q1, q3, color=line.get_color(), alpha=0.12, lw=0)
-    ax.set(xlabel="training tokens spent, in whole-budget trials", ylabel="best validation perplexity (whole budget)",
-           title=title)
+    ax.set(
+        xlabel="training tokens spent, in whole-budget trials",
+        ylabel="best validation perplexity (whole budget)",
+        title=title,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -293,13 +337,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=100)
-    parser.add_argument("--budget", type=int, default=None,
-                        help="training tokens per run, in whole-budget trials (synthetic 40, smollm2 8)")
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="training tokens per run, in whole-budget trials (synthetic 40, smollm2 8)",
+    )
     parser.add_argument("--quick", action="store_true", help="synthetic, 3 seeds, budget 16")
     parser.add_argument("--plot", help="write the anytime plot (PNG) here")
     parser.add_argument("--save", help="write every run's ledger (tokens, value, seconds per trial) as JSON here")
-    parser.add_argument("--merge", nargs="+", metavar="JSON",
-                        help="report runs saved with --save (same task and budget) instead of running anything")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="report runs saved with --save (same task and budget) instead of running anything",
+    )
     args = parser.parse_args(argv)
     if args.merge:
         return merge(args.merge, args.plot)
@@ -324,11 +376,18 @@ def main(argv: list[str] | None = None) -> None:
                 RUNNERS[m](task_for_run, ledger, seed, budget_trials)
                 runs[m].append(ledger)
                 if args.save:  # after every run, so a long benchmark stopped early keeps what it measured
-                    saved = {"task": args.task, "limit": limit, "unit": unit,
-                             "runs": {k: [led.points for led in v] for k, v in runs.items() if v}}
+                    saved = {
+                        "task": args.task,
+                        "limit": limit,
+                        "unit": unit,
+                        "runs": {k: [led.points for led in v] for k, v in runs.items() if v},
+                    }
                     Path(args.save).write_text(json.dumps(saved))
-                print(f"seed {seed} {m:<14} best {_num(best_at(ledger.points, limit))}  "
-                      f"{ledger.points[-1][2] if ledger.points else 0:.0f} s", flush=True)
+                print(
+                    f"seed {seed} {m:<14} best {_num(best_at(ledger.points, limit))}  "
+                    f"{ledger.points[-1][2] if ledger.points else 0:.0f} s",
+                    flush=True,
+                )
     finally:
         for fitness in fitnesses.values():
             fitness.close()

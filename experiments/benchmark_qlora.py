@@ -14,6 +14,7 @@ The peer's measured setting (10 steps of 4x128 tokens, 4k validation tokens):
 
     python experiments/benchmark_qlora.py --steps 10 --validation-tokens 4096
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,16 @@ from fitness.qlora.train import EvalSettings, train_and_score
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-GENES = {"learning_rate": 1e-3, "r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "attention",
-         "per_device_train_batch_size": 4, "max_seq_length": 128, "lr_scheduler_type": "constant"}
+GENES = {
+    "learning_rate": 1e-3,
+    "r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "target_modules": "attention",
+    "per_device_train_batch_size": 4,
+    "max_seq_length": 128,
+    "lr_scheduler_type": "constant",
+}
 
 
 def timed(fn, *args, **kwargs):
@@ -81,15 +90,29 @@ def trainer_tokens_per_s(base, data, cfg, steps):
             return {"input_ids": blocks.ids[i], "labels": blocks.labels[i]}
 
     t0 = time.perf_counter()
-    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.lora_target_modules(), task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules(),
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(base, lora)
     args = TrainingArguments(
-        output_dir="/tmp/evo-bench-trainer", max_steps=steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
-        learning_rate=cfg.learning_rate, lr_scheduler_type="constant", max_grad_norm=cfg.max_grad_norm,
-        logging_strategy="no", save_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(),
+        output_dir="/tmp/evo-bench-trainer",
+        max_steps=steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="constant",
+        max_grad_norm=cfg.max_grad_norm,
+        logging_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
         bf16=next(p for p in base.parameters() if p.is_floating_point()).dtype == torch.bfloat16,
-        dataloader_num_workers=0, disable_tqdm=True, log_level="error",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        log_level="error",
     )
     trainer = Trainer(model=model, args=args, train_dataset=Blocks())
     trainer.remove_callback(PrinterCallback)  # keep the table the only output
@@ -141,14 +164,20 @@ def main() -> None:
     ours = statistics.median(ours_tps)
     trainer_tps = statistics.median(t for t, _ in trainer_runs)
     trainer_wall = statistics.median(w for _, w in trainer_runs)
-    print(f"model {args.model} on {device}; {args.trials} trials of {args.steps} steps x "
-          f"{cfg.per_device_train_batch_size}x{cfg.max_seq_length} tokens, {args.validation_tokens} validation tokens\n")
-    print("once per worker (resident base): "
-          f"tokenizer {once['tokenizer']:.2f} s, tokenization {once['tokenization']:.2f} s (disk-cached), "
-          f"4-bit load + quantization {once['load']:.2f} s\n")
+    print(
+        f"model {args.model} on {device}; {args.trials} trials of {args.steps} steps x "
+        f"{cfg.per_device_train_batch_size}x{cfg.max_seq_length} tokens, {args.validation_tokens} validation tokens\n"
+    )
+    print(
+        "once per worker (resident base): "
+        f"tokenizer {once['tokenizer']:.2f} s, tokenization {once['tokenization']:.2f} s (disk-cached), "
+        f"4-bit load + quantization {once['load']:.2f} s\n"
+    )
     print(f"{'per trial (median)':<40}{'resident base':>15}{'reload each trial':>20}{'ratio':>8}")
     print(f"{'model load + quantization, s':<40}{0.0:>15.2f}{rel_load:>20.2f}{'':>8}")
-    print(f"{'overhead outside train+eval, s':<40}{res_over:>15.2f}{rel_over:>20.2f}{rel_over / max(res_over, 1e-9):>7.1f}x")
+    print(
+        f"{'overhead outside train+eval, s':<40}{res_over:>15.2f}{rel_over:>20.2f}{rel_over / max(res_over, 1e-9):>7.1f}x"
+    )
     print(f"{'trial wall time, s':<40}{res_wall:>15.2f}{rel_wall:>20.2f}{rel_wall / res_wall:>7.2f}x")
     print()
     print(f"{'training tokens/s (median)':<40}{'ours':>15}{'Trainer + peft':>20}{'ratio':>8}")

@@ -14,6 +14,7 @@ the table reports:
 
     python experiments/benchmark_ray.py [--workers 1 2 4 8 16 32] [--mean 0.4] [--spread 0.8]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,12 @@ def main() -> None:
     raw = yaml.safe_load((ROOT / "experiments/synthetic.yaml").read_text())
     raw.pop("baseline", None)
     raw["fitness"].update(seconds_per_trial=args.mean, duration_spread=args.spread)
-    ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    ray.init(
+        num_cpus=args.cpus,
+        include_dashboard=False,
+        logging_level="WARNING",
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+    )
     rows, single = [], {}
     try:
         for workers in args.workers:
@@ -87,19 +92,26 @@ def main() -> None:
                 executor.close()
     finally:
         ray.shutdown()
-    print(f"\ntrials: log-normal durations, mean {args.mean}s, sigma {args.spread}; "
-          f"population = offspring = max(8, 2 x workers); {args.generations} generations after the initial one; "
-          f"{args.cpus:g} CPUs")
+    print(
+        f"\ntrials: log-normal durations, mean {args.mean}s, sigma {args.spread}; "
+        f"population = offspring = max(8, 2 x workers); {args.generations} generations after the initial one; "
+        f"{args.cpus:g} CPUs"
+    )
 
 
 def print_row(row: dict, header: bool) -> None:
     if header:
-        print(f"| {'workers':>7} | {'mode':<12} | {'trials':>6} | {'wall s':>6} | {'trials/h':>8} "
-              f"| {'utilisation':>11} | {'efficiency':>10} | {'overhead ms':>11} |")
+        print(
+            f"| {'workers':>7} | {'mode':<12} | {'trials':>6} | {'wall s':>6} | {'trials/h':>8} "
+            f"| {'utilisation':>11} | {'efficiency':>10} | {'overhead ms':>11} |"
+        )
         print(f"|{'-' * 9}|{'-' * 14}|{'-' * 8}|{'-' * 8}|{'-' * 10}|{'-' * 13}|{'-' * 12}|{'-' * 13}|")
-    print(f"| {row['workers']:>7} | {row['mode']:<12} | {row['trials']:>6} | {row['wall']:>6.1f} "
-          f"| {row['per_hour']:>8.0f} | {row['utilisation']:>11.0%} | {row['efficiency']:>10.0%} "
-          f"| {row['overhead_ms']:>11.1f} |", flush=True)
+    print(
+        f"| {row['workers']:>7} | {row['mode']:<12} | {row['trials']:>6} | {row['wall']:>6.1f} "
+        f"| {row['per_hour']:>8.0f} | {row['utilisation']:>11.0%} | {row['efficiency']:>10.0%} "
+        f"| {row['overhead_ms']:>11.1f} |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ gene by gene through ``gene.from_unit``, after spreading a discrete gene's n val
 evenly over [0, 1) (``from_unit`` alone gives the two end values half the share of the
 others). Training seed of trial i: ``SeedSequence(sample_seed, spawn_key=(i,))``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,10 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import yaml
@@ -69,8 +71,14 @@ DATA_DIR = ROOT / "experiments" / "data"
 # --quick: a trial in well under a second on a tiny model (the test's)
 QUICK_FITNESS = {"validation_tokens": 256, "eval_seq_length": 64, "device": "cpu", "trial_timeout": 120}
 QUICK_BUDGET = {"steps": 4}
-TOP_LEVEL_METRICS = ("train_loss_curve", "val_perplexity_curve", "train_tokens", "wall_seconds",
-                     "train_tokens_per_s", "peak_memory_mb")
+TOP_LEVEL_METRICS = (
+    "train_loss_curve",
+    "val_perplexity_curve",
+    "train_tokens",
+    "wall_seconds",
+    "train_tokens_per_s",
+    "peak_memory_mb",
+)
 
 
 class Stop(Exception):
@@ -81,7 +89,9 @@ class Stop(Exception):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="run config: space, fixed, budget, fitness")
-    p.add_argument("--data-file", type=Path, help="the JSONL to extend (default experiments/data/<config>_trials.jsonl)")
+    p.add_argument(
+        "--data-file", type=Path, help="the JSONL to extend (default experiments/data/<config>_trials.jsonl)"
+    )
     p.add_argument("--target", type=int, default=500, help="collect indices up to this one (exclusive)")
     p.add_argument("--start", type=int, default=0, help="first index of this machine's range")
     p.add_argument("--stop", type=int, help="end of this machine's range (default --target)")
@@ -122,8 +132,13 @@ class Plan:
             "budget": self.budget.as_dict(),
             "search_space": self.space.to_spec(),
             "fixed": self.fixed,
-            "sampler": {"kind": "sobol", "scramble": True, "seed": self.sample_seed, "discrete": "equal-share",
-                        "training_seed": "SeedSequence(seed, spawn_key=(index,))"},
+            "sampler": {
+                "kind": "sobol",
+                "scramble": True,
+                "seed": self.sample_seed,
+                "discrete": "equal-share",
+                "training_seed": "SeedSequence(seed, spawn_key=(index,))",
+            },
         }
 
 
@@ -141,8 +156,14 @@ def load_plan(options: argparse.Namespace) -> Plan:
         budget = QUICK_BUDGET
     if options.model:
         fitness_spec["model"] = options.model
-    return Plan(SearchSpace.from_spec(config["search_space"]), dict(config.get("fixed") or {}),
-                Budget(**budget), fitness_spec, options.sample_seed, options.eval_every)
+    return Plan(
+        SearchSpace.from_spec(config["search_space"]),
+        dict(config.get("fixed") or {}),
+        Budget(**budget),
+        fitness_spec,
+        options.sample_seed,
+        options.eval_every,
+    )
 
 
 def sobol_points(d: int, seed: int, n: int) -> np.ndarray:
@@ -176,8 +197,15 @@ def header_for(plan: Plan, fitness) -> dict[str, Any]:
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     import scipy
 
-    return {"kind": "header", "format": FORMAT, "collection": key, **identity, "fitness": plan.fitness_spec,
-            "scipy": scipy.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "kind": "header",
+        "format": FORMAT,
+        "collection": key,
+        **identity,
+        "fitness": plan.fitness_spec,
+        "scipy": scipy.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def open_data_file(path: Path, header: dict[str, Any]) -> set[int]:
@@ -246,26 +274,41 @@ def _sync(f) -> None:
 
 
 # -- one trial ---------------------------------------------------------------------------
-def record_for(index: int, genome: dict[str, Any], trial: Trial, result: TrialResult, *, header, machine,
-               elapsed: float) -> dict[str, Any]:
+def record_for(
+    index: int, genome: dict[str, Any], trial: Trial, result: TrialResult, *, header, machine, elapsed: float
+) -> dict[str, Any]:
     metrics = dict(result.metrics)
     top = {name: metrics.pop(name, None) for name in TOP_LEVEL_METRICS}
     if top["wall_seconds"] is None:  # timeout, killed worker: the fitness could not measure it
         top["wall_seconds"] = elapsed
     return {
-        "kind": "trial", "collection": header["collection"], "index": index, "seed": trial.seed,
-        "genome": genome, "config": dict(result.applied_config or trial.config),
-        "status": result.status.value, "reason": result.reason.value if result.reason else None,
-        "message": result.message, "val_perplexity": result.values.get("val_perplexity"),
-        **top, "fingerprint": header["fitness_fingerprint"], "budget": trial.budget.as_dict(),
-        "machine": machine, "elapsed_seconds": elapsed, "metrics": metrics,
+        "kind": "trial",
+        "collection": header["collection"],
+        "index": index,
+        "seed": trial.seed,
+        "genome": genome,
+        "config": dict(result.applied_config or trial.config),
+        "status": result.status.value,
+        "reason": result.reason.value if result.reason else None,
+        "message": result.message,
+        "val_perplexity": result.values.get("val_perplexity"),
+        **top,
+        "fingerprint": header["fitness_fingerprint"],
+        "budget": trial.budget.as_dict(),
+        "machine": machine,
+        "elapsed_seconds": elapsed,
+        "metrics": metrics,
     }
 
 
 def machine_info(fitness) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "host": platform.node(), "cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model(), "platform": platform.platform(), "python": platform.python_version(),
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
     info.update(fitness.describe())  # device, torch, transformers, peft, bitsandbytes versions
@@ -339,8 +382,10 @@ def progress_line(record: dict[str, Any], done: int, total: int, durations: list
     ppl = record["val_perplexity"]
     outcome = f"val_ppl {ppl:8.3f}" if ppl is not None else f"{record['status']} ({record['reason']})"
     eta = sum(durations) / len(durations) * (total - done)
-    return (f"trial {record['index']:4d}  {outcome:<20}  {durations[-1]:6.1f} s  "
-            f"[{done}/{total}]  ETA {eta / 3600:.0f}h{eta % 3600 / 60:02.0f}m")
+    return (
+        f"trial {record['index']:4d}  {outcome:<20}  {durations[-1]:6.1f} s  "
+        f"[{done}/{total}]  ETA {eta / 3600:.0f}h{eta % 3600 / 60:02.0f}m"
+    )
 
 
 def main(argv: list[str] | None = None, fitness=None) -> int:
@@ -364,8 +409,11 @@ def main(argv: list[str] | None = None, fitness=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     todo = [i for i in range(options.start, stop) if i not in done]
-    print(f"{path}: collection {header['collection']}, indices {options.start}..{stop - 1}: "
-          f"{len(done)} in the file, {len(todo)} to go", flush=True)
+    print(
+        f"{path}: collection {header['collection']}, indices {options.start}..{stop - 1}: "
+        f"{len(done)} in the file, {len(todo)} to go",
+        flush=True,
+    )
     try:
         collect(plan, fitness, path, todo, header)
     finally:

@@ -2,6 +2,7 @@
 
 Optuna is a dependency of the benchmarks only (the ``[bench]`` extra), never of the tool.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,9 +3,11 @@
 Each fitness implements :class:`evo.trial.Fitness`. Heavy backends (torch, peft,
 bitsandbytes) are imported only when their fitness is asked for.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from evo.trial import ConfigError, Fitness, FitnessBase
 

@@ -18,15 +18,17 @@ along a training run:
 Trials honour fidelity, checkpoints (a small JSON state) and early stopping like the
 QLoRA fitness, so multi-fidelity runs and PBT can be tested and benchmarked on it.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +74,6 @@ class SyntheticSpec:
     objectives: tuple[str, ...] = ("val_perplexity",)
     eval_every: float = 0.125  # intermediate validations, as a fraction of the budget
 
-
     def __post_init__(self) -> None:
         if self.base_perplexity <= 1:
             raise ConfigError(f"fitness.base_perplexity: must be > 1, got {self.base_perplexity}")
@@ -110,7 +111,7 @@ class SyntheticFitness(FitnessBase):
         self.objectives = tuple(Objective(n, _METRICS[n]) for n in spec.objectives)
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> "SyntheticFitness":
+    def from_spec(cls, spec: Mapping[str, Any]) -> SyntheticFitness:
         known = {f.name for f in fields(SyntheticSpec)}
         extra = set(spec) - known
         if extra:
@@ -168,8 +169,12 @@ class SyntheticFitness(FitnessBase):
         batch = int(c["per_device_train_batch_size"]) * int(c["gradient_accumulation_steps"])
         measured = {
             "val_perplexity": ppl,
-            "peak_memory_mb": 300.0 + 0.004 * batch * seq * (1 + 0.5 * (_module_set(c["target_modules"]) == "all-linear")) + 0.5 * c["r"],
-            "trainable_parameters": float(c["r"] * 2 * 576 * 30 * (7 if _module_set(c["target_modules"]) == "all-linear" else 4)),
+            "peak_memory_mb": 300.0
+            + 0.004 * batch * seq * (1 + 0.5 * (_module_set(c["target_modules"]) == "all-linear"))
+            + 0.5 * c["r"],
+            "trainable_parameters": float(
+                c["r"] * 2 * 576 * 30 * (7 if _module_set(c["target_modules"]) == "all-linear" else 4)
+            ),
             "train_tokens_per_s": 400.0 * (1 + math.log2(batch)) / (1 + c["r"] / 256),
         }
         return {name: measured[name] for name in self.spec.objectives}
@@ -192,7 +197,7 @@ class _Run:
     pruned_at: int | None = None
 
     @classmethod
-    def start(cls, trial: Trial, c: Mapping[str, Any], base: float) -> "_Run":
+    def start(cls, trial: Trial, c: Mapping[str, Any], base: float) -> _Run:
         budget_steps = _steps(trial.budget, c)
         run = cls(c, base, budget_steps, max(1, round(trial.fidelity * budget_steps)), trial.seed)
         if trial.resume_from is not None:
@@ -224,10 +229,16 @@ class _Run:
                 z = np.random.default_rng([self.data_seed, self.step]).normal(0.0, noise)
                 value = self.base * math.exp(self.level + z)
                 self.val_curve.append([self.step, value])
-                if self.step < self.target and early_stop is not None and early_stop.prunes(self.step / self.budget_steps, value):
+                if (
+                    self.step < self.target
+                    and early_stop is not None
+                    and early_stop.prunes(self.step / self.budget_steps, value)
+                ):
                     threshold = early_stop.threshold_at(self.step / self.budget_steps)
-                    return self._pruned(f"val_perplexity {value:.4g} worse than the median {threshold:.4g} "
-                                        f"at step {self.step}/{self.budget_steps}")
+                    return self._pruned(
+                        f"val_perplexity {value:.4g} worse than the median {threshold:.4g} "
+                        f"at step {self.step}/{self.budget_steps}"
+                    )
         return None
 
     def _pruned(self, message: str, reason: FailureReason | None = None) -> TrialResult:
@@ -237,10 +248,15 @@ class _Run:
 
     def metrics(self) -> dict[str, Any]:
         c = self.config
-        per_step = int(c["per_device_train_batch_size"]) * int(c["gradient_accumulation_steps"]) * int(c["max_seq_length"])
+        per_step = (
+            int(c["per_device_train_batch_size"]) * int(c["gradient_accumulation_steps"]) * int(c["max_seq_length"])
+        )
         out = {
-            "train_loss_curve": self.loss_curve, "val_perplexity_curve": self.val_curve,
-            "steps": self.step, "budget_steps": self.budget_steps, "start_step": self.start_step,
+            "train_loss_curve": self.loss_curve,
+            "val_perplexity_curve": self.val_curve,
+            "steps": self.step,
+            "budget_steps": self.budget_steps,
+            "start_step": self.start_step,
             "train_tokens": (self.step - self.start_step) * per_step,
         }
         if self.pruned_at is not None:
@@ -252,8 +268,11 @@ class _Run:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {
-            "step": self.step, "level": self.level, "data_seed": self.data_seed,
-            "loss_curve": self.loss_curve, "val_curve": self.val_curve,
+            "step": self.step,
+            "level": self.level,
+            "data_seed": self.data_seed,
+            "loss_curve": self.loss_curve,
+            "val_curve": self.val_curve,
             "structure": {k: self.config.get(k) for k in sorted(STRUCTURAL)},
         }
         (directory / CHECKPOINT_FILE).write_text(json.dumps(state))
@@ -265,7 +284,9 @@ class _Run:
             raise RuntimeError(f"cannot resume from {directory}: {exc}") from None
         for key, value in state["structure"].items():
             if c.get(key) != value:
-                raise RuntimeError(f"cannot resume from {directory}: {key} is {c.get(key)!r}, the checkpoint has {value!r}")
+                raise RuntimeError(
+                    f"cannot resume from {directory}: {key} is {c.get(key)!r}, the checkpoint has {value!r}"
+                )
         self.step = self.start_step = state["step"]
         self.level, self.data_seed = state["level"], state["data_seed"]
         self.loss_curve, self.val_curve = state["loss_curve"], state["val_curve"]
@@ -300,7 +321,9 @@ def _asymptote(c: Mapping[str, Any], overshoot: float) -> float:
 
 def _steps(budget: Budget, c: Mapping[str, Any]) -> int:
     if budget.tokens:
-        per_step = int(c["per_device_train_batch_size"]) * int(c["gradient_accumulation_steps"]) * int(c["max_seq_length"])
+        per_step = (
+            int(c["per_device_train_batch_size"]) * int(c["gradient_accumulation_steps"]) * int(c["max_seq_length"])
+        )
         return max(1, budget.tokens // per_step)
     return budget.steps or 100
 

@@ -32,9 +32,29 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "REPORT_TO", "ArtifactPolicy", "Crossover", "EarlyStopping", "EvolutionSettings", "ExecutorSettings", "ExecutorType",
-    "Mode", "MultiFidelity", "PBTSettings", "Rule", "RunConfig", "Strategy", "Surrogate", "apply_override", "build",
-    "check_fields", "load_config", "parse_config", "probability", "read_yaml", "resolved", "rule",
+    "REPORT_TO",
+    "ArtifactPolicy",
+    "Crossover",
+    "EarlyStopping",
+    "EvolutionSettings",
+    "ExecutorSettings",
+    "ExecutorType",
+    "Mode",
+    "MultiFidelity",
+    "PBTSettings",
+    "Rule",
+    "RunConfig",
+    "Strategy",
+    "Surrogate",
+    "apply_override",
+    "build",
+    "check_fields",
+    "load_config",
+    "parse_config",
+    "probability",
+    "read_yaml",
+    "resolved",
+    "rule",
 ]
 _HOMES = {
     "evo.config._fields": ("Rule", "build", "check_fields", "probability", "rule"),
@@ -42,7 +62,14 @@ _HOMES = {
     "evo.config._yaml": ("apply_override", "load_config", "read_yaml"),
     "evo.executors._settings": ("ExecutorSettings", "ExecutorType"),
     "evo.strategies._settings": (
-        "Crossover", "EarlyStopping", "EvolutionSettings", "Mode", "MultiFidelity", "PBTSettings", "Strategy", "Surrogate",
+        "Crossover",
+        "EarlyStopping",
+        "EvolutionSettings",
+        "Mode",
+        "MultiFidelity",
+        "PBTSettings",
+        "Strategy",
+        "Surrogate",
     ),
 }
 _EXPORTS = {name: module for module, names in _HOMES.items() for name in names}

@@ -28,7 +28,15 @@ from typing import Any, TypeVar
 from evo.trial import ConfigError
 
 __all__ = [
-    "Rule", "build", "check_field", "check_fields", "check_value", "probability", "rule", "section", "unknown_key",
+    "Rule",
+    "build",
+    "check_field",
+    "check_fields",
+    "check_value",
+    "probability",
+    "rule",
+    "section",
+    "unknown_key",
 ]
 
 T = TypeVar("T")

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from evo._space import SearchSpace
 from evo.config._fields import Rule, build, check_field, check_fields, check_value, rule, unknown_key
 from evo.executors._settings import ExecutorSettings
-from evo._space import SearchSpace
 from evo.strategies._settings import EvolutionSettings, Mode
 from evo.trial import Budget, ConfigError
 
@@ -27,7 +27,16 @@ __all__ = ["REPORT_TO", "ArtifactPolicy", "RunConfig", "parse_config", "resolved
 REPORT_TO = ("tensorboard", "mlflow", "wandb")
 
 _TOP_KEYS = (
-    "seed", "fitness", "budget", "evolution", "search_space", "fixed", "baseline", "artifacts", "report_to", "executor",
+    "seed",
+    "fitness",
+    "budget",
+    "evolution",
+    "search_space",
+    "fixed",
+    "baseline",
+    "artifacts",
+    "report_to",
+    "executor",
 )
 
 

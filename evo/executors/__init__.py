@@ -9,12 +9,14 @@ An executor runs up to ``capacity`` trials at once and answers in completion ord
 only wait, such as a sleeping synthetic one); ``ray`` runs them on actors of a Ray
 cluster, one fitness per actor, built once. Ray is imported only when asked for.
 """
+
 from __future__ import annotations
 
 import functools
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from evo.executors._settings import ExecutorSettings, ExecutorType
 from evo.trial import ConfigError, FailureReason, Fitness, Trial, TrialResult

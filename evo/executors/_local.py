@@ -6,6 +6,7 @@ share the one fitness object across threads: only for fitnesses that are thread-
 and mostly wait (a sleeping synthetic fitness, a remote service). The QLoRA fitness
 needs the ``ray`` executor to run trials in parallel.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as futures

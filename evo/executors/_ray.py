@@ -9,6 +9,7 @@ new one and its trial is queued again, at most ``max_retries`` times; after that
 trial is answered as FAILED with reason KILLED. Each submitted trial is answered
 exactly once, so no evaluation is lost or counted twice.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,8 @@ import logging
 import math
 import os
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError

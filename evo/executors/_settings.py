@@ -26,15 +26,24 @@ class ExecutorSettings:
     ``cpus_per_trial`` CPUs on CPU-only clusters)."""
 
     type: ExecutorType = ExecutorType.LOCAL
-    address: str | None = field(default=None, metadata=rule(
-        what="a Ray address such as 'auto'", help="Ray cluster address ('auto', 'ray://head:10001'); null starts one"))
+    address: str | None = field(
+        default=None,
+        metadata=rule(
+            what="a Ray address such as 'auto'",
+            help="Ray cluster address ('auto', 'ray://head:10001'); null starts one",
+        ),
+    )
     workers: int | None = field(default=None, metadata=rule(ge=1))
-    cpus_per_trial: float = field(default=1.0, metadata=rule(
-        gt=0, help="Ray resources reserved per actor; fractions share a CPU between sleepers"))
+    cpus_per_trial: float = field(
+        default=1.0,
+        metadata=rule(gt=0, help="Ray resources reserved per actor; fractions share a CPU between sleepers"),
+    )
     gpus_per_trial: float | None = field(
-        default=None, metadata=rule(ge=0, help="null: 1 when the cluster has GPUs, else 0"))
-    max_retries: int = field(default=2, metadata=rule(
-        ge=0, help="re-runs of a trial whose worker died, before it counts as failed (killed)"))
+        default=None, metadata=rule(ge=0, help="null: 1 when the cluster has GPUs, else 0")
+    )
+    max_retries: int = field(
+        default=2, metadata=rule(ge=0, help="re-runs of a trial whose worker died, before it counts as failed (killed)")
+    )
 
     def __post_init__(self) -> None:
         check_fields(self, "executor")

@@ -3,6 +3,7 @@
 Each figure function computes the series it draws, draws them, and returns them, so
 tests can check that what is drawn is what the store holds.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,11 +1,13 @@
 """``evo compare``: best-so-far curves of several runs on one plot, aligned on compute."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from evo.plots import NothingToPlot
 from evo._rundata import load_run
+from evo.plots import NothingToPlot
 from evo.storage import BASELINE_GENERATION
 
 
@@ -19,7 +21,10 @@ def compare_runs(run_dirs: Sequence[Path | str], out: Path | str) -> dict[str, A
     if len(names) > 1:
         raise NothingToPlot(f"the runs optimise different objectives ({', '.join(sorted(names))}); nothing to compare")
     units = ["train_tokens", "steps"]
-    trials_of = {r.run_dir: sorted((t for t in r.trials if t.generation > BASELINE_GENERATION), key=lambda t: t.finished_at or 0) for r in runs}
+    trials_of = {
+        r.run_dir: sorted((t for t in r.trials if t.generation > BASELINE_GENERATION), key=lambda t: t.finished_at or 0)
+        for r in runs
+    }
     unit = next((u for u in units if all(u in t.metrics for ts in trials_of.values() for t in ts if t.ok)), "trials")
     series: dict[str, Any] = {"compute_unit": unit, "runs": {}}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
@@ -41,8 +46,11 @@ def compare_runs(run_dirs: Sequence[Path | str], out: Path | str) -> dict[str, A
         axes[1].step(wall, ys, where="post", lw=1.8, label=label)
     if not series["runs"]:
         raise NothingToPlot("none of the runs has a completed trial; nothing to compare")
-    xlabel = {"train_tokens": "training tokens (cumulative)", "steps": "optimizer steps (cumulative)",
-              "trials": "trials (cumulative)"}[unit]
+    xlabel = {
+        "train_tokens": "training tokens (cumulative)",
+        "steps": "optimizer steps (cumulative)",
+        "trials": "trials (cumulative)",
+    }[unit]
     axes[0].set(xlabel=xlabel, ylabel=_label(runs[0]))
     axes[1].set(xlabel="trial wall time (cumulative minutes)")
     for ax in axes:

@@ -1,9 +1,11 @@
 """The figures. Each takes the run data and a path, draws, and returns its series."""
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import matplotlib
 
@@ -12,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from evo._rundata import RunData  # noqa: E402
-from evo._space import GeneKind, canonical  # noqa: E402
+from evo._space import canonical  # noqa: E402
 from evo.storage import BASELINE_GENERATION  # noqa: E402
 from evo.trial import TrialStatus  # noqa: E402
 
@@ -63,7 +65,8 @@ def generation_fitness(data: RunData, path: Path) -> dict[str, Any]:
     point, failures marked along the top, and the best-so-far line."""
     gens = sorted(data.populations)
     pop_values = {
-        g: [v for v in (data.member_value(_trial(data, ind)) for ind in data.populations[g]) if v is not None] for g in gens
+        g: [v for v in (data.member_value(_trial(data, ind)) for ind in data.populations[g]) if v is not None]
+        for g in gens
     }
     q = {g: np.percentile(v, [0, 25, 50, 75, 100]) if v else [np.nan] * 5 for g, v in pop_values.items()}
     lo_is_best = data.minimize
@@ -74,8 +77,9 @@ def generation_fitness(data: RunData, path: Path) -> dict[str, Any]:
         "median": [float(q[g][2]) for g in gens],
         "q3": [float(q[g][3]) for g in gens],
         "worst": [float(q[g][4] if lo_is_best else q[g][0]) for g in gens],
-        "points": [(e.generation, data.member_value(e.trial)) for e in data.evaluated
-                   if data.member_value(e.trial) is not None],
+        "points": [
+            (e.generation, data.member_value(e.trial)) for e in data.evaluated if data.member_value(e.trial) is not None
+        ],
         "failed": [e.generation for e in data.evaluated if e.trial.status is TrialStatus.FAILED],
     }
     per_gen_best = []
@@ -85,7 +89,9 @@ def generation_fitness(data: RunData, path: Path) -> dict[str, Any]:
     series["best_so_far"] = [v if v is None else float(v) for v in _best_so_far(per_gen_best, lo_is_best)]
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    ax.fill_between(gens, series["q1"], series["q3"], color="#1f77b4", alpha=0.18, label="population interquartile range")
+    ax.fill_between(
+        gens, series["q1"], series["q3"], color="#1f77b4", alpha=0.18, label="population interquartile range"
+    )
     ax.plot(gens, series["median"], color="#1f77b4", lw=1.5, label="population median")
     ax.plot(gens, series["worst"], color="#7f7f7f", lw=1, ls="--", label="population worst")
     ax.plot(gens, series["best"], color="#2ca02c", lw=1.5, label="population best")
@@ -93,7 +99,9 @@ def generation_fitness(data: RunData, path: Path) -> dict[str, Any]:
     if series["points"]:
         xs, ys = zip(*series["points"])
         jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(xs))
-        ax.scatter(np.array(xs) + jitter, ys, s=14, color="#ff7f0e", alpha=0.6, label="individual (completed)", zorder=3)
+        ax.scatter(
+            np.array(xs) + jitter, ys, s=14, color="#ff7f0e", alpha=0.6, label="individual (completed)", zorder=3
+        )
     if data.baseline is not None and data.baseline.ok:
         ax.axhline(data.value(data.baseline), color="#9467bd", ls=":", lw=1.5, label="untuned baseline")
     all_values = [y for _, y in series["points"]]
@@ -101,11 +109,28 @@ def generation_fitness(data: RunData, path: Path) -> dict[str, Any]:
         _log_y(ax)
     if series["failed"]:
         counts = Counter(series["failed"])
-        ax.scatter(list(counts), [1.0] * len(counts), transform=ax.get_xaxis_transform(), marker="x", s=40,
-                   color=FAILED_COLOR, label="failed trials (count above)", clip_on=False, zorder=4)
+        ax.scatter(
+            list(counts),
+            [1.0] * len(counts),
+            transform=ax.get_xaxis_transform(),
+            marker="x",
+            s=40,
+            color=FAILED_COLOR,
+            label="failed trials (count above)",
+            clip_on=False,
+            zorder=4,
+        )
         for g, n in counts.items():
-            ax.annotate(str(n), (g, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 5),
-                        textcoords="offset points", ha="center", fontsize=8, color=FAILED_COLOR)
+            ax.annotate(
+                str(n),
+                (g, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, 5),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+                color=FAILED_COLOR,
+            )
     ax.set_xlabel("generation")
     ax.set_ylabel(_label(data))
     ax.set_xticks(gens)
@@ -138,13 +163,20 @@ def best_vs_compute(data: RunData, path: Path) -> dict[str, Any]:
         "trial_ids": [t.id for t in trials],
     }
     total = series["wall_seconds"][-1] if trials else 0.0
-    wall_unit, wall_scale = ("hours", 3600.0) if total > 7200 else ("minutes", 60.0) if total > 120 else ("seconds", 1.0)
+    wall_unit, wall_scale = (
+        ("hours", 3600.0) if total > 7200 else ("minutes", 60.0) if total > 120 else ("seconds", 1.0)
+    )
     wall = [s / wall_scale for s in series["wall_seconds"]]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    xlabels = {"train_tokens": "training tokens (cumulative)", "steps": "optimizer steps (cumulative)",
-               "trials": "trials (cumulative)"}
-    for ax, xs, xlabel in ((axes[0], series["compute"], xlabels[series["compute_unit"]]),
-                           (axes[1], wall, f"trial wall time (cumulative {wall_unit})")):
+    xlabels = {
+        "train_tokens": "training tokens (cumulative)",
+        "steps": "optimizer steps (cumulative)",
+        "trials": "trials (cumulative)",
+    }
+    for ax, xs, xlabel in (
+        (axes[0], series["compute"], xlabels[series["compute_unit"]]),
+        (axes[1], wall, f"trial wall time (cumulative {wall_unit})"),
+    ):
         ys = [np.nan if v is None else v for v in series["best_so_far"]]
         ax.step(xs, ys, where="post", color="black", lw=2, label="best so far")
         if data.baseline is not None and data.baseline.ok:
@@ -166,8 +198,9 @@ def gene_evolution(data: RunData, path: Path) -> dict[str, Any]:
     genes = list(data.config.space)
     cols = min(3, len(genes))
     rows = int(np.ceil(len(genes) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 1, 2.7 * rows + 0.8), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols + 1, 2.7 * rows + 0.8), squeeze=False, layout="constrained"
+    )
     values = [data.value(e.trial) for e in data.evaluated if data.scored(e.trial)]
     # Colour by fitness, clipped at the 90th percentile so that a few terrible trials
     # do not wash out the differences between the good ones.
@@ -187,8 +220,9 @@ def gene_evolution(data: RunData, path: Path) -> dict[str, Any]:
         xs = np.array([g for g, _, _ in points], dtype=float) + jitter
         ok = np.array([f is not None for _, _, f in points])
         if ok.any():
-            ax.scatter(xs[ok], ys[ok], c=[p[2] for p in points if p[2] is not None], cmap=cmap, norm=norm,
-                       s=16, alpha=0.85)
+            ax.scatter(
+                xs[ok], ys[ok], c=[p[2] for p in points if p[2] is not None], cmap=cmap, norm=norm, s=16, alpha=0.85
+            )
         if (~ok).any():
             any_failed = True
             ax.scatter(xs[~ok], ys[~ok], marker="x", color="#7f7f7f", s=18)
@@ -202,11 +236,16 @@ def gene_evolution(data: RunData, path: Path) -> dict[str, Any]:
         ax.set_xlabel("generation", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(genes):]:
+    for ax in list(axes.flat)[len(genes) :]:
         ax.axis("off")
     mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(mappable, ax=axes, shrink=0.8, extend="max" if data.minimize else "min",
-                 label=_label(data) + " (clipped at the 90th percentile)")
+    fig.colorbar(
+        mappable,
+        ax=axes,
+        shrink=0.8,
+        extend="max" if data.minimize else "min",
+        label=_label(data) + " (clipped at the 90th percentile)",
+    )
     title = "Hyperparameters per generation, coloured by fitness"
     fig.suptitle(title + ("  (grey x: failed trial)" if any_failed else ""))
     fig.savefig(path, dpi=DPI)
@@ -222,7 +261,11 @@ def _short(value: Any) -> str:
 # -- learning curves ------------------------------------------------------------------------
 def learning_curves(data: RunData, path: Path) -> dict[str, Any]:
     """Train loss and intermediate validation curves of the best trials."""
-    ok = [t for t in data.trials if data.scored(t) and t.generation > BASELINE_GENERATION and t.metrics.get("train_loss_curve")]
+    ok = [
+        t
+        for t in data.trials
+        if data.scored(t) and t.generation > BASELINE_GENERATION and t.metrics.get("train_loss_curve")
+    ]
     top = sorted(ok, key=lambda t: data.value(t), reverse=not data.minimize)[:TOP_TRIALS]
     # A validation panel only says something with intermediate points (eval_every > 0);
     # the final value alone is already in every legend entry.
@@ -253,11 +296,20 @@ def learning_curves(data: RunData, path: Path) -> dict[str, Any]:
 def pareto_front(data: RunData, path: Path) -> dict[str, Any]:
     """The first two objectives of every completed trial, the non-dominated ones joined."""
     a, b = data.objectives[0], data.objectives[1]
-    points = [(t.values[a.name], t.values[b.name], t.id) for t in data.trials if data.scored(t) and t.generation > BASELINE_GENERATION]
+    points = [
+        (t.values[a.name], t.values[b.name], t.id)
+        for t in data.trials
+        if data.scored(t) and t.generation > BASELINE_GENERATION
+    ]
     sign = (1 if a.direction.value == "minimize" else -1, 1 if b.direction.value == "minimize" else -1)
-    front = [p for p in points if not any(
-        sign[0] * q[0] <= sign[0] * p[0] and sign[1] * q[1] <= sign[1] * p[1] and (q[0], q[1]) != (p[0], p[1])
-        for q in points)]
+    front = [
+        p
+        for p in points
+        if not any(
+            sign[0] * q[0] <= sign[0] * p[0] and sign[1] * q[1] <= sign[1] * p[1] and (q[0], q[1]) != (p[0], p[1])
+            for q in points
+        )
+    ]
     front.sort()
     fig, ax = plt.subplots(figsize=(7.5, 5.5))
     ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, color="#7f7f7f", alpha=0.6, label="trial")
@@ -275,15 +327,27 @@ def failures(data: RunData, path: Path) -> dict[str, Any]:
     gens = data.generations
     fresh = [e for e in data.evaluated if not e.cached and e.trial.status is TrialStatus.FAILED]
     reasons = sorted({e.trial.reason.value if e.trial.reason else e.trial.status.value for e in fresh})
-    counts = {r: [sum(1 for e in fresh if e.generation == g and (e.trial.reason.value if e.trial.reason else e.trial.status.value) == r)
-                  for g in gens] for r in reasons}
+    counts = {
+        r: [
+            sum(
+                1
+                for e in fresh
+                if e.generation == g and (e.trial.reason.value if e.trial.reason else e.trial.status.value) == r
+            )
+            for g in gens
+        ]
+        for r in reasons
+    }
     fig, ax = plt.subplots(figsize=(8, 4))
     bottom = np.zeros(len(gens))
     for reason in reasons:
         ax.bar(gens, counts[reason], bottom=bottom, label=reason)
         bottom += counts[reason]
-    ax.set(xlabel="generation", ylabel="failed trials", title="Failures per generation, by reason"
-           if reasons else "Failures per generation: none")
+    ax.set(
+        xlabel="generation",
+        ylabel="failed trials",
+        title="Failures per generation, by reason" if reasons else "Failures per generation: none",
+    )
     ax.set_xticks(gens)
     ax.yaxis.get_major_locator().set_params(integer=True)
     if reasons:

@@ -1,5 +1,6 @@
 """Everything a run keeps: run.db (schema, records, the store), the driver lock, and
 the checkpoint and artifact files beside it. Import from here; the modules are private."""
+
 from __future__ import annotations
 
 from evo.storage._files import RunFiles

@@ -9,6 +9,7 @@ it still needs, and the artifact policy is applied in one place:
 
 A run kept in memory keeps its checkpoints in a temporary directory and no artifacts.
 """
+
 from __future__ import annotations
 
 import shutil

@@ -3,6 +3,7 @@
 The kernel drops an flock when its process dies, however it dies, so the directory of
 a killed driver is free again at once; no stale-lock cleanup is ever needed.
 """
+
 from __future__ import annotations
 
 import fcntl

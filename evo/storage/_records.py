@@ -3,6 +3,7 @@
 Genomes are stored as versioned JSON (``{"v": 1, "genes": {...}}``), never pickles,
 so any later version of the tool, or any other program, can read a run.
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ Every schema change is one entry in ``MIGRATIONS``, so a run directory written b
 earlier release opens in this one; the whole upgrade is one transaction, so a run is
 never left half migrated.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,10 +65,13 @@ DDL: tuple[str, ...] = (
 # (version upgraded from, its statements), in order; the last one ends at SCHEMA_VERSION.
 MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     # 1 -> 2: runs of the first release; every trial was a whole fresh training.
-    (1, (
-        "ALTER TABLE trials ADD COLUMN fidelity REAL NOT NULL DEFAULT 1.0",
-        "ALTER TABLE trials ADD COLUMN resumed_from INTEGER",
-    )),
+    (
+        1,
+        (
+            "ALTER TABLE trials ADD COLUMN fidelity REAL NOT NULL DEFAULT 1.0",
+            "ALTER TABLE trials ADD COLUMN resumed_from INTEGER",
+        ),
+    ),
     # 2 -> 3: the events table was never written.
     (2, ("DROP TABLE IF EXISTS events",)),
 ]

@@ -10,6 +10,7 @@ Layout of a run directory::
 A run kept in memory is the same store without a directory. Both are made by
 ``RunStore.create``, so every run carries the same meta from its first commit.
 """
+
 from __future__ import annotations
 
 import json
@@ -176,15 +177,31 @@ class RunStore:
 
     # -- trials -----------------------------------------------------------------------
     def start_trial(
-        self, *, fingerprint: str, config_key: str, config: Mapping[str, Any], generation: int, seed: int,
-        fidelity: float = 1.0, resumed_from: int | None = None,
+        self,
+        *,
+        fingerprint: str,
+        config_key: str,
+        config: Mapping[str, Any],
+        generation: int,
+        seed: int,
+        fidelity: float = 1.0,
+        resumed_from: int | None = None,
     ) -> int:
         with self._transaction() as db:
             cur = db.execute(
                 "INSERT INTO trials (fingerprint, config_key, config, generation, seed, status, started_at,"
                 " fidelity, resumed_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (fingerprint, config_key, to_json(dict(config)), generation, seed, TrialStatus.RUNNING.value,
-                 time.time(), fidelity, resumed_from),
+                (
+                    fingerprint,
+                    config_key,
+                    to_json(dict(config)),
+                    generation,
+                    seed,
+                    TrialStatus.RUNNING.value,
+                    time.time(),
+                    fidelity,
+                    resumed_from,
+                ),
             )
             return int(cur.lastrowid or 0)
 
@@ -196,10 +213,17 @@ class RunStore:
             db.execute(
                 "UPDATE trials SET status = ?, reason = ?, message = ?, objective_values = ?, metrics = ?,"
                 " applied_config = ?, finished_at = ?, duration = ? WHERE id = ?",
-                (result.status.value, result.reason.value if result.reason else None, result.message,
-                 to_json(dict(result.values)), to_json(dict(result.metrics)),
-                 to_json(dict(result.applied_config)) if result.applied_config is not None else None,
-                 now, now - started, trial_id),
+                (
+                    result.status.value,
+                    result.reason.value if result.reason else None,
+                    result.message,
+                    to_json(dict(result.values)),
+                    to_json(dict(result.metrics)),
+                    to_json(dict(result.applied_config)) if result.applied_config is not None else None,
+                    now,
+                    now - started,
+                    trial_id,
+                ),
             )
             if individual_id is not None:
                 db.execute("UPDATE individuals SET trial_id = ? WHERE id = ?", (trial_id, individual_id))
@@ -211,11 +235,21 @@ class RunStore:
                 "INSERT INTO trials (fingerprint, config_key, config, generation, seed, status, reason, message,"
                 " objective_values, metrics, applied_config, started_at, finished_at, duration)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                (fingerprint, config_key, to_json(record.config), IMPORTED_GENERATION, record.seed,
-                 record.status.value, record.reason.value if record.reason else None, note,
-                 to_json(record.values), to_json(record.metrics),
-                 to_json(record.applied_config) if record.applied_config is not None else None,
-                 record.started_at, record.finished_at),
+                (
+                    fingerprint,
+                    config_key,
+                    to_json(record.config),
+                    IMPORTED_GENERATION,
+                    record.seed,
+                    record.status.value,
+                    record.reason.value if record.reason else None,
+                    note,
+                    to_json(record.values),
+                    to_json(record.metrics),
+                    to_json(record.applied_config) if record.applied_config is not None else None,
+                    record.started_at,
+                    record.finished_at,
+                ),
             )
             return int(cur.lastrowid or 0)
 
@@ -242,7 +276,11 @@ class RunStore:
         with self._transaction() as db:
             cur = db.execute(
                 "UPDATE trials SET status = 'failed', reason = ?, message = ?, finished_at = ? WHERE status = 'running'",
-                (FailureReason.KILLED.value, "in flight when the driver stopped; evaluated again on resume", time.time()),
+                (
+                    FailureReason.KILLED.value,
+                    "in flight when the driver stopped; evaluated again on resume",
+                    time.time(),
+                ),
             )
             return cur.rowcount
 

@@ -5,6 +5,7 @@ that reads top to bottom; ``evolution.mode`` picks it. Adding a strategy is one 
 module plus one value of :class:`Mode`. This package stays light to import: the
 strategy modules (DEAP, numpy) load only when a run starts.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -10,25 +10,27 @@ All randomness of generation g comes from ``SeedSequence(seed, spawn_key=(g, ...
 and every individual is written to the store before it is evaluated, so a resumed run
 breeds nothing twice.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from evo import _breeding as breeding
 from evo import _deap
-from evo.config import RunConfig
 from evo._evaluation import Evaluator, Job, penalty
-from evo.executors import Executor
 from evo._observers import Fanout, RunInfo, RunObserver
 from evo._pruning import MedianRule
 from evo._results import RunResult, build_result
 from evo._stats import generation_record
-from evo.strategies._settings import Mode, Strategy, Surrogate
-from evo.storage import BASELINE_GENERATION, IndividualRecord, RunStore, TrialRecord
 from evo._surrogate import MIN_OBSERVATIONS, Observation
+from evo.config import RunConfig
+from evo.executors import Executor
+from evo.storage import BASELINE_GENERATION, IndividualRecord, RunStore, TrialRecord
+from evo.strategies._settings import Mode, Strategy, Surrogate
 from evo.trial import FailureReason, Fitness, TrialStatus
 
 
@@ -157,8 +159,11 @@ class RunContext:
         names = self.space.names
         by_fidelity: dict[float, list[Observation]] = {}
         for trial in self.store.trials():
-            if (trial.generation <= BASELINE_GENERATION or trial.status is TrialStatus.RUNNING
-                    or trial.reason is FailureReason.KILLED):
+            if (
+                trial.generation <= BASELINE_GENERATION
+                or trial.status is TrialStatus.RUNNING
+                or trial.reason is FailureReason.KILLED
+            ):
                 continue  # the baseline, trials in flight, and kills that say nothing about the config
             if not all(n in trial.config for n in names):
                 continue

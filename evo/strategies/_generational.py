@@ -5,6 +5,7 @@ stored before it is evaluated, so a resumed run re-breeds nothing. A generation'
 trials may run in parallel and finish in any order; selection sees them in slot order,
 so a seed gives the same run on every executor.
 """
+
 from __future__ import annotations
 
 from evo._results import RunResult

@@ -12,11 +12,12 @@ replays the halving and finds the rungs that had finished. Survivors are ranked 
 (fidelity, value), so whole-budget members come first; statistics and the best
 config count whole-budget members only.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from evo._evaluation import Evaluator, Job
 from evo._results import RunResult
@@ -58,7 +59,9 @@ def successive_halving(
     for rung, fidelity in enumerate(rungs):
         last = rung == len(rungs) - 1
         rung_jobs = [
-            dataclasses.replace(job, fidelity=fidelity, checkpoint=not last, resume_from=continued.get(job.individual_id))
+            dataclasses.replace(
+                job, fidelity=fidelity, checkpoint=not last, resume_from=continued.get(job.individual_id)
+            )
             for job in candidates
         ]
         done = evaluator.evaluate_batch(rung_jobs)

@@ -13,6 +13,7 @@ is the member it continued or copied, and whose trial trains from ``ends[g-1]`` 
 ``ends[g]`` of the budget. The hyperparameter schedule of the final best member (its
 lineage's configs per interval) is kept in the run's meta as ``pbt_schedule``.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,9 +41,15 @@ def run(ctx: RunContext) -> RunResult:
         ctx.observers.generation(gen, len(members))
         parents = {ind.id: ind.trial_id for ind in population}
         jobs = [
-            job_of(r, fidelity=ends[gen], checkpoint=gen < len(ends) - 1, cacheable=False,
-                   resume_from=parents.get(r.parents[0]) if r.parents else None)
-            for r in members if r.trial_id is None
+            job_of(
+                r,
+                fidelity=ends[gen],
+                checkpoint=gen < len(ends) - 1,
+                cacheable=False,
+                resume_from=parents.get(r.parents[0]) if r.parents else None,
+            )
+            for r in members
+            if r.trial_id is None
         ]
         population = ctx.individuals(members, ctx.evaluator.evaluate_batch(jobs))
         ctx.record(gen, population, population)
@@ -78,7 +85,9 @@ def _explore(ctx: RunContext, genome: dict[str, Any], rng: np.random.Generator) 
     if not movable:
         return genome
     settings = ctx.settings
-    return mutate(SearchSpace(movable), genome, rng, gene_rate=settings.gene_mutation_rate, sigma=settings.mutation_sigma)
+    return mutate(
+        SearchSpace(movable), genome, rng, gene_rate=settings.gene_mutation_rate, sigma=settings.mutation_sigma
+    )
 
 
 def _schedule(ctx: RunContext, result: RunResult) -> list[dict[str, Any]]:
@@ -90,10 +99,15 @@ def _schedule(ctx: RunContext, result: RunResult) -> list[dict[str, Any]]:
     member = next((r for r in by_id.values() if r.trial_id == best_trial), None)
     ends, schedule = ctx.settings.pbt.ends, []
     while member is not None:
-        schedule.append({
-            "generation": member.generation, "individual": member.id, "trial": member.trial_id,
-            "from_fraction": ends[member.generation - 1] if member.generation else 0.0,
-            "to_fraction": ends[member.generation], "config": ctx.config.trial_config(member.genome),
-        })
+        schedule.append(
+            {
+                "generation": member.generation,
+                "individual": member.id,
+                "trial": member.trial_id,
+                "from_fraction": ends[member.generation - 1] if member.generation else 0.0,
+                "to_fraction": ends[member.generation],
+                "config": ctx.config.trial_config(member.genome),
+            }
+        )
         member = by_id.get(member.parents[0]) if member.parents else None
     return schedule[::-1]

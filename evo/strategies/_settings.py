@@ -14,7 +14,14 @@ from evo.config._fields import check_fields, probability, rule
 from evo.trial import ConfigError
 
 __all__ = [
-    "Crossover", "EarlyStopping", "EvolutionSettings", "Mode", "MultiFidelity", "PBTSettings", "Strategy", "Surrogate",
+    "Crossover",
+    "EarlyStopping",
+    "EvolutionSettings",
+    "Mode",
+    "MultiFidelity",
+    "PBTSettings",
+    "Strategy",
+    "Surrogate",
 ]
 
 
@@ -50,7 +57,8 @@ class MultiFidelity:
 
     eta: int = field(default=3, metadata=rule(ge=2, help="rung growth factor; the best 1/eta go on"))
     min_fidelity: float = field(
-        default=1 / 9, metadata=rule(gt=0, lt=1, help="fraction of the budget of the first rung"))
+        default=1 / 9, metadata=rule(gt=0, lt=1, help="fraction of the budget of the first rung")
+    )
 
     def __post_init__(self) -> None:
         check_fields(self, "evolution.multi_fidelity")
@@ -71,10 +79,12 @@ class EarlyStopping:
     evaluates during training (QLoRA: ``fitness.eval_every``)."""
 
     min_trials: int = field(
-        default=5, metadata=rule(ge=1, help="completed trials whose curves make a median before anything is stopped"))
+        default=5, metadata=rule(ge=1, help="completed trials whose curves make a median before anything is stopped")
+    )
     warmup: float = field(default=0.25, metadata=rule(ge=0, lt=1, help="no trial is stopped before this fraction"))
     loss_ratio: float | None = field(
-        default=3.0, metadata=rule(gt=1, help="stop when the training loss exceeds this multiple of its first value"))
+        default=3.0, metadata=rule(gt=1, help="stop when the training loss exceeds this multiple of its first value")
+    )
 
     def __post_init__(self) -> None:
         check_fields(self, "evolution.early_stopping")
@@ -106,16 +116,19 @@ class EvolutionSettings:
 
     population_size: int = field(default=8, metadata=rule(ge=2, help="mu"))
     generations: int = field(
-        default=10, metadata=rule(ge=0, help="generations after the initial one (not in pbt mode)"))
+        default=10, metadata=rule(ge=0, help="generations after the initial one (not in pbt mode)")
+    )
     offspring_size: int | None = field(default=None, metadata=rule(ge=1, help="lambda; null: population_size"))
     strategy: Strategy = Strategy.MU_PLUS_LAMBDA
     crossover: Crossover = Crossover.BLEND
     crossover_rate: float = field(default=0.6, metadata=probability("chance a child is bred from two parents"))
     mutation_rate: float = field(
-        default=0.5, metadata=probability("chance a crossed child is also mutated (uncrossed ones always are)"))
+        default=0.5, metadata=probability("chance a crossed child is also mutated (uncrossed ones always are)")
+    )
     gene_mutation_rate: float = field(default=0.3, metadata=probability("chance each gene of a mutated child moves"))
     mutation_sigma: float = field(
-        default=0.15, metadata=rule(gt=0, le=1, help="Gaussian step, as a fraction of a gene's (log) range"))
+        default=0.15, metadata=rule(gt=0, le=1, help="Gaussian step, as a fraction of a gene's (log) range")
+    )
     tournament_size: int = field(default=3, metadata=rule(ge=1))
     elitism: int = field(default=1, metadata=rule(ge=0, help="best individuals that always survive mu_comma_lambda"))
     immigrants: int = field(default=0, metadata=rule(ge=0, help="random newcomers per generation, for diversity"))
@@ -126,7 +139,8 @@ class EvolutionSettings:
     # benchmark (README) it needs ~0.7x the evaluations of plain evolution to reach Optuna TPE's result at 100.
     surrogate: Surrogate = Surrogate.TPE
     surrogate_candidates: int = field(
-        default=10, metadata=rule(ge=1, help="children bred per evaluated child when a surrogate screens them"))
+        default=10, metadata=rule(ge=1, help="children bred per evaluated child when a surrogate screens them")
+    )
     # Set exactly when mode is multi_fidelity (the parser sets the mode when a config has the block).
     multi_fidelity: MultiFidelity | None = None
     early_stopping: EarlyStopping | None = None  # None: every trial runs to its budget

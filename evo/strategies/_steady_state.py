@@ -20,6 +20,7 @@ Determinism: each child's randomness comes from ``SeedSequence(seed, (g, slot))`
 the population it is bred from depends on which trials finished first. With one
 worker a seed always gives the same run; with several, runs of one seed may differ.
 """
+
 from __future__ import annotations
 
 import dataclasses

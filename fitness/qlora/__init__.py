@@ -2,6 +2,7 @@
 
 Importing this package is cheap (no torch); the worker process does the heavy lifting.
 """
+
 from fitness.qlora.fitness import QLoRAFitness
 from fitness.qlora.spec import QLoRASpec
 

@@ -12,13 +12,15 @@ A resumed trial keeps the weights, optimizer moments, RNG and data position, and
 applies its own hyperparameters (learning rate, weight decay, schedule, ...); only the
 genes in STRUCTURAL_GENES must match, since the weights and moments depend on them.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -45,7 +47,7 @@ class DataPosition:
     batch_size: int
     seq_length: int
 
-    def continued(self, cfg: TrialConfig, step: int) -> "DataPosition":
+    def continued(self, cfg: TrialConfig, step: int) -> DataPosition:
         """The same stream when the batch shape is unchanged, else a fresh one seeded from (seed, step)."""
         if (cfg.per_device_train_batch_size, cfg.max_seq_length) == (self.batch_size, self.seq_length):
             return self
@@ -115,8 +117,17 @@ class Checkpoint:
 
 
 def save(
-    path: Path, *, model, optimizer: torch.optim.Optimizer, cfg: TrialConfig, step: int, budget_steps: int,
-    data: DataPosition, schedule: Mapping[str, Any], train_loss_curve: list, val_perplexity_curve: list,
+    path: Path,
+    *,
+    model,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrialConfig,
+    step: int,
+    budget_steps: int,
+    data: DataPosition,
+    schedule: Mapping[str, Any],
+    train_loss_curve: list,
+    val_perplexity_curve: list,
 ) -> None:
     """Write the checkpoint of a trial that reached ``step`` of ``budget_steps``; ``data.consumed`` counts up to there."""
     from peft import get_peft_model_state_dict
@@ -159,10 +170,16 @@ def load(path: Path) -> Checkpoint:
             raise ValueError(f"format {meta.get('format')!r}, this fitness reads format {FORMAT}")
         state = torch.load(path / STATE, weights_only=True)
         return Checkpoint(
-            path=path, step=int(meta["step"]), budget_steps=int(meta["budget_steps"]), data=DataPosition(**meta["data"]),
-            train_loss_curve=meta["train_loss_curve"], val_perplexity_curve=meta["val_perplexity_curve"],
-            structural=meta["structural"], adapter=load_file(str(path / ADAPTER)),
-            optimizer=state["optimizer"], rng=state["rng"],
+            path=path,
+            step=int(meta["step"]),
+            budget_steps=int(meta["budget_steps"]),
+            data=DataPosition(**meta["data"]),
+            train_loss_curve=meta["train_loss_curve"],
+            val_perplexity_curve=meta["val_perplexity_curve"],
+            structural=meta["structural"],
+            adapter=load_file(str(path / ADAPTER)),
+            optimizer=state["optimizer"],
+            rng=state["rng"],
         )
     except Exception as exc:  # any damage reads as one clear failure naming the checkpoint
         raise CheckpointError(f"checkpoint {path} is unreadable: {type(exc).__name__}: {exc}".splitlines()[0]) from exc

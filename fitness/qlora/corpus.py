@@ -5,6 +5,7 @@ text has an empty prompt. The split is by topic (pydoc), by file (a folder of .t
 or by line/record (one .txt or .jsonl file), so validation text is never trained on.
 Loading is cheap, so the driver does it to validate the data and to fingerprint it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -72,8 +73,10 @@ def _jsonl_docs(path: Path) -> list[Doc]:
             raise ConfigError(f"fitness.data: {path}:{number} is not JSON: {exc}") from None
         if isinstance(record, dict) and isinstance(record.get("text"), str):
             docs.append(("", record["text"]))
-        elif isinstance(record, dict) and isinstance(record.get("prompt"), str) and isinstance(
-            record.get("completion"), str
+        elif (
+            isinstance(record, dict)
+            and isinstance(record.get("prompt"), str)
+            and isinstance(record.get("completion"), str)
         ):
             docs.append((record["prompt"], record["completion"]))
         else:

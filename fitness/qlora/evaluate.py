@@ -3,6 +3,7 @@
 Every trial is scored on the same fixed validation blocks (``TokenizedCorpus.validation_blocks``),
 independent of its own ``max_seq_length``, so numbers compare across genomes.
 """
+
 from __future__ import annotations
 
 import math

@@ -5,27 +5,67 @@
 or model settings of the fitness) go to ``other``. The field lists are written out
 here so that exporting needs neither transformers nor peft.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from fitness.qlora.genes import TARGET_MODULE_SETS
 
-LORA_FIELDS = frozenset({
-    "r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "bias", "modules_to_save",
-    "init_lora_weights", "use_dora", "layers_to_transform", "rank_pattern", "alpha_pattern", "task_type",
-})
-QUANTIZATION_FIELDS = frozenset({
-    "load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_compute_dtype",
-    "bnb_4bit_use_double_quant", "bnb_4bit_quant_storage", "llm_int8_skip_modules",
-})
-TRAINING_FIELDS = frozenset({
-    "learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size",
-    "gradient_accumulation_steps", "max_grad_norm", "warmup_ratio", "warmup_steps",
-    "lr_scheduler_type", "weight_decay", "optim", "adam_beta1", "adam_beta2", "adam_epsilon",
-    "max_steps", "num_train_epochs", "seed", "bf16", "fp16", "gradient_checkpointing",
-    "label_smoothing_factor", "neftune_noise_alpha",
-})
+LORA_FIELDS = frozenset(
+    {
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "target_modules",
+        "use_rslora",
+        "bias",
+        "modules_to_save",
+        "init_lora_weights",
+        "use_dora",
+        "layers_to_transform",
+        "rank_pattern",
+        "alpha_pattern",
+        "task_type",
+    }
+)
+QUANTIZATION_FIELDS = frozenset(
+    {
+        "load_in_4bit",
+        "load_in_8bit",
+        "bnb_4bit_quant_type",
+        "bnb_4bit_compute_dtype",
+        "bnb_4bit_use_double_quant",
+        "bnb_4bit_quant_storage",
+        "llm_int8_skip_modules",
+    }
+)
+TRAINING_FIELDS = frozenset(
+    {
+        "learning_rate",
+        "per_device_train_batch_size",
+        "per_device_eval_batch_size",
+        "gradient_accumulation_steps",
+        "max_grad_norm",
+        "warmup_ratio",
+        "warmup_steps",
+        "lr_scheduler_type",
+        "weight_decay",
+        "optim",
+        "adam_beta1",
+        "adam_beta2",
+        "adam_epsilon",
+        "max_steps",
+        "num_train_epochs",
+        "seed",
+        "bf16",
+        "fp16",
+        "gradient_checkpointing",
+        "label_smoothing_factor",
+        "neftune_noise_alpha",
+    }
+)
 # named target-module sets, resolved for Llama-style layer names ('all-linear' is LoraConfig's own)
 NAMED_MODULE_SETS = {name: list(names) for name, names in TARGET_MODULE_SETS.items() if not isinstance(names, str)}
 

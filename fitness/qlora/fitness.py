@@ -1,9 +1,11 @@
 """QLoRAFitness: validation perplexity of a QLoRA adapter trained under a fixed budget."""
+
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from evo.trial import FitnessBase, GeneDecl, Objective, Trial, TrialResult
 from fitness.qlora.corpus import Corpus, load_corpus
@@ -37,7 +39,7 @@ class QLoRAFitness(FitnessBase):
         self._worker = TrialWorker(spec)
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> "QLoRAFitness":
+    def from_spec(cls, spec: Mapping[str, Any]) -> QLoRAFitness:
         parsed = QLoRASpec.from_dict(spec)
         return cls(parsed, source=resolve_model(parsed), corpus=load_corpus(parsed.data, parsed.validation_fraction))
 
@@ -92,7 +94,7 @@ class QLoRAFitness(FitnessBase):
     def close(self) -> None:
         self._worker.close()
 
-    def __enter__(self) -> "QLoRAFitness":
+    def __enter__(self) -> QLoRAFitness:
         return self
 
     def __exit__(self, *exc: object) -> None:

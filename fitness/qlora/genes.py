@@ -5,13 +5,15 @@ Names are the Hugging Face field names they set (``LoraConfig``, ``TrainingArgum
 known gene with an unusable value is a trial failure, not a config error, because
 the search produced it.
 """
+
 from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from evo.trial import GeneDecl, ValueKind, check_value
 from fitness.qlora.spec import LRScaling
@@ -60,7 +62,8 @@ class QuantSettings:
 
     bnb_4bit_quant_type: QuantType = field(default=QuantType.NF4, metadata=_gene("4-bit data type of the base"))
     bnb_4bit_compute_dtype: ComputeDtype = field(
-        default=ComputeDtype.AUTO, metadata=_gene("dtype of the 4-bit matmuls"))
+        default=ComputeDtype.AUTO, metadata=_gene("dtype of the 4-bit matmuls")
+    )
     bnb_4bit_use_double_quant: bool = field(default=True, metadata=_gene("quantize the quantization constants too"))
 
 
@@ -69,25 +72,30 @@ class TrialConfig:
     """A trial's genes, typed; each field's metadata says what it accepts (see GENES)."""
 
     learning_rate: float = field(  # as applied (after lr scaling)
-        default=2e-4, metadata=_gene("peak learning rate", low=0.0, low_open=True))
+        default=2e-4, metadata=_gene("peak learning rate", low=0.0, low_open=True)
+    )
     r: int = field(default=64, metadata=_gene("LoRA rank", low=1))
     lora_alpha: float = field(default=16, metadata=_gene("LoRA scale: alpha / r", low=0.0, low_open=True))
     lora_dropout: float = field(
-        default=0.1, metadata=_gene("dropout on the LoRA input", low=0.0, high=1.0, high_open=True))
+        default=0.1, metadata=_gene("dropout on the LoRA input", low=0.0, high=1.0, high_open=True)
+    )
     target_modules: str | tuple[str, ...] = field(
-        default="attention", metadata=_gene("layers given an adapter", kind=ValueKind.MODULE_LIST))
+        default="attention", metadata=_gene("layers given an adapter", kind=ValueKind.MODULE_LIST)
+    )
     use_rslora: bool = field(default=False, metadata=_gene("rank-stabilised scale: alpha / sqrt(r)"))
     optim: Optim = field(default=Optim.ADAMW_TORCH, metadata=_gene("optimizer"))
     lr_scheduler_type: Schedule = field(default=Schedule.CONSTANT, metadata=_gene("learning-rate schedule"))
     warmup_ratio: float = field(default=0.0, metadata=_gene("fraction of the budget warming up", low=0.0, high=1.0))
     weight_decay: float = field(default=0.0, metadata=_gene("decoupled weight decay", low=0.0))
     max_grad_norm: float = field(  # the QLoRA paper's value
-        default=0.3, metadata=_gene("gradient clipping norm; <= 0 disables clipping"))
+        default=0.3, metadata=_gene("gradient clipping norm; <= 0 disables clipping")
+    )
     per_device_train_batch_size: int = field(default=4, metadata=_gene("sequences per micro-batch", low=1))
     gradient_accumulation_steps: int = field(default=1, metadata=_gene("micro-batches per optimizer step", low=1))
     max_seq_length: int = field(default=128, metadata=_gene("training sequence length in tokens", low=2))
     gradient_checkpointing: bool = field(  # less memory, ~30% slower
-        default=False, metadata=_gene("recompute activations in the backward pass"))
+        default=False, metadata=_gene("recompute activations in the backward pass")
+    )
     quant: QuantSettings = QuantSettings()
 
     @property
@@ -146,8 +154,12 @@ def _declare(holder: Any) -> dict[str, GeneDecl]:
 # What a QLoRA trial reads and accepts, derived from the dataclasses parse_genes fills.
 GENES: Mapping[str, GeneDecl] = MappingProxyType({**_declare(TrialConfig()), **_declare(QuantSettings())})
 _QUANT_GENES = {f.name for f in fields(QuantSettings)}
-_ENUMS = {name: type(getattr(holder, name)) for holder in (TrialConfig(), QuantSettings())
-          for name in GENES if isinstance(getattr(holder, name, None), enum.Enum)}
+_ENUMS = {
+    name: type(getattr(holder, name))
+    for holder in (TrialConfig(), QuantSettings())
+    for name in GENES
+    if isinstance(getattr(holder, name, None), enum.Enum)
+}
 
 # Genes a checkpoint fixes: they shape the adapter's tensors or the optimizer's state, scale
 # the adapter's output, or define the base it was trained on. The rest may change on resume.

@@ -1,12 +1,13 @@
 """Process memory: RSS, per-trial peaks, and an optional cap on what a trial may allocate. Linux."""
+
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import gc
 import resource
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 _STATUS = Path("/proc/self/status")
 

@@ -2,12 +2,14 @@
 
 Runs in the worker process only (imports torch, transformers, bitsandbytes).
 """
+
 from __future__ import annotations
 
 import gc
 import shutil
 import tempfile
 from pathlib import Path
+
 import torch
 
 from fitness.qlora.genes import ComputeDtype, QuantSettings
@@ -138,9 +140,7 @@ def _converted_gguf(source: ModelSource, cache_root: Path) -> Path:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(source.name_or_path, gguf_file=source.gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(
-        source.name_or_path, gguf_file=source.gguf_file, dtype=torch.float32
-    )
+    model = AutoModelForCausalLM.from_pretrained(source.name_or_path, gguf_file=source.gguf_file, dtype=torch.float32)
     # Loaded weights are dequantized already; drop the GGUF marker so it saves as plain safetensors.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

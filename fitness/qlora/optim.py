@@ -4,6 +4,7 @@ Both are built from this trial's genes even when it continues a checkpoint: the
 checkpoint brings the optimizer's moments and the schedule's position, the trial
 brings the rates (population-based training changes them on purpose).
 """
+
 from __future__ import annotations
 
 import math
@@ -20,12 +21,18 @@ def build_optimizer(cfg: TrialConfig, params: list[torch.nn.Parameter]) -> torch
     # set the real rate afterwards, so a NaN gene runs and fails as DIVERGED like any bad rate.
     placeholder = 1e-3
     if cfg.optim is Optim.ADAMW_TORCH:
-        optimizer = torch.optim.AdamW(params, lr=placeholder, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(
+            params, lr=placeholder, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay
+        )
     elif cfg.optim is Optim.ADAFACTOR:
         from transformers.optimization import Adafactor
 
         optimizer = Adafactor(
-            params, lr=placeholder, scale_parameter=False, relative_step=False, warmup_init=False,
+            params,
+            lr=placeholder,
+            scale_parameter=False,
+            relative_step=False,
+            warmup_init=False,
             weight_decay=cfg.weight_decay,
         )
     else:
@@ -70,5 +77,10 @@ def build_schedule(
     else:
         make = get_linear_schedule_with_warmup if kind is Schedule.LINEAR else get_cosine_schedule_with_warmup
         scheduler = make(optimizer, warmup, budget_steps, last_epoch=last)
-    schedule = {"type": kind.value, "learning_rate": cfg.learning_rate, "warmup_steps": warmup, "budget_steps": budget_steps}
+    schedule = {
+        "type": kind.value,
+        "learning_rate": cfg.learning_rate,
+        "warmup_steps": warmup,
+        "budget_steps": budget_steps,
+    }
     return scheduler, schedule

@@ -5,6 +5,7 @@ says what happened (OOM, DIVERGED, EXCEPTION; a bad checkpoint is an EXCEPTION),
 a trial early stopping ended is PRUNED. Deaths and timeouts are the supervisor's to
 report (see ``worker.py``), since a dead process can't answer.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,13 +17,13 @@ import torch
 
 from evo.trial import FailureReason, Trial, TrialResult
 from fitness.qlora.corpus import load_corpus
+from fitness.qlora.evaluate import EvalSettings
 from fitness.qlora.genes import QuantSettings, parse_genes
 from fitness.qlora.memory import address_space_cap, peak_rss_mb, reset_peak_rss
 from fitness.qlora.model import ResidentBase, compute_dtype, load_tokenizer, pick_device
 from fitness.qlora.source import default_cache_root, resolve_model
 from fitness.qlora.spec import QLoRASpec
 from fitness.qlora.tokens import tokenize_corpus
-from fitness.qlora.evaluate import EvalSettings
 from fitness.qlora.train import DivergedError, steps_for, train_and_score
 
 
@@ -38,7 +39,9 @@ class TrialRunner:
         self.data = tokenize_corpus(load_corpus(spec.data, spec.validation_fraction), tokenizer, cache_root)
         self.base = ResidentBase(source, self.device, cache_root)
         self.base.get(QuantSettings())  # the common case is ready before the first trial's clock starts
-        self.evaluation = EvalSettings(spec.eval_seq_length, spec.validation_tokens, spec.eval_batch_size, spec.eval_every)
+        self.evaluation = EvalSettings(
+            spec.eval_seq_length, spec.validation_tokens, spec.eval_batch_size, spec.eval_every
+        )
 
     def run(self, trial: Trial) -> TrialResult:
         start = time.perf_counter()
@@ -50,7 +53,9 @@ class TrialRunner:
             )
             applied = cfg.as_dict()
             metrics.update(
-                ignored_config_keys=ignored, learning_rate_gene=gene_lr, learning_rate_applied=cfg.learning_rate,
+                ignored_config_keys=ignored,
+                learning_rate_gene=gene_lr,
+                learning_rate_applied=cfg.learning_rate,
                 compute_dtype=str(compute_dtype(cfg.quant.bnb_4bit_compute_dtype, self.device)).removeprefix("torch."),
             )
             applied["bnb_4bit_compute_dtype"] = metrics["compute_dtype"]  # what BitsAndBytesConfig takes, not "auto"
@@ -59,7 +64,12 @@ class TrialRunner:
             metrics["base_loads"] = self.base.loads
             with address_space_cap(self.spec.trial_memory_limit_mb if self.device == "cpu" else None):
                 outcome = train_and_score(
-                    base, self.data, cfg, trial=trial, budget_steps=steps_for(trial.budget, cfg), evaluation=self.evaluation
+                    base,
+                    self.data,
+                    cfg,
+                    trial=trial,
+                    budget_steps=steps_for(trial.budget, cfg),
+                    evaluation=self.evaluation,
                 )
             metrics.update(outcome.metrics)
         except DivergedError as exc:
@@ -76,7 +86,9 @@ class TrialRunner:
         value = metrics.pop("val_perplexity", None)
         if outcome.stopped is not None:
             values = {"val_perplexity": value} if value is not None and math.isfinite(value) else {}
-            return TrialResult.pruned(values, outcome.stopped, reason=outcome.reason, metrics=metrics, applied_config=applied)
+            return TrialResult.pruned(
+                values, outcome.stopped, reason=outcome.reason, metrics=metrics, applied_config=applied
+            )
         values = {"val_perplexity": value, **{name: metrics[name] for name in self.spec.objectives[1:]}}
         return TrialResult.complete(values, metrics=metrics, applied_config=applied)
 
@@ -103,4 +115,3 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
         return True
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
-

@@ -3,6 +3,7 @@
 The identity goes into the fitness fingerprint: a different file (size or mtime) or
 a different hub id means results are not comparable.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -4,12 +4,14 @@ Every key is optional except ``type``; the defaults below are the embedded,
 offline run (SmolLM2-135M on the pydoc corpus). Bad values raise a one-line
 :class:`ConfigError` naming the key, before any worker starts.
 """
+
 from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping, NoReturn
+from typing import Any, NoReturn
 
 from evo.trial import ConfigError, Direction
 
@@ -85,7 +87,7 @@ class QLoRASpec:
         _check_objectives(self.objectives)
 
     @classmethod
-    def from_dict(cls, spec: Mapping[str, Any]) -> "QLoRASpec":
+    def from_dict(cls, spec: Mapping[str, Any]) -> QLoRASpec:
         if not isinstance(spec, Mapping):
             raise ConfigError(f"fitness: must be a mapping, got {type(spec).__name__}")
         known = {f.name for f in fields(cls)}

@@ -4,6 +4,7 @@ Documents are concatenated with EOS between them and cut into equal blocks, so n
 compute goes to padding. Token ids are cached on disk keyed by tokenizer + corpus,
 and packed blocks are kept in memory per block length for the worker's lifetime.
 """
+
 from __future__ import annotations
 
 import hashlib

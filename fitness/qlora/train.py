@@ -9,6 +9,7 @@ A trial trains from step 0, or from a checkpoint's step, up to ``fidelity`` of t
 budget; the schedule always spans the whole budget, so stopping and continuing is
 the same as training in one go.
 """
+
 from __future__ import annotations
 
 import math
@@ -96,9 +97,13 @@ def train_and_score(
         resume.check_structure(cfg)
     torch.manual_seed(trial.seed)  # LoRA init and dropout (a resumed trial restores the RNG)
     lora = LoraConfig(
-        r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=cfg.lora_target_modules(), use_rslora=cfg.use_rslora,
-        bias="none", task_type="CAUSAL_LM",
+        r=cfg.r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules(),
+        use_rslora=cfg.use_rslora,
+        bias="none",
+        task_type="CAUSAL_LM",
     )
     if cfg.gradient_checkpointing:  # non-reentrant: works although the frozen embeddings need no grad
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -174,9 +179,16 @@ def _train(model, data, cfg, trial, budget_steps, evaluation, resume) -> Outcome
     if trial.checkpoint_dir is not None:
         consumed = position.consumed + (progress.step - progress.start_step) * cfg.gradient_accumulation_steps
         checkpoint.save(
-            trial.checkpoint_dir, model=model, optimizer=optimizer, cfg=cfg, step=progress.step,
-            budget_steps=budget_steps, data=replace(position, consumed=consumed), schedule=schedule,
-            train_loss_curve=progress.losses, val_perplexity_curve=progress.evals,
+            trial.checkpoint_dir,
+            model=model,
+            optimizer=optimizer,
+            cfg=cfg,
+            step=progress.step,
+            budget_steps=budget_steps,
+            data=replace(position, consumed=consumed),
+            schedule=schedule,
+            train_loss_curve=progress.losses,
+            val_perplexity_curve=progress.evals,
         )
         out["checkpoint_path"] = str(trial.checkpoint_dir)
     if trial.artifact_dir is not None:

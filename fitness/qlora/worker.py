@@ -6,6 +6,7 @@ report into results: a death is KILLED, a trial past ``trial_timeout`` is TIMEOU
 (the worker is killed). The worker is replaced when it died, timed out, or its RSS
 grew past ``max_worker_rss_growth_mb`` (a leak), and the next trial proceeds.
 """
+
 from __future__ import annotations
 
 import multiprocessing

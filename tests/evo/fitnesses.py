@@ -1,4 +1,5 @@
 """Small fitnesses for loop tests: each does something real (counts, raises, returns NaN, sleeps, dies)."""
+
 from __future__ import annotations
 
 import math

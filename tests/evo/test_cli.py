@@ -32,8 +32,17 @@ def test_synthetic_example_runs_then_status_and_best_export(tmp_path, capsys):
 
 def test_overrides_change_the_config(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    argv = ["run", str(ROOT / "experiments/synthetic.yaml"), "--out", str(run_dir), "--quiet", "--no-plots",
-            "evolution.generations=2", "--set", "evolution.population_size=4"]
+    argv = [
+        "run",
+        str(ROOT / "experiments/synthetic.yaml"),
+        "--out",
+        str(run_dir),
+        "--quiet",
+        "--no-plots",
+        "evolution.generations=2",
+        "--set",
+        "evolution.population_size=4",
+    ]
     assert main(argv) == 0
     stored = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert stored["evolution"]["generations"] == 2 and stored["evolution"]["population_size"] == 4

@@ -1,12 +1,13 @@
 """The config as a leaf: what it derives at parse time, and what importing it costs."""
+
 import subprocess
 import sys
 
 import pytest
 
 from evo import Budget, evolve
-from evo.config import parse_config, resolved
 from evo._space import SearchSpace
+from evo.config import parse_config, resolved
 from evo.strategies._settings import EvolutionSettings, Mode, MultiFidelity
 from evo.trial import ConfigError
 from fitness.synthetic import SyntheticFitness
@@ -48,9 +49,12 @@ def test_settings_built_in_python_obey_the_same_rules():
         EvolutionSettings(surrogate="tpe")
     with pytest.raises(ConfigError, match=r"^evolution.mode: generational needs evolution.multi_fidelity left out"):
         EvolutionSettings(multi_fidelity=MultiFidelity())
-    settings = EvolutionSettings(population_size=4, generations=1, mode=Mode.MULTI_FIDELITY, multi_fidelity=MultiFidelity())
-    result = evolve(SMALL_SPACE, SyntheticFitness(), budget=Budget(steps=90), evolution=settings,
-                    fixed={"max_seq_length": 128})
+    settings = EvolutionSettings(
+        population_size=4, generations=1, mode=Mode.MULTI_FIDELITY, multi_fidelity=MultiFidelity()
+    )
+    result = evolve(
+        SMALL_SPACE, SyntheticFitness(), budget=Budget(steps=90), evolution=settings, fixed={"max_seq_length": 128}
+    )
     assert result.evaluations > 0
 
 
@@ -68,10 +72,25 @@ def test_importing_the_config_loads_nothing_that_runs():
         "import evo.strategies._settings, evo.executors._settings; "
         "print(' '.join(sorted(sys.modules)))"
     )
-    loaded = set(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.split())
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
     assert "evo.config._run" in loaded
-    heavy = {"evo._trackers", "evo.store", "evo.storage", "deap", "evo._observers", "evo._evaluation", "evo._api", "torch"}
+    heavy = {
+        "evo._trackers",
+        "evo.store",
+        "evo.storage",
+        "deap",
+        "evo._observers",
+        "evo._evaluation",
+        "evo._api",
+        "torch",
+    }
     assert not heavy & loaded
-    assert not [m for m in loaded if m.startswith(("deap.", "evo.storage.", "evo.strategies._", "ray"))
-                and m != "evo.strategies._settings"]
+    assert not [
+        m
+        for m in loaded
+        if m.startswith(("deap.", "evo.storage.", "evo.strategies._", "ray")) and m != "evo.strategies._settings"
+    ]

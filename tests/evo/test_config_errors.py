@@ -1,4 +1,5 @@
 """Every bad config exits 2 with one line naming the culprit, and writes nothing."""
+
 import pytest
 
 from evo.cli import main
@@ -67,19 +68,41 @@ DELETE = object()
         ("evolution.multi_fidelity", {"eta": 1}, "evolution.multi_fidelity.eta: must be a whole number >= 2, got 1"),
         ("evolution.multi_fidelity", {"etta": 3}, "evolution.multi_fidelity.etta: unknown key (did you mean eta?)"),
         ("evolution.multi_fidelity", 3, "evolution.multi_fidelity: expected a mapping, true or null, got 3"),
-        ("evolution.early_stopping", {"warmup": 1}, "evolution.early_stopping.warmup: must be a number in [0, 1), got 1"),
-        ("evolution.early_stopping", {"loss_ratio": "3"}, "evolution.early_stopping.loss_ratio: must be a number > 1 or null"),
+        (
+            "evolution.early_stopping",
+            {"warmup": 1},
+            "evolution.early_stopping.warmup: must be a number in [0, 1), got 1",
+        ),
+        (
+            "evolution.early_stopping",
+            {"loss_ratio": "3"},
+            "evolution.early_stopping.loss_ratio: must be a number > 1 or null",
+        ),
         ("evolution.pbt", None, "evolution.pbt: cannot be switched off; leave it out for the defaults"),
         ("evolution.pbt", {"interval": 0.6}, "evolution.pbt.interval: must be a number in (0, 0.5], got 0.6"),
         # cross-field rules
         ("evolution.immigrants", 7, "evolution.immigrants: 7 is more than the 6 offspring"),
         ("evolution.elitism", 7, "evolution.elitism: 7 is more than the population (6)"),
-        ("evolution", {"strategy": "mu_comma_lambda", "offspring_size": 4},
-         "evolution.offspring_size: mu_comma_lambda needs offspring_size >= population_size (4 < 8)"),
-        ("evolution", {"mode": "steady_state", "multi_fidelity": True},
-         "evolution.multi_fidelity: works with mode: generational, not steady_state"),
-        ("evolution", {"mode": "pbt", "multi_fidelity": {"eta": 2}}, "evolution.multi_fidelity: works with mode: generational"),
-        ("evolution", {"mode": "steady_state", "strategy": "mu_comma_lambda"}, "evolution.strategy: steady_state replaces"),
+        (
+            "evolution",
+            {"strategy": "mu_comma_lambda", "offspring_size": 4},
+            "evolution.offspring_size: mu_comma_lambda needs offspring_size >= population_size (4 < 8)",
+        ),
+        (
+            "evolution",
+            {"mode": "steady_state", "multi_fidelity": True},
+            "evolution.multi_fidelity: works with mode: generational, not steady_state",
+        ),
+        (
+            "evolution",
+            {"mode": "pbt", "multi_fidelity": {"eta": 2}},
+            "evolution.multi_fidelity: works with mode: generational",
+        ),
+        (
+            "evolution",
+            {"mode": "steady_state", "strategy": "mu_comma_lambda"},
+            "evolution.strategy: steady_state replaces",
+        ),
         ("evolution", {"mode": "multi_fidelity", "multi_fidelity": False}, "evolution.mode: multi_fidelity needs"),
     ],
 )
@@ -113,7 +136,9 @@ def test_empty_config(tmp_path, capsys):
 
 
 def test_bad_override(synthetic_config, write_config, tmp_path, capsys):
-    code, err = run_cli(capsys, "run", write_config(synthetic_config), "--set", "evolution.generations", "--out", tmp_path / "r")
+    code, err = run_cli(
+        capsys, "run", write_config(synthetic_config), "--set", "evolution.generations", "--out", tmp_path / "r"
+    )
     assert code == 2 and "KEY=VALUE" in err[0]
 
 

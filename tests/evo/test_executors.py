@@ -1,10 +1,11 @@
 """The local executor and the executor settings: threads give the sequential run."""
+
 import pytest
 
 from evo import evolve
 from evo._api import start_run
-from evo.config import parse_config
 from evo._space import SearchSpace
+from evo.config import parse_config
 from evo.storage import RunStore
 from evo.trial import Budget, ConfigError
 from fitness.synthetic import SyntheticFitness
@@ -32,9 +33,14 @@ def test_identical_genomes_in_flight_together_are_trained_once(tmp_path):
     space = SearchSpace.from_spec({"x": {"type": "float", "low": 0.0, "high": 1.0}})
     fitness = Sphere(space)
     twin = {"x": 0.25}
-    result = evolve(space, fitness, budget=BUDGET,
-                    evolution={"population_size": 3, "generations": 0}, seed_genomes=[twin, twin],
-                    executor={"workers": 3})
+    result = evolve(
+        space,
+        fitness,
+        budget=BUDGET,
+        evolution={"population_size": 3, "generations": 0},
+        seed_genomes=[twin, twin],
+        executor={"workers": 3},
+    )
     assert [c["x"] for c in fitness.calls].count(0.25) == 1
     assert result.cache_hits == 1 and result.evaluations == 2
 

@@ -1,23 +1,27 @@
 """Multi-fidelity generations (successive halving with checkpoint continuation) and the
 median stopping rule, on the synthetic fitness's learning-curve model."""
+
 import math
 
 import pytest
 
 from evo._api import start_run
-from evo.config import parse_config
 from evo._pruning import MedianRule
+from evo.config import parse_config
 from evo.storage import RunStore
 from evo.strategies._settings import EarlyStopping
 from evo.trial import Budget, ConfigError, EarlyStop, Objective, Trial, TrialStatus
 from fitness.synthetic import SyntheticFitness
 
 
-
 def mf_config(synthetic_config, **evolution):
     synthetic_config["budget"] = {"steps": 90}
     synthetic_config["evolution"].update(
-        population_size=4, offspring_size=9, generations=2, multi_fidelity={"eta": 3, "min_fidelity": 1 / 9}, **evolution
+        population_size=4,
+        offspring_size=9,
+        generations=2,
+        multi_fidelity={"eta": 3, "min_fidelity": 1 / 9},
+        **evolution,
     )
     return synthetic_config
 
@@ -34,8 +38,10 @@ def test_rungs_promote_the_best_third_and_continue_from_their_checkpoint(synthet
         trials = store.trials()
         by_id = {t.id: t for t in trials}
         for gen, n in ((0, 4), (1, 9), (2, 9)):
-            rungs = [sorted(t.id for t in trials if t.generation == gen and math.isclose(t.fidelity, f))
-                     for f in (1 / 9, 1 / 3, 1.0)]
+            rungs = [
+                sorted(t.id for t in trials if t.generation == gen and math.isclose(t.fidelity, f))
+                for f in (1 / 9, 1 / 3, 1.0)
+            ]
             assert [len(r) for r in rungs] == [n, math.ceil(n / 3), math.ceil(math.ceil(n / 3) / 3)]
             for lower, upper in zip(rungs, rungs[1:]):
                 lower_values = sorted(by_id[i].values["val_perplexity"] for i in lower)
@@ -76,7 +82,8 @@ def test_multi_fidelity_uses_less_compute_than_training_every_genome_fully(synth
         mf_tokens = sum(t.metrics["train_tokens"] for t in trials)
         full_tokens = sum(
             SyntheticFitness().evaluate(Trial(0, t.config, Budget(steps=90), 1)).metrics["train_tokens"]
-            for t in trials if math.isclose(t.fidelity, 1 / 9)
+            for t in trials
+            if math.isclose(t.fidelity, 1 / 9)
         )
     assert mf_tokens < 0.5 * full_tokens
 
@@ -88,8 +95,11 @@ def test_multi_fidelity_config_errors(synthetic_config):
         parse_config({**synthetic_config, "evolution": {"multi_fidelity": {"min_fidelity": 1.5}}})
     with pytest.raises(ConfigError, match="evolution.multi_fidelity: works with mode: generational"):
         parse_config({**synthetic_config, "evolution": {"multi_fidelity": True, "mode": "steady_state"}})
-    two = {**synthetic_config, "fitness": {"type": "synthetic", "objectives": ["val_perplexity", "peak_memory_mb"]},
-           "evolution": {"multi_fidelity": True}}
+    two = {
+        **synthetic_config,
+        "fitness": {"type": "synthetic", "objectives": ["val_perplexity", "peak_memory_mb"]},
+        "evolution": {"multi_fidelity": True},
+    }
     with pytest.raises(ConfigError, match="ranks rungs by one objective"):
         run(two, None)
 
@@ -160,8 +170,8 @@ def test_early_stopping_on_a_fitness_without_intermediate_values_warns(synthetic
 
 
 def test_plots_and_report_of_a_multi_fidelity_run_count_whole_budget_trials_only(synthetic_config, tmp_path):
-    from evo.plots import plot_run
     from evo._report import write_report
+    from evo.plots import plot_run
 
     run(mf_config(synthetic_config), tmp_path / "run")
     series = plot_run(tmp_path / "run").series["best_vs_compute"]

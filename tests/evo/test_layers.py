@@ -4,6 +4,7 @@ Layers, bottom first. A module may import its own layer and any layer below; laz
 imports inside functions and imports for type checking count too, so the graph a
 reader sees is the graph that runs.
 """
+
 from __future__ import annotations
 
 import ast
@@ -14,27 +15,67 @@ EVO = Path(__file__).resolve().parents[2] / "evo"
 LAYERS = [
     ("contract", ["evo.trial", "evo.storage._lock"]),
     ("values", ["evo.config._fields", "evo._space", "evo.storage._records"]),
-    ("settings and pure operators", [
-        "evo.strategies._settings", "evo.executors._settings", "evo._operators", "evo._surrogate",
-        "evo._deap", "evo._stats", "evo.storage._schema",
-    ]),
-    ("config and storage", [
-        "evo.config", "evo.config._run", "evo.config._yaml", "evo.storage", "evo.storage._store", "evo.storage._files",
-    ]),
-    ("search parts and executors", [
-        "evo._breeding", "evo._pruning", "evo._observers", "evo._seeding", "evo._rundata",
-        "evo.executors", "evo.executors._local", "evo.executors._ray",
-    ]),
+    (
+        "settings and pure operators",
+        [
+            "evo.strategies._settings",
+            "evo.executors._settings",
+            "evo._operators",
+            "evo._surrogate",
+            "evo._deap",
+            "evo._stats",
+            "evo.storage._schema",
+        ],
+    ),
+    (
+        "config and storage",
+        [
+            "evo.config",
+            "evo.config._run",
+            "evo.config._yaml",
+            "evo.storage",
+            "evo.storage._store",
+            "evo.storage._files",
+        ],
+    ),
+    (
+        "search parts and executors",
+        [
+            "evo._breeding",
+            "evo._pruning",
+            "evo._observers",
+            "evo._seeding",
+            "evo._rundata",
+            "evo.executors",
+            "evo.executors._local",
+            "evo.executors._ray",
+        ],
+    ),
     ("evaluation", ["evo._evaluation"]),
     ("results", ["evo._results"]),
-    ("strategies", [
-        "evo.strategies", "evo.strategies._context", "evo.strategies._generational",
-        "evo.strategies._multi_fidelity", "evo.strategies._pbt", "evo.strategies._steady_state",
-    ]),
-    ("runs and what reads them", [
-        "evo._api", "evo._progress", "evo._trackers", "evo.plots", "evo.plots._figures", "evo.plots._compare",
-        "evo._report",
-    ]),
+    (
+        "strategies",
+        [
+            "evo.strategies",
+            "evo.strategies._context",
+            "evo.strategies._generational",
+            "evo.strategies._multi_fidelity",
+            "evo.strategies._pbt",
+            "evo.strategies._steady_state",
+        ],
+    ),
+    (
+        "runs and what reads them",
+        [
+            "evo._api",
+            "evo._progress",
+            "evo._trackers",
+            "evo.plots",
+            "evo.plots._figures",
+            "evo.plots._compare",
+            "evo._report",
+        ],
+    ),
     ("entry points", ["evo.cli", "evo"]),
 ]
 LAYER = {module: rank for rank, (_, modules) in enumerate(LAYERS) for module in modules}
@@ -69,8 +110,9 @@ def test_no_module_imports_a_layer_above_it():
         importer = module_name(path)
         for imported in imports_of(path):
             if LAYER[imported] > LAYER[importer]:
-                upward.append(f"{importer} ({LAYERS[LAYER[importer]][0]}) imports {imported} "
-                              f"({LAYERS[LAYER[imported]][0]})")
+                upward.append(
+                    f"{importer} ({LAYERS[LAYER[importer]][0]}) imports {imported} ({LAYERS[LAYER[imported]][0]})"
+                )
     assert not upward, "\n".join(sorted(upward))
 
 

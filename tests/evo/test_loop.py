@@ -1,12 +1,11 @@
 import math
 
-import numpy as np
 import pytest
 
 from evo import EvolutionSettings, evolve
 from evo._api import RunAborted, start_run
-from evo.config import parse_config
 from evo._space import SearchSpace
+from evo.config import parse_config
 from evo.storage import RunStore
 from evo.trial import Budget, FailureReason, TrialStatus
 from fitness.synthetic import SyntheticFitness
@@ -72,8 +71,9 @@ def test_identical_genomes_are_never_trained_twice(tmp_path):
     }
     space = SearchSpace.from_spec(tiny)
     fitness = Sphere(space)
-    result = evolve(space, fitness, budget=BUDGET,
-                    evolution={"population_size": 4, "generations": 8}, run_dir=tmp_path / "r")
+    result = evolve(
+        space, fitness, budget=BUDGET, evolution={"population_size": 4, "generations": 8}, run_dir=tmp_path / "r"
+    )
     keys = [tuple(sorted(map(str, c.items()))) for c in fitness.calls]
     assert len(keys) == len(set(keys)) <= 12
     assert result.cache_hits > 0
@@ -84,8 +84,13 @@ def test_a_raising_fitness_stops_after_n_consecutive_failures(tmp_path):
     space = SearchSpace.from_spec(SMALL_SPACE)
     fitness = AlwaysRaises(space)
     with pytest.raises(RunAborted, match="4 evaluations in a row failed.*device-side assert"):
-        evolve(space, fitness, budget=BUDGET,
-               evolution={"population_size": 6, "max_consecutive_failures": 4}, run_dir=tmp_path / "r")
+        evolve(
+            space,
+            fitness,
+            budget=BUDGET,
+            evolution={"population_size": 6, "max_consecutive_failures": 4},
+            run_dir=tmp_path / "r",
+        )
     with RunStore.open(tmp_path / "r") as store:
         trials = store.trials()
     assert len(trials) == 4
@@ -96,8 +101,9 @@ def test_a_raising_fitness_stops_after_n_consecutive_failures(tmp_path):
 def test_non_finite_objective_is_a_failure_never_a_fitness(tmp_path, bad):
     space = SearchSpace.from_spec(SMALL_SPACE)
     fitness = NonFiniteForBoolTrue(space, bad)
-    result = evolve(space, fitness, budget=BUDGET,
-                    evolution={"population_size": 8, "generations": 3}, run_dir=tmp_path / "r")
+    result = evolve(
+        space, fitness, budget=BUDGET, evolution={"population_size": 8, "generations": 3}, run_dir=tmp_path / "r"
+    )
     with RunStore.open(tmp_path / "r") as store:
         failed = [t for t in store.trials() if not t.ok]
     assert failed and all(t.config["use_rslora"] for t in failed)
@@ -117,10 +123,13 @@ def test_two_objectives_give_a_pareto_front(tmp_path):
 
 
 def test_python_api_with_own_space_and_fitness():
-    space = SearchSpace.from_spec({"x": {"type": "float", "low": 0.0, "high": 1.0}, "y": {"type": "int", "low": 0, "high": 10}})
+    space = SearchSpace.from_spec(
+        {"x": {"type": "float", "low": 0.0, "high": 1.0}, "y": {"type": "int", "low": 0, "high": 10}}
+    )
     fitness = Sphere(space)
-    result = evolve(space, fitness, budget=BUDGET,
-                    evolution=EvolutionSettings(population_size=10, generations=10), seed=1)
+    result = evolve(
+        space, fitness, budget=BUDGET, evolution=EvolutionSettings(population_size=10, generations=10), seed=1
+    )
     assert result.run_dir is None
     assert result.best_trials[0].values["loss"] < 0.01
     assert result.best[0]["y"] == 3

@@ -1,12 +1,12 @@
 """NSGA-II on a problem whose Pareto front is known, and the front in the store and `evo best`."""
+
 import yaml
 
 from evo._api import evolve
-from evo.cli import main
 from evo._space import SearchSpace
+from evo.cli import main
 from evo.storage import RunStore
 from evo.trial import Budget
-
 from tests.evo.fitnesses import Schaffer
 
 BUDGET = Budget(steps=10)  # a run needs one; these fitnesses ignore it
@@ -18,9 +18,14 @@ def dominates(a, b):
 
 def test_nsga2_keeps_the_true_pareto_front(tmp_path):
     space = SearchSpace.from_spec({"x": {"type": "float", "low": -5.0, "high": 5.0}})
-    result = evolve(space, Schaffer(space), budget=BUDGET,
-                    evolution={"population_size": 16, "generations": 12, "surrogate": "none"},
-                    seed=2, run_dir=tmp_path / "run")
+    result = evolve(
+        space,
+        Schaffer(space),
+        budget=BUDGET,
+        evolution={"population_size": 16, "generations": 12, "surrogate": "none"},
+        seed=2,
+        run_dir=tmp_path / "run",
+    )
     front = [(t.values["f1"], t.values["f2"]) for t in result.best_trials]
     xs = [t.config["x"] for t in result.best_trials]
     # Pareto-optimal points only (an end point is non-dominated among the evaluated ones

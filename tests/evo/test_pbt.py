@@ -1,4 +1,5 @@
 """Population-based training on the synthetic fitness's learning-curve model."""
+
 import yaml
 
 from evo._api import start_run
@@ -39,8 +40,10 @@ def test_members_train_in_intervals_and_the_bottom_copies_the_top(synthetic_conf
                 assert trial.fidelity == (gen + 1) / 4 and trial.resumed_from == source.id
                 assert trial.metrics["start_step"] == source.metrics["steps"] == gen * 20
                 # the weights came along: the curve continues the source's
-                assert trial.metrics["val_perplexity_curve"][: len(source.metrics["val_perplexity_curve"])] == \
-                    source.metrics["val_perplexity_curve"]
+                assert (
+                    trial.metrics["val_perplexity_curve"][: len(source.metrics["val_perplexity_curve"])]
+                    == source.metrics["val_perplexity_curve"]
+                )
                 if member.origin == "exploit":
                     assert parent.id in top
                     assert all(member.genome[g] == parent.genome[g] for g in STRUCTURAL if g in member.genome)
@@ -74,8 +77,8 @@ def test_same_seed_same_pbt_run(synthetic_config, tmp_path):
 
 
 def test_plots_and_report_of_a_pbt_run_show_every_interval(synthetic_config, tmp_path):
-    from evo.plots import plot_run
     from evo._report import write_report
+    from evo.plots import plot_run
 
     run(pbt_config(synthetic_config), tmp_path / "run")
     series = plot_run(tmp_path / "run").series["generation_fitness"]

@@ -1,13 +1,14 @@
 """Plots, report and compare: produced, and drawing exactly what the store holds."""
+
 import numpy as np
 import pytest
 
 from evo._api import RunAborted, start_run
+from evo._report import write_report
 from evo.cli import main
 from evo.config import parse_config
 from evo.plots import NothingToPlot, plot_run
 from evo.plots._compare import compare_runs
-from evo._report import write_report
 from evo.storage import RunStore
 from fitness import export_sections
 from fitness.synthetic import SyntheticFitness
@@ -31,7 +32,13 @@ def failing_run(synthetic_config, tmp_path):
 
 def test_every_plot_is_written_and_matches_the_store(failing_run):
     report = plot_run(failing_run)
-    assert set(report.written) == {"generation_fitness", "best_vs_compute", "gene_evolution", "learning_curves", "failures"}
+    assert set(report.written) == {
+        "generation_fitness",
+        "best_vs_compute",
+        "gene_evolution",
+        "learning_curves",
+        "failures",
+    }
     assert report.skipped == {"pareto_front": "the run has a single objective"}
     for path in report.written.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
@@ -41,8 +48,11 @@ def test_every_plot_is_written_and_matches_the_store(failing_run):
         fitness = report.series["generation_fitness"]
         assert fitness["generation"] == gens
         for i, g in enumerate(gens):
-            values = [store.trial(ind.trial_id).values["val_perplexity"] for ind in store.population(g)
-                      if store.trial(ind.trial_id).ok]
+            values = [
+                store.trial(ind.trial_id).values["val_perplexity"]
+                for ind in store.population(g)
+                if store.trial(ind.trial_id).ok
+            ]
             assert fitness["median"][i] == pytest.approx(np.median(values))
             assert fitness["best"][i] == pytest.approx(min(values))
             assert fitness["worst"][i] == pytest.approx(max(values))
@@ -61,8 +71,11 @@ def test_every_plot_is_written_and_matches_the_store(failing_run):
         genes = report.series["gene_evolution"]
         members = [i for i in store.individuals() if i.generation >= 0]
         assert genes["learning_rate"] == [
-            (i.generation, i.genome["learning_rate"],
-             store.trial(i.trial_id).values.get("val_perplexity") if store.trial(i.trial_id).ok else None)
+            (
+                i.generation,
+                i.genome["learning_rate"],
+                store.trial(i.trial_id).values.get("val_perplexity") if store.trial(i.trial_id).ok else None,
+            )
             for i in members
         ]
         failures = report.series["failures"]
@@ -118,7 +131,15 @@ def test_report_is_self_contained(failing_run):
     html = write_report(failing_run, export_sections=export_sections).read_text()
     assert html.count("data:image/png;base64,") == 5
     assert "http://" not in html and "https://" not in html and "<script" not in html
-    for text in ("Best configuration", "lora:", "training:", "Top 10 trials", "untuned baseline", "Failures", "exception"):
+    for text in (
+        "Best configuration",
+        "lora:",
+        "training:",
+        "Top 10 trials",
+        "untuned baseline",
+        "Failures",
+        "exception",
+    ):
         assert text in html, text
 
 

@@ -1,5 +1,6 @@
 """The Ray executor on a real local cluster (2 CPUs): same results as local, actors
 killed with SIGKILL mid-trial are replaced, a trial that always kills its actor fails."""
+
 import os
 import signal
 import subprocess
@@ -13,8 +14,8 @@ import pytest
 
 from evo import evolve
 from evo._api import start_run
-from evo.config import parse_config
 from evo._space import SearchSpace
+from evo.config import parse_config
 from evo.storage import RunStore
 from evo.trial import Budget, FailureReason
 from fitness.synthetic import SyntheticFitness
@@ -31,8 +32,12 @@ RAY = {"type": "ray", "workers": 2, "cpus_per_trial": 0.5, "max_retries": 2}
 @pytest.fixture(scope="module")
 def ray_cluster():
     # Workers import the test fitnesses by name, so they need the repository on their path.
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="WARNING",
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+    )
     yield
     ray.shutdown()
 
@@ -72,9 +77,14 @@ def test_an_actor_killed_mid_trial_is_replaced_and_the_trial_retried(ray_cluster
 
     killer = threading.Thread(target=kill_the_first_trial, daemon=True)
     killer.start()
-    evolve(space, Sleepy(space, pid_dir, seconds=0.5), budget=BUDGET,
-           evolution={"population_size": 4, "generations": 1},
-           run_dir=tmp_path / "run", executor=RAY)
+    evolve(
+        space,
+        Sleepy(space, pid_dir, seconds=0.5),
+        budget=BUDGET,
+        evolution={"population_size": 4, "generations": 1},
+        run_dir=tmp_path / "run",
+        executor=RAY,
+    )
     killer.join(5)
     with RunStore.open(tmp_path / "run") as store:
         trials, individuals = store.trials(), store.individuals()
@@ -88,9 +98,15 @@ def test_an_actor_killed_mid_trial_is_replaced_and_the_trial_retried(ray_cluster
 def test_a_trial_that_always_kills_its_actor_fails_as_killed_and_the_run_goes_on(ray_cluster, tmp_path):
     space = SearchSpace.from_spec(SMALL_SPACE)
     deadly = {**space.sample(np.random.default_rng(0)), "lora_dropout": 0.1234}
-    result = evolve(space, KillsItsWorker(space, 0.1234), budget=BUDGET,
-                    evolution={"population_size": 4, "generations": 2},
-                    run_dir=tmp_path / "run", seed_genomes=[deadly], executor={**RAY, "max_retries": 1})
+    result = evolve(
+        space,
+        KillsItsWorker(space, 0.1234),
+        budget=BUDGET,
+        evolution={"population_size": 4, "generations": 2},
+        run_dir=tmp_path / "run",
+        seed_genomes=[deadly],
+        executor={**RAY, "max_retries": 1},
+    )
     with RunStore.open(tmp_path / "run") as store:
         trials = store.trials()
         assert store.finished_generations() == [0, 1, 2]

@@ -1,4 +1,5 @@
 """Resume after a real SIGKILL, and the one-driver-per-directory lock."""
+
 import os
 import signal
 import sqlite3
@@ -16,7 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def evo(*argv, **kw):
     return subprocess.Popen(
         [sys.executable, "-m", "evo.cli", *map(str, argv)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
     )
 
 
@@ -126,7 +131,7 @@ def test_resume_of_multi_fidelity_and_pbt_runs_matches_an_uninterrupted_run(synt
         whole, killed = tmp_path / f"{name}-whole", tmp_path / f"{name}-killed"
         assert evo("run", config, "--out", whole, "--quiet", "--no-plots").wait(120) == 0
         proc = evo("run", config, "--out", killed, "--quiet", "--no-plots")
-        wait_for(lambda: finished_trials(killed) >= 10)  # inside generation 1
+        wait_for(lambda run_dir=killed: finished_trials(run_dir) >= 10)  # inside generation 1
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         with RunStore.open(killed) as store:

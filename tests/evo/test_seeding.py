@@ -43,13 +43,28 @@ def test_seeding_with_another_fitness_definition_evaluates_anew(synthetic_config
 
 def test_seeding_into_a_changed_space_drops_samples_and_clips(synthetic_config, write_config, tmp_path, capsys):
     old_dir, new_dir = tmp_path / "old", tmp_path / "new"
-    assert main(["run", str(write_config(synthetic_config, "old.yaml")), "--out", str(old_dir), "--quiet", "--no-plots"]) == 0
+    assert (
+        main(["run", str(write_config(synthetic_config, "old.yaml")), "--out", str(old_dir), "--quiet", "--no-plots"])
+        == 0
+    )
     changed = copy.deepcopy(synthetic_config)
     del changed["search_space"]["use_rslora"]
     changed["search_space"]["weight_decay"] = {"type": "float", "low": 0.0, "high": 0.1}
     changed["search_space"]["learning_rate"] = {"type": "log_float", "low": 1e-5, "high": 1e-5 * 1.5}
-    code = main(["run", str(write_config(changed, "new.yaml")), "--out", str(new_dir), "--seed-from", str(old_dir),
-                 "--seed-generation", "2", "--quiet", "--no-plots"])
+    code = main(
+        [
+            "run",
+            str(write_config(changed, "new.yaml")),
+            "--out",
+            str(new_dir),
+            "--seed-from",
+            str(old_dir),
+            "--seed-generation",
+            "2",
+            "--quiet",
+            "--no-plots",
+        ]
+    )
     assert code == 0
     err = capsys.readouterr().err
     assert "dropped gene(s) not in this search space: use_rslora" in err
@@ -62,7 +77,16 @@ def test_seeding_into_a_changed_space_drops_samples_and_clips(synthetic_config, 
 
 
 def test_seed_from_a_missing_run_is_a_config_error(synthetic_config, write_config, tmp_path, capsys):
-    code = main(["run", str(write_config(synthetic_config)), "--out", str(tmp_path / "new"), "--seed-from", str(tmp_path / "ghost")])
+    code = main(
+        [
+            "run",
+            str(write_config(synthetic_config)),
+            "--out",
+            str(tmp_path / "new"),
+            "--seed-from",
+            str(tmp_path / "ghost"),
+        ]
+    )
     assert code == 2
     assert "--seed-from" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()

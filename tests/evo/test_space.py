@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from evo._space import Gene, GeneKind, SearchSpace, gene_from_spec
+from evo._space import SearchSpace, gene_from_spec
 from evo.trial import ConfigError
 from tests.conftest import SMALL_SPACE
 

@@ -1,4 +1,5 @@
 """Asynchronous steady-state evolution with the local executor (one worker, or threads)."""
+
 import os
 import signal
 
@@ -7,8 +8,8 @@ import pytest
 from evo._api import start_run
 from evo.cli import main
 from evo.config import parse_config
-from evo.strategies._steady_state import STATE_KEY
 from evo.storage import RunStore
+from evo.strategies._steady_state import STATE_KEY
 from evo.trial import ConfigError, FailureReason
 from fitness.synthetic import SyntheticFitness
 from tests.evo.test_resume import evo, finished_trials, wait_for

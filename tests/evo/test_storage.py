@@ -1,5 +1,6 @@
 """The run store: one contract, held by the in-memory and the on-disk store alike;
 then what only a run directory has (migrations, the lock, its files)."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -24,8 +25,9 @@ OBJECTIVES = (Objective("loss"), Objective("params", Direction.MAXIMIZE))
 
 
 def _trial(store: RunStore, key: str = "k", generation: int = 0, fingerprint: str = "fp", **kw) -> int:
-    return store.start_trial(fingerprint=fingerprint, config_key=key, config={"lr": key}, generation=generation,
-                             seed=7, **kw)
+    return store.start_trial(
+        fingerprint=fingerprint, config_key=key, config={"lr": key}, generation=generation, seed=7, **kw
+    )
 
 
 class StoreContract:
@@ -40,8 +42,10 @@ class StoreContract:
         assert store.meta("created_at") > 0
         assert store.meta("config") == CONFIG
         assert store.meta("fingerprint") == "fp"
-        assert store.meta("objectives") == [{"name": "loss", "direction": "minimize"},
-                                            {"name": "params", "direction": "maximize"}]
+        assert store.meta("objectives") == [
+            {"name": "loss", "direction": "minimize"},
+            {"name": "params", "direction": "maximize"},
+        ]
         assert store.meta("environment") == {"python": "3"}
         assert store.meta("seed_genomes") == [{"lr": 0.1}]
 
@@ -53,7 +57,9 @@ class StoreContract:
     def test_individuals_are_added_and_read_back_by_generation(self, store: RunStore) -> None:
         added = store.add_individuals(0, [({"lr": 0.1}, "random", []), ({"lr": 0.2}, "seed", [])])
         assert [(r.slot, r.genome, r.origin, r.trial_id) for r in added] == [
-            (0, {"lr": 0.1}, "random", None), (1, {"lr": 0.2}, "seed", None)]
+            (0, {"lr": 0.1}, "random", None),
+            (1, {"lr": 0.2}, "seed", None),
+        ]
         later = store.add_individuals(1, [({"lr": 0.3}, "mutation", [added[0].id])], first_slot=4)
         assert (later[0].slot, later[0].parents) == (4, [added[0].id])
         assert [r.generation for r in store.individuals()] == [0, 0, 1]
@@ -74,13 +80,16 @@ class StoreContract:
         assert store.individuals(0)[0].trial_id == other
         assert [t.id for t in store.trials()] == [tid, other] and [t.id for t in store.trials(0)] == [tid, other]
 
-    @pytest.mark.parametrize(("result", "reusable"), [
-        (TrialResult.complete({"loss": 1.0}), True),
-        (TrialResult.failed(FailureReason.DIVERGED, "nan"), True),
-        (TrialResult.failed(FailureReason.OOM, "oom"), False),
-        (TrialResult.failed(FailureReason.TIMEOUT, "slow"), False),
-        (TrialResult.failed(FailureReason.KILLED, "signal"), False),
-    ])
+    @pytest.mark.parametrize(
+        ("result", "reusable"),
+        [
+            (TrialResult.complete({"loss": 1.0}), True),
+            (TrialResult.failed(FailureReason.DIVERGED, "nan"), True),
+            (TrialResult.failed(FailureReason.OOM, "oom"), False),
+            (TrialResult.failed(FailureReason.TIMEOUT, "slow"), False),
+            (TrialResult.failed(FailureReason.KILLED, "signal"), False),
+        ],
+    )
     def test_find_reusable_only_trusts_outcomes_of_the_config_itself(
         self, store: RunStore, result: TrialResult, reusable: bool
     ) -> None:
@@ -96,7 +105,12 @@ class StoreContract:
         store.finish_trial(tid, TrialResult.complete({"loss": 2.0}, applied_config={"lr": 1}))
         copy = store.trial(store.copy_trial(store.trial(tid), fingerprint="fp2", config_key="k", note="from x"))
         assert copy.generation == IMPORTED_GENERATION < BASELINE_GENERATION
-        assert (copy.values, copy.applied_config, copy.message, copy.duration) == ({"loss": 2.0}, {"lr": 1}, "from x", 0)
+        assert (copy.values, copy.applied_config, copy.message, copy.duration) == (
+            {"loss": 2.0},
+            {"lr": 1},
+            "from x",
+            0,
+        )
         assert store.find_reusable("fp2", "k").id == copy.id
 
     def test_interrupt_running_marks_trials_in_flight_killed(self, store: RunStore) -> None:
@@ -135,8 +149,14 @@ class TestOnDiskStore(StoreContract):
 
 
 def _create(run_dir: Path | None) -> RunStore:
-    return RunStore.create(run_dir, config=CONFIG, fingerprint="fp", objectives=OBJECTIVES,
-                           environment={"python": "3"}, seed_genomes=[{"lr": 0.1}])
+    return RunStore.create(
+        run_dir,
+        config=CONFIG,
+        fingerprint="fp",
+        objectives=OBJECTIVES,
+        environment={"python": "3"},
+        seed_genomes=[{"lr": 0.1}],
+    )
 
 
 # -- only a run directory --------------------------------------------------------------
@@ -164,8 +184,10 @@ CREATE TABLE generations (
 );
 CREATE TABLE events (id INTEGER PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
 """
-V2_DDL = (V1_DDL.replace("finished_at REAL, duration REAL\n",
-                         "finished_at REAL, duration REAL, fidelity REAL NOT NULL DEFAULT 1.0, resumed_from INTEGER\n"))
+V2_DDL = V1_DDL.replace(
+    "finished_at REAL, duration REAL\n",
+    "finished_at REAL, duration REAL, fidelity REAL NOT NULL DEFAULT 1.0, resumed_from INTEGER\n",
+)
 
 
 def _old_run(run_dir: Path, ddl: str, version: object) -> Path:
@@ -174,8 +196,10 @@ def _old_run(run_dir: Path, ddl: str, version: object) -> Path:
     db.executescript(ddl)
     db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(version),))
     db.execute("INSERT INTO meta VALUES ('fingerprint', '\"fp\"')")
-    db.execute("INSERT INTO trials (fingerprint, config_key, config, generation, seed, status, objective_values,"
-               " started_at, finished_at, duration) VALUES ('fp', 'k', '{}', 0, 1, 'complete', '{\"loss\": 1}', 1, 2, 1)")
+    db.execute(
+        "INSERT INTO trials (fingerprint, config_key, config, generation, seed, status, objective_values,"
+        " started_at, finished_at, duration) VALUES ('fp', 'k', '{}', 0, 1, 'complete', '{\"loss\": 1}', 1, 2, 1)"
+    )
     db.execute("INSERT INTO events (at, kind, message) VALUES (1, 'note', 'never read')")
     db.commit()
     db.close()

@@ -5,6 +5,7 @@ tests.evo.test_strategies_unchanged`` regenerates it): for each scenario, every 
 the order it was stored as ``[config, status, value]``, and the best config. A change
 that alters what a seed does shows up here as the first trial that differs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -42,14 +43,19 @@ SCENARIOS = {
     "generational_tpe": lambda: _synthetic_yaml(generations=5),
     "generational_no_surrogate": lambda: _synthetic_yaml(generations=5, surrogate="none"),
     "mu_comma_lambda": lambda: _small(strategy="mu_comma_lambda", offspring_size=8, elitism=2),
-    "multi_fidelity": lambda: _small(population_size=4, offspring_size=9, generations=2,
-                                     multi_fidelity={"eta": 3, "min_fidelity": 1 / 9}),
+    "multi_fidelity": lambda: _small(
+        population_size=4, offspring_size=9, generations=2, multi_fidelity={"eta": 3, "min_fidelity": 1 / 9}
+    ),
     "early_stopping": lambda: _small(early_stopping={"min_trials": 4, "warmup": 0.2}),
-    "pbt": lambda: {**_small(population_size=8, mode="pbt", pbt={"interval": 0.25, "quantile": 0.25}),
-                    "budget": {"steps": 80}},
+    "pbt": lambda: {
+        **_small(population_size=8, mode="pbt", pbt={"interval": 0.25, "quantile": 0.25}),
+        "budget": {"steps": 80},
+    },
     "steady_state": lambda: _small(mode="steady_state", immigrants=1),
-    "two_objectives": lambda: {**_small(generations=3),
-                               "fitness": {"type": "synthetic", "objectives": ["val_perplexity", "trainable_parameters"]}},
+    "two_objectives": lambda: {
+        **_small(generations=3),
+        "fitness": {"type": "synthetic", "objectives": ["val_perplexity", "trainable_parameters"]},
+    },
 }
 
 
@@ -61,8 +67,11 @@ def run_scenario(name: str, run_dir: Path) -> dict:
     fitness = make_fitness(config.fitness)
     result = start_run(config, fitness, run_dir)
     with RunStore.open(run_dir) as store:
-        trials = [[t.config, t.status.value, t.values.get(fitness.objectives[0].name)]
-                  for t in store.trials() if t.generation >= -1]
+        trials = [
+            [t.config, t.status.value, t.values.get(fitness.objectives[0].name)]
+            for t in store.trials()
+            if t.generation >= -1
+        ]
     return {"trials": trials, "best": [dict(b) for b in result.best]}
 
 

@@ -1,4 +1,5 @@
 """Surrogate-assisted variation: the density ratio, the screening, and runs that use it."""
+
 import os
 import random
 import signal
@@ -8,13 +9,14 @@ import pytest
 
 from evo import evolve
 from evo._space import SearchSpace
+from evo._surrogate import MIN_OBSERVATIONS, DensityRatio, Observation, screen
 from evo.storage import RunStore
 from evo.strategies._settings import EvolutionSettings, Surrogate
-from evo._surrogate import MIN_OBSERVATIONS, DensityRatio, Observation, screen
 from evo.trial import Budget, ConfigError
 from tests.conftest import SMALL_SPACE
 from tests.evo.fitnesses import Sphere
-from tests.evo.test_resume import evo as evo_cli, final_state, finished_trials, wait_for
+from tests.evo.test_resume import evo as evo_cli
+from tests.evo.test_resume import final_state, finished_trials, wait_for
 
 BUDGET = Budget(steps=10)  # a run needs one; these fitnesses ignore it
 
@@ -52,8 +54,9 @@ def test_a_failed_trial_counts_against_its_region():
 
 
 def test_nominal_genes_are_modelled_by_their_choices():
-    observations = [Observation(at(0.5, modules=m), (1.0 if m == "all-linear" else 0.0,))
-                    for m in ["all-linear", "attention"] * 10]
+    observations = [
+        Observation(at(0.5, modules=m), (1.0 if m == "all-linear" else 0.0,)) for m in ["all-linear", "attention"] * 10
+    ]
     a, b = DensityRatio(SPACE, observations).score([at(0.5, modules="all-linear"), at(0.5, modules="attention")])
     assert a > b
 
@@ -63,15 +66,24 @@ def test_scores_do_not_depend_on_the_order_trials_finished_in():
     candidates = [SPACE.sample(np.random.default_rng(2)) for _ in range(20)]
     shuffled = list(observations)
     random.Random(3).shuffle(shuffled)
-    assert np.array_equal(DensityRatio(SPACE, observations).score(candidates),
-                          DensityRatio(SPACE, shuffled).score(candidates))
+    assert np.array_equal(
+        DensityRatio(SPACE, observations).score(candidates), DensityRatio(SPACE, shuffled).score(candidates)
+    )
 
 
 def test_several_objectives_rank_by_domination():
     # (loss, memory) both maximised after signing: the front is at u = 0.2 and 0.8, dominated points between
-    observations = [Observation(at(u), s) for u, s in
-                    [(0.2, (0.0, -1.0)), (0.8, (-1.0, 0.0)), (0.5, (-2.0, -2.0)), (0.55, (-2.0, -3.0)),
-                     (0.45, (-3.0, -2.0)), (0.5, (-3.0, -3.0))]]
+    observations = [
+        Observation(at(u), s)
+        for u, s in [
+            (0.2, (0.0, -1.0)),
+            (0.8, (-1.0, 0.0)),
+            (0.5, (-2.0, -2.0)),
+            (0.55, (-2.0, -3.0)),
+            (0.45, (-3.0, -2.0)),
+            (0.5, (-3.0, -3.0)),
+        ]
+    ]
     front, dominated = DensityRatio(SPACE, observations, gamma=0.34).score([at(0.2), at(0.5)])
     assert front > dominated
 
@@ -97,8 +109,9 @@ def test_bad_surrogate_settings_are_config_errors(settings):
 def test_the_tpe_surrogate_is_the_default_and_none_turns_it_off():
     assert EvolutionSettings().surrogate is Surrogate.TPE and EvolutionSettings().surrogate_candidates == 10
     fitness = Sphere(SPACE)
-    evolve(SPACE, fitness, budget=BUDGET,
-           evolution={"population_size": 4, "generations": 2, "surrogate": "none"}, seed=1)
+    evolve(
+        SPACE, fitness, budget=BUDGET, evolution={"population_size": 4, "generations": 2, "surrogate": "none"}, seed=1
+    )
     assert len(fitness.calls) == 4 + 2 * 4
 
 

@@ -1,14 +1,14 @@
 """Experiment trackers: TensorBoard event files, MLflow's local store, W&B offline."""
+
 import importlib.util
-import json
 import re
 
 import pytest
 
+from evo._trackers import BACKENDS, make_trackers
 from evo.cli import main
 from evo.config import REPORT_TO, parse_config
 from evo.storage import RunStore
-from evo._trackers import BACKENDS, make_trackers
 from evo.trial import ConfigError
 
 
@@ -49,7 +49,8 @@ def test_mlflow_local_store_holds_the_metrics(synthetic_config, write_config, tm
     history = client.get_metric_history(run.info.run_id, "generation.best")
     with RunStore.open(run_dir) as store:
         assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(
-            [s["best"] for s in store.generation_stats()])
+            [s["best"] for s in store.generation_stats()]
+        )
     assert run.data.params["population_size"] == "6"
 
 

@@ -1,4 +1,5 @@
 """The contract module: gene declarations, check_value and the fitness defaults."""
+
 import math
 
 import pytest
@@ -15,13 +16,27 @@ MODULES = GeneDecl("target_modules", ValueKind.MODULE_LIST, "attention", choices
 BITS = GeneDecl("bits", ValueKind.CATEGORICAL, 4, choices=(4, 8))
 
 
-@pytest.mark.parametrize("decl, value", [
-    (RANK, 1), (RANK, 10**6), (RANK, 8.0),  # YAML may write an integral float
-    (DROPOUT, 0.0), (DROPOUT, 0.999), (DROPOUT, 0),
-    (LR, 1e-9), (CLIP, -1.0), (CLIP, 0),
-    (OPTIM, "adafactor"), (FLAG, True), (FLAG, False),
-    (MODULES, "mlp"), (MODULES, ["q_proj", "v_proj"]), (MODULES, ("q_proj",)), (BITS, 8),
-])
+@pytest.mark.parametrize(
+    "decl, value",
+    [
+        (RANK, 1),
+        (RANK, 10**6),
+        (RANK, 8.0),  # YAML may write an integral float
+        (DROPOUT, 0.0),
+        (DROPOUT, 0.999),
+        (DROPOUT, 0),
+        (LR, 1e-9),
+        (CLIP, -1.0),
+        (CLIP, 0),
+        (OPTIM, "adafactor"),
+        (FLAG, True),
+        (FLAG, False),
+        (MODULES, "mlp"),
+        (MODULES, ["q_proj", "v_proj"]),
+        (MODULES, ("q_proj",)),
+        (BITS, 8),
+    ],
+)
 def test_accepted_values(decl, value):
     assert check_value(decl, value) is None
 
@@ -29,28 +44,31 @@ def test_accepted_values(decl, value):
 NOT_MODULES = "must be one of 'attention', 'mlp' or a non-empty list of module names"
 
 
-@pytest.mark.parametrize("decl, value, problem", [
-    (RANK, 0, "must be >= 1"),
-    (RANK, 1.5, "must be an integer >= 1"),
-    (RANK, True, "must be an integer >= 1"),  # a bool is not a number
-    (RANK, "64", "must be an integer >= 1"),
-    (DROPOUT, 1.0, "must be in [0, 1)"),
-    (DROPOUT, -0.1, "must be in [0, 1)"),
-    (DROPOUT, math.nan, "must be a finite number in [0, 1)"),
-    (LR, 0.0, "must be > 0"),
-    (LR, math.inf, "must be a finite number > 0"),
-    (CLIP, "0.3", "must be a finite number"),
-    (CLIP, None, "must be a finite number"),
-    (OPTIM, "sgdd", "must be one of 'adamw_torch', 'adafactor'"),
-    (OPTIM, ["adamw_torch"], "must be one of 'adamw_torch', 'adafactor'"),
-    (FLAG, 1, "must be true or false"),
-    (FLAG, "yes", "must be true or false"),
-    (MODULES, "everything", NOT_MODULES),
-    (MODULES, [], NOT_MODULES),
-    (MODULES, ["q_proj", ""], NOT_MODULES),
-    (MODULES, [1, 2], NOT_MODULES),
-    (BITS, True, "must be one of 4, 8"),  # True == 1, but is no choice here
-])
+@pytest.mark.parametrize(
+    "decl, value, problem",
+    [
+        (RANK, 0, "must be >= 1"),
+        (RANK, 1.5, "must be an integer >= 1"),
+        (RANK, True, "must be an integer >= 1"),  # a bool is not a number
+        (RANK, "64", "must be an integer >= 1"),
+        (DROPOUT, 1.0, "must be in [0, 1)"),
+        (DROPOUT, -0.1, "must be in [0, 1)"),
+        (DROPOUT, math.nan, "must be a finite number in [0, 1)"),
+        (LR, 0.0, "must be > 0"),
+        (LR, math.inf, "must be a finite number > 0"),
+        (CLIP, "0.3", "must be a finite number"),
+        (CLIP, None, "must be a finite number"),
+        (OPTIM, "sgdd", "must be one of 'adamw_torch', 'adafactor'"),
+        (OPTIM, ["adamw_torch"], "must be one of 'adamw_torch', 'adafactor'"),
+        (FLAG, 1, "must be true or false"),
+        (FLAG, "yes", "must be true or false"),
+        (MODULES, "everything", NOT_MODULES),
+        (MODULES, [], NOT_MODULES),
+        (MODULES, ["q_proj", ""], NOT_MODULES),
+        (MODULES, [1, 2], NOT_MODULES),
+        (BITS, True, "must be one of 4, 8"),  # True == 1, but is no choice here
+    ],
+)
 def test_refused_values_say_what_is_accepted(decl, value, problem):
     assert check_value(decl, value) == problem
 

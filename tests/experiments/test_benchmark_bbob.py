@@ -1,4 +1,5 @@
 """experiments/benchmark_bbob.py --quick: every method runs, the tables print, the plot is written."""
+
 import importlib.util
 import subprocess
 import sys
@@ -18,7 +19,10 @@ def test_quick_benchmark_prints_the_tables_and_writes_the_plot(tmp_path):
     plot = tmp_path / "bbob.png"
     done = subprocess.run(
         [sys.executable, "experiments/benchmark_bbob.py", "--quick", "--jobs", "1", "--plot", str(plot)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout

@@ -1,4 +1,5 @@
 """experiments/benchmark_fidelity.py --quick: every method spends the same tokens, the table prints, the plot is written."""
+
 import importlib.util
 import subprocess
 import sys
@@ -9,14 +10,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "experiments"))
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("optuna") is None, reason="the bench extra (optuna) is not installed")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("optuna") is None, reason="the bench extra (optuna) is not installed"
+)
 
 
 def test_quick_benchmark_prints_the_table_and_writes_the_plot(tmp_path):
     plot = tmp_path / "fidelity.png"
     done = subprocess.run(
         [sys.executable, "experiments/benchmark_fidelity.py", "--quick", "--plot", str(plot)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -28,6 +34,7 @@ def test_quick_benchmark_prints_the_table_and_writes_the_plot(tmp_path):
 
 def test_every_method_stops_at_the_same_training_budget():
     import benchmark_fidelity as bench
+
     from fitness.synthetic import SyntheticFitness
 
     task = bench.TASKS["synthetic"]
@@ -44,8 +51,13 @@ def test_every_method_stops_at_the_same_training_budget():
 
 def test_saved_runs_merge_into_the_same_report(tmp_path):
     def bench(*argv):
-        done = subprocess.run([sys.executable, "experiments/benchmark_fidelity.py", *argv],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "experiments/benchmark_fidelity.py", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 

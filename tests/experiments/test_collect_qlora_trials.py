@@ -1,5 +1,6 @@
 """experiments/collect_qlora_trials.py --quick on a tiny Llama: the lines and their fields,
 resuming to a larger target, determinism by index, a torn last line, a refused mismatch."""
+
 import json
 import subprocess
 import sys
@@ -11,12 +12,30 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "experiments"))
 
 import collect_qlora_trials as collect  # noqa: E402
+
 from tests.fitness.conftest import build_tiny_llama  # noqa: E402
 
 FIELDS = {
-    "kind", "collection", "index", "seed", "genome", "config", "status", "reason", "message", "val_perplexity",
-    "train_loss_curve", "val_perplexity_curve", "train_tokens", "wall_seconds", "train_tokens_per_s",
-    "peak_memory_mb", "fingerprint", "budget", "machine", "metrics",
+    "kind",
+    "collection",
+    "index",
+    "seed",
+    "genome",
+    "config",
+    "status",
+    "reason",
+    "message",
+    "val_perplexity",
+    "train_loss_curve",
+    "val_perplexity_curve",
+    "train_tokens",
+    "wall_seconds",
+    "train_tokens_per_s",
+    "peak_memory_mb",
+    "fingerprint",
+    "budget",
+    "machine",
+    "metrics",
 }
 SAME_BY_INDEX = ("seed", "genome", "config", "val_perplexity", "train_loss_curve", "val_perplexity_curve")
 
@@ -88,9 +107,23 @@ def test_a_file_of_another_config_is_refused_with_exit_2(setup, tmp_path):
     assert run(setup, data, "--target", "1") == 0
     kept = data.read_bytes()
     done = subprocess.run(  # the real command line: its own process, no worker needed to refuse
-        [sys.executable, "experiments/collect_qlora_trials.py", "--quick", "--model", str(model),
-         "--data-file", str(data), "--target", "2", "--sample-seed", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "experiments/collect_qlora_trials.py",
+            "--quick",
+            "--model",
+            str(model),
+            "--data-file",
+            str(data),
+            "--target",
+            "2",
+            "--sample-seed",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1

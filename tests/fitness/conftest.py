@@ -1,4 +1,5 @@
 """Fixtures for the QLoRA fitness tests: a tiny random Llama that loads 4-bit in a second."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,9 @@ TINY_VOCAB = 384
 
 def build_tiny_llama(folder: Path) -> Path:
     """A 2-layer, hidden-64 Llama with a byte-level BPE trained on pydoc text (offline, ~1 s)."""
-    import torch
     from pydoc_data.topics import topics
+
+    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -24,9 +26,16 @@ def build_tiny_llama(folder: Path) -> Path:
     bpe.train_from_iterator(list(topics.values())[:20], trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<eos>", pad_token="<eos>")
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
@@ -48,8 +57,14 @@ def cache_dir(tmp_path_factory) -> Path:
 def tiny_spec(tiny_model, cache_dir) -> dict:
     """Small enough that a 3-step trial takes well under a second inside the worker."""
     return {
-        "type": "qlora", "model": str(tiny_model), "data": "pydoc", "cache_dir": str(cache_dir),
-        "validation_tokens": 256, "eval_seq_length": 64, "trial_timeout": 120, "device": "cpu",
+        "type": "qlora",
+        "model": str(tiny_model),
+        "data": "pydoc",
+        "cache_dir": str(cache_dir),
+        "validation_tokens": 256,
+        "eval_seq_length": 64,
+        "trial_timeout": 120,
+        "device": "cpu",
     }
 
 

@@ -4,10 +4,12 @@ Subclass :class:`FitnessContract` and provide a ``make_fitness`` fixture (a fact
 fitnesses); override ``fitness`` to share one instance between the tests (e.g. a running
 QLoRA worker), and ``budget`` for what one quick trial may train.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

@@ -1,4 +1,5 @@
 """Tokenizing, packing and the token cache, with the tiny model's tokenizer (no worker)."""
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,9 @@ def test_tokens_are_cached_on_disk_per_tokenizer_and_data(tokenizer, tmp_path):
     cached = list((tmp_path / "cache" / "tokens").glob("*.pt"))
     assert len(cached) == 1
     second = tokenize_corpus(corpus, tokenizer, tmp_path / "cache")
-    assert torch.equal(first.train.ids, second.train.ids) and torch.equal(first.validation.labels, second.validation.labels)
+    assert torch.equal(first.train.ids, second.train.ids) and torch.equal(
+        first.validation.labels, second.validation.labels
+    )
     other = load_corpus("pydoc", 0.1)
     tokenize_corpus(other, tokenizer, tmp_path / "cache")
     assert len(list((tmp_path / "cache" / "tokens").glob("*.pt"))) == 2

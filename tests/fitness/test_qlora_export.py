@@ -1,4 +1,5 @@
 """`evo best --export` sections load straight into the Hugging Face classes."""
+
 from fitness.qlora.export import split_sections
 from fitness.qlora.genes import parse_genes
 from fitness.qlora.spec import LRScaling
@@ -8,8 +9,16 @@ def test_exported_sections_load_into_trainingarguments_loraconfig_and_bitsandbyt
     from peft import LoraConfig
     from transformers import BitsAndBytesConfig, TrainingArguments
 
-    genes = {"learning_rate": 2e-3, "r": 32, "lora_alpha": 64, "target_modules": "attention", "optim": "adamw_torch",
-             "lr_scheduler_type": "cosine", "warmup_ratio": 0.1, "bnb_4bit_quant_type": "fp4"}
+    genes = {
+        "learning_rate": 2e-3,
+        "r": 32,
+        "lora_alpha": 64,
+        "target_modules": "attention",
+        "optim": "adamw_torch",
+        "lr_scheduler_type": "cosine",
+        "warmup_ratio": 0.1,
+        "bnb_4bit_quant_type": "fp4",
+    }
     cfg, _, _ = parse_genes(genes, lr_scaling=LRScaling.NONE, lr_reference_batch=8)
     applied = {**cfg.as_dict(), "bnb_4bit_compute_dtype": "bfloat16"}  # as the runner records it
     sections = split_sections(applied)

@@ -3,6 +3,7 @@
 Real trials on the tiny 4-bit Llama in one worker that scores every 2 steps; an 8-step
 budget keeps each trial well under a second.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,13 @@ from fitness.qlora.spec import LRScaling
 BUDGET = Budget(steps=8)
 # dropout, accumulation and a warmup + decay schedule: everything a continuation must carry over
 GENES = {
-    "r": 4, "max_seq_length": 32, "gradient_accumulation_steps": 2, "lora_dropout": 0.1,
-    "lr_scheduler_type": "linear", "warmup_ratio": 0.25, "learning_rate": 3e-3,
+    "r": 4,
+    "max_seq_length": 32,
+    "gradient_accumulation_steps": 2,
+    "lora_dropout": 0.1,
+    "lr_scheduler_type": "linear",
+    "warmup_ratio": 0.25,
+    "learning_rate": 3e-3,
 }
 TOKENS_PER_STEP = 4 * 2 * 32
 ALL_OBJECTIVES = ["val_perplexity", "peak_memory_mb", "wall_seconds", "train_tokens_per_s", "trainable_parameters"]
@@ -74,7 +80,9 @@ def test_a_new_batch_shape_continues_on_a_fresh_stream_at_the_same_fraction_of_a
     assert a.ok and b.ok, (a.message, b.message)
     assert (a.metrics["budget_steps"], b.metrics["budget_steps"]) == (8, 16)
     assert (b.metrics["start_step"], b.metrics["steps"]) == (8, 16)  # half the budget was done, half is left
-    assert [loss for _, loss in b.metrics["train_loss_curve"][:4]] == [loss for _, loss in a.metrics["train_loss_curve"]]
+    assert [loss for _, loss in b.metrics["train_loss_curve"][:4]] == [
+        loss for _, loss in a.metrics["train_loss_curve"]
+    ]
     assert [step for step, _ in b.metrics["train_loss_curve"]] == [2, 4, 6, 8, *range(9, 17)]
     assert a.metrics["train_tokens"] + b.metrics["train_tokens"] == tokens.tokens
 
@@ -163,8 +171,14 @@ def test_every_requested_objective_is_reported(fitness, half):
 
 def test_structural_genes_are_genes_the_fitness_reads():
     assert QLoRAFitness.structural_genes == {
-        "r", "lora_alpha", "use_rslora", "target_modules", "optim",
-        "bnb_4bit_quant_type", "bnb_4bit_compute_dtype", "bnb_4bit_use_double_quant",
+        "r",
+        "lora_alpha",
+        "use_rslora",
+        "target_modules",
+        "optim",
+        "bnb_4bit_quant_type",
+        "bnb_4bit_compute_dtype",
+        "bnb_4bit_use_double_quant",
     }
     defaults = TrialConfig().as_dict()
     genes = {name: defaults[name] for name in QLoRAFitness.structural_genes}

@@ -1,4 +1,5 @@
 """The embedded default: a real trial on SmolLM2-135M (4-bit) on the pydoc corpus."""
+
 from __future__ import annotations
 
 import math

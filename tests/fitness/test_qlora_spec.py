@@ -1,4 +1,5 @@
 """Spec validation, gene parsing and data loading: cheap, no worker, no torch in the driver."""
+
 from __future__ import annotations
 
 import json
@@ -17,15 +18,27 @@ from fitness.qlora.spec import LRScaling
 
 def test_defaults_are_the_offline_smollm2_pydoc_run():
     spec = QLoRASpec.from_dict({"type": "qlora"})
-    assert (spec.model, spec.data, spec.validation_tokens, spec.trial_timeout) == ("smollm2-135m", "pydoc", 4096, 1800.0)
+    assert (spec.model, spec.data, spec.validation_tokens, spec.trial_timeout) == (
+        "smollm2-135m",
+        "pydoc",
+        4096,
+        1800.0,
+    )
 
 
 @pytest.mark.parametrize(
     "key, value",
     [
-        ("validation_fraction", 1.5), ("validation_tokens", 0), ("eval_every", -1), ("device", "tpu"),
-        ("lr_scaling", "cubic"), ("trial_timeout", 0), ("eval_batch_size", 2.5), ("model", ""),
-        ("type", "lora"), ("max_worker_rss_growth_mb", float("nan")),
+        ("validation_fraction", 1.5),
+        ("validation_tokens", 0),
+        ("eval_every", -1),
+        ("device", "tpu"),
+        ("lr_scaling", "cubic"),
+        ("trial_timeout", 0),
+        ("eval_batch_size", 2.5),
+        ("model", ""),
+        ("type", "lora"),
+        ("max_worker_rss_growth_mb", float("nan")),
     ],
 )
 def test_bad_values_name_the_key(key, value):
@@ -36,8 +49,10 @@ def test_bad_values_name_the_key(key, value):
 @pytest.mark.parametrize(
     "value, problem",
     [
-        (["val_perplexity", "bleu"], "unknown objective 'bleu'"), (["wall_seconds"], "must start with val_perplexity"),
-        ([], "must start with val_perplexity"), ("val_perplexity", "must be a list"),
+        (["val_perplexity", "bleu"], "unknown objective 'bleu'"),
+        (["wall_seconds"], "must start with val_perplexity"),
+        ([], "must start with val_perplexity"),
+        ("val_perplexity", "must be a list"),
         (["val_perplexity", "wall_seconds", "wall_seconds"], "twice"),
     ],
 )
@@ -49,12 +64,15 @@ def test_bad_objectives_are_one_line_config_errors(value, problem):
 
 def test_objectives_default_to_perplexity_and_survive_the_trip_to_the_worker(tiny_model):
     base = {"type": "qlora", "model": str(tiny_model)}
-    assert [(o.name, o.direction.value) for o in QLoRAFitness.from_spec(base).objectives] == [("val_perplexity", "minimize")]
+    assert [(o.name, o.direction.value) for o in QLoRAFitness.from_spec(base).objectives] == [
+        ("val_perplexity", "minimize")
+    ]
     spec = QLoRASpec.from_dict({**base, "objectives": ["val_perplexity", "train_tokens_per_s"]})
     assert QLoRASpec.from_dict(spec.as_dict()) == spec and spec.objectives == ("val_perplexity", "train_tokens_per_s")
     fitness = QLoRAFitness.from_spec(spec.as_dict())
     assert [(o.name, o.direction.value) for o in fitness.objectives] == [
-        ("val_perplexity", "minimize"), ("train_tokens_per_s", "maximize"),
+        ("val_perplexity", "minimize"),
+        ("train_tokens_per_s", "maximize"),
     ]
 
 
@@ -119,7 +137,11 @@ def test_genes_default_to_the_qlora_baseline_and_unknown_ones_are_listed():
     cfg, ignored, gene_lr = parse_genes({"population": 3}, lr_scaling=LRScaling.NONE, lr_reference_batch=8)
     assert cfg == TrialConfig() and ignored == ["population"] and gene_lr == 2e-4
     assert (cfg.r, cfg.lora_alpha, cfg.lora_dropout, cfg.optim, cfg.quant.bnb_4bit_quant_type) == (
-        64, 16.0, 0.1, Optim.ADAMW_TORCH, QuantType.NF4,
+        64,
+        16.0,
+        0.1,
+        Optim.ADAMW_TORCH,
+        QuantType.NF4,
     )
     assert cfg.lora_target_modules() == ["q_proj", "k_proj", "v_proj", "o_proj"]
 

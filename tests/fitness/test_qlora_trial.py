@@ -1,4 +1,5 @@
 """Real trials on the tiny 4-bit Llama in a real worker subprocess."""
+
 from __future__ import annotations
 
 import math
@@ -61,13 +62,21 @@ def test_training_lowers_validation_perplexity(shared_fitness):
 
 
 def test_tokens_budget_wins_and_sets_the_step_count(shared_fitness):
-    result = run(shared_fitness, {"per_device_train_batch_size": 2, "max_seq_length": 64}, budget=Budget(steps=1, tokens=512))
+    result = run(
+        shared_fitness, {"per_device_train_batch_size": 2, "max_seq_length": 64}, budget=Budget(steps=1, tokens=512)
+    )
     assert result.metrics["steps"] == 4 and result.metrics["train_tokens"] == 512
 
 
 @pytest.mark.parametrize("optim", ["adafactor", "paged_adamw_8bit"])
 def test_other_optimizers_and_schedules_run(shared_fitness, optim):
-    genes = {"optim": optim, "lr_scheduler_type": "cosine", "warmup_ratio": 0.5, "weight_decay": 0.01, "use_rslora": True}
+    genes = {
+        "optim": optim,
+        "lr_scheduler_type": "cosine",
+        "warmup_ratio": 0.5,
+        "weight_decay": 0.01,
+        "use_rslora": True,
+    }
     result = run(shared_fitness, genes)
     assert result.ok, result.message
 

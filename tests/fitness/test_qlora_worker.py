@@ -1,4 +1,5 @@
 """Failures injected for real into the worker: an allocation past its memory cap, a SIGKILL, a hang."""
+
 from __future__ import annotations
 
 import os
