@@ -224,6 +224,8 @@ class Evaluator:
             self.consecutive_failures = 0
             return
         self.consecutive_failures += 1
-        self.last_failures = (self.last_failures + [f"{record.reason.value}: {record.message}"])[-3:]
+        self.last_failures = (
+            self.last_failures + [f"{record.reason.value if record.reason else record.status.value}: {record.message}"]
+        )[-3:]
         if self.consecutive_failures >= self.max_consecutive_failures:
             raise RunAborted(f"{self.consecutive_failures} evaluations in a row failed; last: {self.last_failures[-1]}")

@@ -22,6 +22,7 @@ def mutate_gene(gene: Gene, value: Any, rng: np.random.Generator, sigma: float) 
     if gene.kind.value == "bool":
         return not value
     if gene.nominal:
+        assert gene.choices is not None  # nominal genes (bool, unordered categorical) always have choices
         others = [c for c in gene.choices if canonical(c) != canonical(value)]
         if not others:
             return value

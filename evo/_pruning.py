@@ -64,7 +64,8 @@ def curve_of(trial: TrialRecord, name: str) -> tuple[list[float], list[float]] |
     budget_steps = trial.metrics.get("budget_steps") or trial.metrics.get("steps")
     if not points or not budget_steps:
         return None
-    fractions, values = [], []
+    fractions: list[float] = []
+    values: list[float] = []
     for step, value in points:
         if value is None:
             continue

@@ -78,7 +78,7 @@ def _best_trial(data: RunData):
     ok = [t for t in data.trials if data.scored(t) and t.generation > BASELINE_GENERATION]
     if not ok:
         return None
-    return min(ok, key=data.value) if data.minimize else max(ok, key=data.value)
+    return min(ok, key=data.scored_value) if data.minimize else max(ok, key=data.scored_value)
 
 
 def _summary(data: RunData) -> str:
@@ -98,8 +98,8 @@ def _summary(data: RunData) -> str:
         return "\n".join(lines)
     text = f"Best {_e(name)}: <b>{_fmt(data.value(best))}</b> (trial {best.id}, generation {best.generation})"
     if data.baseline is not None and data.baseline.ok:
-        base = data.value(data.baseline)
-        gain = (base - data.value(best)) / base * 100 if data.minimize else (data.value(best) - base) / abs(base) * 100
+        base, value = data.scored_value(data.baseline), data.scored_value(best)
+        gain = (base - value) / base * 100 if data.minimize else (value - base) / abs(base) * 100
         css = "good" if gain > 0 else "bad"
         text += (
             f"; untuned baseline: {_fmt(base)} "
@@ -165,7 +165,7 @@ def _best(data: RunData, run_dir: Path, export_sections: ExportSections | None) 
 def _top_trials(data: RunData) -> str:
     ok = sorted(
         (t for t in data.trials if data.scored(t) and t.generation > BASELINE_GENERATION),
-        key=data.value,
+        key=data.scored_value,
         reverse=not data.minimize,
     )
     if not ok:

@@ -52,6 +52,13 @@ class RunData:
         name = (objective or self.objective).name
         return trial.values.get(name) if self.scored(trial) else None
 
+    def scored_value(self, trial: TrialRecord, objective: Objective | None = None) -> float:
+        """``value`` of a trial known to be scored (so is an ok baseline: it runs on the whole
+        budget). A scored trial has every objective: ``TrialResult.checked`` fails it otherwise."""
+        value = self.value(trial, objective)
+        assert value is not None, f"trial {trial.id} is not scored"
+        return value
+
     @staticmethod
     def scored(trial: TrialRecord) -> bool:
         return trial.ok and trial.full

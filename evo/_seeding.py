@@ -43,7 +43,9 @@ def seed_genomes_from(
         raise ConfigError(f"--seed-top-k: must be >= 1, got {top_k}")
     members = source.population(gen)[:top_k]
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2**31,)))
-    genomes, warnings, seen = [], [], set()
+    genomes: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    seen: set[str] = set()
     for member in members:
         genome, notes = space.adapt(member.genome, rng)
         if canonical(genome) in seen:

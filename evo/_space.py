@@ -77,6 +77,11 @@ class Gene:
             return _plain(self.choices[int(rng.integers(len(self.choices)))])
         return self.from_unit(float(rng.random()))
 
+    def _bounds(self) -> tuple[float, float]:
+        """``(low, high)`` of a ranged gene (no choices, not bool); gene_from_spec always sets both."""
+        assert self.low is not None and self.high is not None, f"{self.name}: ranged gene without bounds"
+        return self.low, self.high
+
     # -- unit-interval mapping (ordered genes) ----------------------------------------
     def to_unit(self, value: Any) -> float:
         if self.kind is GeneKind.BOOL:
@@ -84,9 +89,10 @@ class Gene:
         if self.choices is not None:
             n = len(self.choices)
             return self.index(value) / (n - 1) if n > 1 else 0.0
-        lo, hi, v = float(self.low), float(self.high), float(value)
+        low, high = self._bounds()
+        lo, hi, v = float(low), float(high), float(value)
         if self.log:
-            lo, hi, v = math.log(lo), math.log(hi), math.log(max(v, float(self.low)))
+            lo, hi, v = math.log(lo), math.log(hi), math.log(max(v, float(low)))
         return min(1.0, max(0.0, (v - lo) / (hi - lo)))
 
     def from_unit(self, u: float) -> Any:
@@ -95,7 +101,8 @@ class Gene:
             return u >= 0.5
         if self.choices is not None:
             return _plain(self.choices[int(round(u * (len(self.choices) - 1)))])
-        lo, hi = float(self.low), float(self.high)
+        low, high = self._bounds()
+        lo, hi = float(low), float(high)
         x = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))) if self.log else lo + u * (hi - lo)
         return self.clip(x)
 
@@ -109,7 +116,8 @@ class Gene:
             return False
         if self.kind is GeneKind.INT and value != int(value):
             return False
-        return self.low <= value <= self.high
+        low, high = self._bounds()
+        return low <= value <= high
 
     def clip(self, value: Any) -> Any:
         """The nearest legal value: rounded to the step or int, inside the bounds."""
@@ -121,14 +129,15 @@ class Gene:
             if self.kind is GeneKind.INT and isinstance(value, (int, float)):
                 return min(self.choices, key=lambda c: abs(c - value))
             raise ValueError(f"{value!r} is not one of the choices of {self.name}")
-        x = min(float(self.high), max(float(self.low), float(value)))
+        low, high = self._bounds()
+        x = min(float(high), max(float(low), float(value)))
         if self.step:
-            x = self.low + round((x - self.low) / self.step) * self.step
-            x = min(float(self.high), max(float(self.low), x))
+            x = low + round((x - low) / self.step) * self.step
+            x = min(float(high), max(float(low), x))
         if self.kind is GeneKind.INT:
             return int(round(x))
         x = _round_sig(x) if self.log or not self.step else round(x, 10)
-        return min(float(self.high), max(float(self.low), x))  # rounding may step past a bound
+        return min(float(high), max(float(low), x))  # rounding may step past a bound
 
     def index(self, value: Any) -> int:
         key = canonical(value)

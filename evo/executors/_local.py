@@ -41,7 +41,7 @@ class LocalExecutor:
         if not self._running:
             raise RuntimeError("wait() with no trial submitted")
         done, _ = futures.wait(self._running, return_when=futures.FIRST_COMPLETED)
-        future = min(done, key=self._running.get)  # several may be done: answer the oldest first
+        future = min(done, key=lambda f: self._running[f])  # several may be done: answer the oldest first
         return self._running.pop(future), future.result()
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ class NothingToPlot(ValueError):
 @dataclass
 class PlotReport:
     written: dict[str, Path] = field(default_factory=dict)
-    series: dict[str, dict[str, Any]] = field(default_factory=dict)
+    series: dict[str, dict[Any, Any]] = field(default_factory=dict)  # learning_curves keys by trial id
     skipped: dict[str, str] = field(default_factory=dict)  # figure name -> why it was not drawn
 
 
@@ -64,17 +64,17 @@ class PlotRefresher(RunObserver):
         import time
 
         if self.run_dir is not None and time.monotonic() - self.last >= self.every_seconds:
-            self._refresh()
+            self._refresh(self.run_dir)
 
     def end(self) -> None:
         if self.run_dir is not None:
-            self._refresh()
+            self._refresh(self.run_dir)
 
-    def _refresh(self) -> None:
+    def _refresh(self, run_dir: Path) -> None:
         import time
 
         try:
-            plot_run(self.run_dir)
+            plot_run(run_dir)
         except NothingToPlot:
             pass
         self.last = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib
 
@@ -84,7 +84,7 @@ def generation_fitness(data: RunData, path: Path) -> dict[str, Any]:
     }
     per_gen_best = []
     for g in gens:
-        values = [data.value(e.trial) for e in data.evaluated if e.generation <= g and data.scored(e.trial)]
+        values = [data.scored_value(e.trial) for e in data.evaluated if e.generation <= g and data.scored(e.trial)]
         per_gen_best.append((min(values) if lo_is_best else max(values)) if values else None)
     series["best_so_far"] = [v if v is None else float(v) for v in _best_so_far(per_gen_best, lo_is_best)]
 
@@ -103,7 +103,7 @@ def generation_fitness(data: RunData, path: Path) -> dict[str, Any]:
             np.array(xs) + jitter, ys, s=14, color="#ff7f0e", alpha=0.6, label="individual (completed)", zorder=3
         )
     if data.baseline is not None and data.baseline.ok:
-        ax.axhline(data.value(data.baseline), color="#9467bd", ls=":", lw=1.5, label="untuned baseline")
+        ax.axhline(data.scored_value(data.baseline), color="#9467bd", ls=":", lw=1.5, label="untuned baseline")
     all_values = [y for _, y in series["points"]]
     if _use_log(all_values):
         _log_y(ax)
@@ -201,7 +201,7 @@ def gene_evolution(data: RunData, path: Path) -> dict[str, Any]:
     fig, axes = plt.subplots(
         rows, cols, figsize=(4.2 * cols + 1, 2.7 * rows + 0.8), squeeze=False, layout="constrained"
     )
-    values = [data.value(e.trial) for e in data.evaluated if data.scored(e.trial)]
+    values = [data.scored_value(e.trial) for e in data.evaluated if data.scored(e.trial)]
     # Colour by fitness, clipped at the 90th percentile so that a few terrible trials
     # do not wash out the differences between the good ones.
     lo, hi = (min(values), float(np.percentile(values, 90))) if values else (0.0, 1.0)
@@ -259,19 +259,19 @@ def _short(value: Any) -> str:
 
 
 # -- learning curves ------------------------------------------------------------------------
-def learning_curves(data: RunData, path: Path) -> dict[str, Any]:
+def learning_curves(data: RunData, path: Path) -> dict[int, Any]:
     """Train loss and intermediate validation curves of the best trials."""
     ok = [
         t
         for t in data.trials
         if data.scored(t) and t.generation > BASELINE_GENERATION and t.metrics.get("train_loss_curve")
     ]
-    top = sorted(ok, key=lambda t: data.value(t), reverse=not data.minimize)[:TOP_TRIALS]
+    top = sorted(ok, key=data.scored_value, reverse=not data.minimize)[:TOP_TRIALS]
     # A validation panel only says something with intermediate points (eval_every > 0);
     # the final value alone is already in every legend entry.
     has_val = any(len(t.metrics.get("val_perplexity_curve") or []) >= 2 for t in top)
     fig, axes = plt.subplots(1, 2 if has_val else 1, figsize=(11 if has_val else 6.5, 4.5), squeeze=False)
-    series: dict[str, Any] = {}
+    series: dict[int, Any] = {}  # by trial id
     for rank, trial in enumerate(top):
         label = f"trial {trial.id}: {data.objective.name} {data.value(trial):.4g}"
         loss = np.array(trial.metrics["train_loss_curve"], dtype=float)
@@ -349,7 +349,8 @@ def failures(data: RunData, path: Path) -> dict[str, Any]:
         title="Failures per generation, by reason" if reasons else "Failures per generation: none",
     )
     ax.set_xticks(gens)
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    # The default major locator is an AutoLocator (a MaxNLocator); the stub types it as a plain Locator.
+    cast(matplotlib.ticker.MaxNLocator, ax.yaxis.get_major_locator()).set_params(integer=True)
     if reasons:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
@@ -357,7 +358,8 @@ def failures(data: RunData, path: Path) -> dict[str, Any]:
     return {"generation": gens, "counts": counts}
 
 
-FIGURES: dict[str, Callable[[RunData, Path], dict[str, Any]]] = {
+# Each figure's series are keyed by series name, except learning_curves': by trial id.
+FIGURES: dict[str, Callable[[RunData, Path], dict[Any, Any]]] = {
     "generation_fitness": generation_fitness,
     "best_vs_compute": best_vs_compute,
     "gene_evolution": gene_evolution,

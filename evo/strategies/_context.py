@@ -97,10 +97,13 @@ class RunContext:
 
     def _evaluate_baseline(self) -> None:
         """The untuned reference config, evaluated once and kept out of the population."""
-        if not self.config.baseline or self.store.individuals(BASELINE_GENERATION):
+        if not self.config.baseline:
             return
-        (rec,) = self.store.add_individuals(BASELINE_GENERATION, [(dict(self.config.baseline), "baseline", [])])
-        self.evaluator.evaluate_batch([Job(rec.id, rec.genome, BASELINE_GENERATION, 0)])
+        records = self.store.individuals(BASELINE_GENERATION) or self.store.add_individuals(
+            BASELINE_GENERATION, [(dict(self.config.baseline), "baseline", [])]
+        )
+        # evaluated anew when the driver died during its trial
+        self.evaluator.evaluate_batch([job_of(r) for r in records if r.trial_id is None])
 
     def result(self) -> RunResult:
         result = build_result(self.store, self.objectives, self.settings.hall_of_fame, self.evaluator)
@@ -125,8 +128,15 @@ class RunContext:
         return ind
 
     def individuals(self, records: Sequence[IndividualRecord], trials: Mapping[int, TrialRecord] = {}) -> list:
-        """Individuals for records; ``trials`` (by individual id) wins over the stored link."""
-        return [self.individual(r, trials.get(r.id) or self.store.trial(r.trial_id)) for r in records]
+        """Individuals for evaluated records; ``trials`` (by individual id) wins over the stored link."""
+        out = []
+        for rec in records:
+            trial = trials.get(rec.id)
+            if trial is None:
+                assert rec.trial_id is not None, f"individual {rec.id} has no trial yet"
+                trial = self.store.trial(rec.trial_id)
+            out.append(self.individual(rec, trial))
+        return out
 
     def evaluate(self, records: Sequence[IndividualRecord]) -> list:
         """Individuals for records, evaluating those that have no trial yet (all at once on

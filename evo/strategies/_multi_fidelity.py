@@ -27,7 +27,9 @@ from evo.trial import FailureReason, Objective
 
 
 def run(ctx: RunContext) -> RunResult:
-    rungs, eta = ctx.settings.multi_fidelity.rungs, ctx.settings.multi_fidelity.eta
+    halving = ctx.settings.multi_fidelity
+    assert halving is not None  # the config sets it in this mode
+    rungs, eta = halving.rungs, halving.eta
     start = ctx.open()
     population = ctx.individuals(ctx.store.population(start - 1)) if start else []
     for gen in range(start, ctx.settings.generations + 1):
@@ -55,7 +57,7 @@ def successive_halving(
 ) -> dict[int, TrialRecord]:
     """The last trial of every job's individual: at the highest rung it reached."""
     results: dict[int, TrialRecord] = {}
-    candidates, continued = list(jobs), {}
+    candidates, continued = list(jobs), dict[int, int]()
     for rung, fidelity in enumerate(rungs):
         last = rung == len(rungs) - 1
         rung_jobs = [

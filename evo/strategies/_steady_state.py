@@ -81,7 +81,7 @@ class _Population:
     def load(cls, ctx: RunContext, closed: int) -> _Population:
         members = {r.id: r for r in ctx.store.individuals() if r.generation > BASELINE_GENERATION}
         saved = ctx.store.meta(STATE_KEY, {"population": [], "entered": []})
-        population = [ctx.individual(members[i], ctx.store.trial(members[i].trial_id)) for i in saved["population"]]
+        population = ctx.individuals([members[i] for i in saved["population"]])
         return cls(ctx, members, population, list(saved["entered"]), closed)
 
     def breed_child(self, k: int) -> IndividualRecord:
@@ -115,7 +115,7 @@ class _Population:
         while len(self.entered) >= mu + self.closed * lam and self.closed <= last:
             gen = self.closed
             window = self.entered[:mu] if gen == 0 else self.entered[mu + (gen - 1) * lam : mu + gen * lam]
-            new = [ctx.individual(self.members[i], ctx.store.trial(self.members[i].trial_id)) for i in window]
+            new = ctx.individuals([self.members[i] for i in window])
             ctx.record(gen, self.population, new)
             self.closed += 1
             if self.closed <= last:
