@@ -84,8 +84,14 @@ def decode_genome(text: str) -> dict[str, Any]:
 
 
 def to_json(value: Any) -> str:
-    """Meta values, configs and metrics; NaN kept, unknown objects as their str."""
+    """Configs and metrics of trials; NaN kept, unknown objects as their str."""
     return json.dumps(value, sort_keys=True, default=str, allow_nan=True)
+
+
+def meta_json(value: Any) -> str:
+    """Meta values keep their key order: the order of the run config's genes decides how
+    breeding draws its random numbers, so a resumed run must read them as written."""
+    return json.dumps(value, default=str, allow_nan=True)
 
 
 def trial_from_row(row: sqlite3.Row) -> TrialRecord:

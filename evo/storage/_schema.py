@@ -7,11 +7,14 @@ never left half migrated.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
 
-from evo.storage._records import StoreError, to_json
+import yaml
+
+from evo.storage._records import StoreError, meta_json, to_json
 
 SCHEMA_VERSION = 3
 
@@ -84,8 +87,31 @@ def create(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (to_json(SCHEMA_VERSION),))
 
 
+def holds_run(path: Path) -> bool:
+    """Whether ``path`` is a run.db with something in it; one that is not an SQLite
+    database at all is a StoreError, so that nothing ever overwrites it."""
+    if not path.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return bool(db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
+    except sqlite3.DatabaseError:
+        raise StoreError(f"{path.parent}: run.db is not a run database (damaged, or not written by evo)") from None
+
+
+def remove_unborn(path: Path) -> None:
+    """Remove a run.db whose driver died inside the transaction that creates it: an
+    SQLite database without a table (callers check ``holds_run`` first)."""
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
 def stored_version(db: sqlite3.Connection, where: Path | None) -> int:
     try:
+        if not db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise StoreError(
+                f"{where}: holds no run (its driver was stopped while creating it); start it again with 'evo run'"
+            )
         row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{where}: run.db is not a run database ({exc})") from None
@@ -95,10 +121,25 @@ def stored_version(db: sqlite3.Connection, where: Path | None) -> int:
     return version
 
 
-def upgrade(db: sqlite3.Connection, version: int) -> None:
+def upgrade(db: sqlite3.Connection, version: int, run_dir: Path) -> None:
     """Apply every migration from ``version`` on (the caller holds the transaction)."""
     for start, statements in MIGRATIONS:
         if start >= version:
             for statement in statements:
                 db.execute(statement)
+    if version < 3:
+        restore_config_order(db, run_dir)
     db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (to_json(SCHEMA_VERSION),))
+
+
+def restore_config_order(db: sqlite3.Connection, run_dir: Path) -> None:
+    """Stores before schema 3 kept the run config with sorted keys, so a resumed run bred
+    with its genes in alphabetical order instead of the config's. RUN_DIR/config.yaml has
+    the written order: take it when it holds the same config."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+    try:
+        written = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return
+    if row is not None and written == json.loads(row[0]):
+        db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (meta_json(written),))

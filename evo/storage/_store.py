@@ -33,6 +33,7 @@ from evo.storage._records import (
     TrialRecord,
     encode_genome,
     individual_from_row,
+    meta_json,
     to_json,
     trial_from_row,
 )
@@ -70,14 +71,26 @@ class RunStore:
         seeded_from: str | None = None,
     ) -> RunStore:
         """A new run in ``run_dir`` (locked for this driver), or in memory for None."""
+        lock = None
         if run_dir is not None:
             run_dir = Path(run_dir)
-            if (run_dir / "run.db").exists():
-                raise StoreError(f"{run_dir}: already holds a run; continue it with 'evo resume {run_dir}'")
-            run_dir.mkdir(parents=True, exist_ok=True)
+            cls.check_new(run_dir)
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{run_dir}: cannot make the run directory ({exc.strerror})") from None
+            lock = RunDirLock(run_dir)
+            lock.acquire()  # before run.db is touched: another driver may be creating it
+            try:
+                cls.check_new(run_dir)
+                _schema.remove_unborn(run_dir / "run.db")
+            except BaseException:
+                lock.release()
+                raise
         store = cls(run_dir)
+        if lock is not None:
+            store._lock = lock
         try:
-            store.lock()
             if store.run_dir is not None:
                 (store.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
             meta = {
@@ -92,11 +105,22 @@ class RunStore:
                 meta["seeded_from"] = seeded_from
             with store._transaction() as db:
                 _schema.create(db)
-                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, to_json(v)) for k, v in meta.items()])
+                db.executemany(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, meta_json(v)) for k, v in meta.items()]
+                )
         except BaseException:
             store.close()
             raise
         return store
+
+    @staticmethod
+    def check_new(run_dir: Path) -> None:
+        """Raise StoreError unless a new run can be made in ``run_dir``: it must not be a
+        file, hold a run, or hold a run.db that is not a database (nothing is changed)."""
+        if run_dir.exists() and not run_dir.is_dir():
+            raise StoreError(f"{run_dir}: is a file, not a run directory; choose another --out")
+        if _schema.holds_run(run_dir / "run.db"):
+            raise StoreError(f"{run_dir}: already holds a run; continue it with 'evo resume {run_dir}'")
 
     @classmethod
     def open(cls, run_dir: Path | str) -> RunStore:
@@ -104,11 +128,15 @@ class RunStore:
         run_dir = Path(run_dir)
         if not (run_dir / "run.db").is_file():
             raise StoreError(f"{run_dir}: not a run directory (no run.db)")
+        if not _schema.holds_run(run_dir / "run.db"):  # checked before anything can write to the file
+            raise StoreError(
+                f"{run_dir}: holds no run (its driver was stopped while creating it); start it again with 'evo run'"
+            )
         store = cls(run_dir)
         try:
             if _schema.stored_version(store._db, run_dir) < _schema.SCHEMA_VERSION:
                 with store._transaction() as db:  # read again: another process may have migrated it
-                    _schema.upgrade(db, _schema.stored_version(db, run_dir))
+                    _schema.upgrade(db, _schema.stored_version(db, run_dir), run_dir)
         except BaseException:
             store.close()
             raise
@@ -143,7 +171,7 @@ class RunStore:
     # -- meta -------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
         with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, to_json(value)))
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, meta_json(value)))
 
     def meta(self, key: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

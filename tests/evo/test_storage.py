@@ -3,11 +3,13 @@ then what only a run directory has (migrations, the lock, its files)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from evo.storage import (
     BASELINE_GENERATION,
@@ -148,10 +150,10 @@ class TestOnDiskStore(StoreContract):
             yield store
 
 
-def _create(run_dir: Path | None) -> RunStore:
+def _create(run_dir: Path | None, config: dict | None = None) -> RunStore:
     return RunStore.create(
         run_dir,
-        config=CONFIG,
+        config=CONFIG if config is None else config,
         fingerprint="fp",
         objectives=OBJECTIVES,
         environment={"python": "3"},
@@ -274,3 +276,23 @@ def test_run_files_keep_the_best_trials_artifacts_and_the_asked_checkpoints(tmp_
     with _create(None) as memory:
         assert RunFiles(memory).artifact_dir(1) is None
         assert RunFiles(memory).checkpoint_dir(1).parent.is_dir()  # a temporary directory
+
+
+def test_migration_restores_the_gene_order_the_config_was_written_in(tmp_path: Path) -> None:
+    """Stores before schema 3 sorted the config's keys, so a resumed run bred with its
+    genes in alphabetical order; config.yaml keeps the order they were written in."""
+    run_dir = _old_run(tmp_path / "old", V2_DDL, 2)
+    written = {"seed": 0, "search_space": {"r": {"type": "bool"}, "learning_rate": {"type": "bool"}}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(written, sort_keys=False))
+    with sqlite3.connect(run_dir / "run.db") as db:
+        db.execute("INSERT INTO meta VALUES ('config', ?)", (json.dumps(written, sort_keys=True),))
+    with RunStore.open(run_dir) as store:
+        assert list(store.meta("config")["search_space"]) == ["r", "learning_rate"]
+
+
+def test_a_new_run_keeps_the_order_of_its_config(tmp_path: Path) -> None:
+    config = {"search_space": {"r": {"type": "bool"}, "a": {"type": "bool"}}, "budget": {"steps": 1}}
+    _create(tmp_path / "run", config=config).close()
+    with RunStore.open(tmp_path / "run") as store:
+        assert list(store.meta("config")) == ["search_space", "budget"]
+        assert list(store.meta("config")["search_space"]) == ["r", "a"]
