@@ -9,6 +9,7 @@ from typing import Any
 
 from evo._evaluation import RunAborted, run_fingerprint
 from evo._observers import RunObserver
+from evo._preflight import check_run
 from evo._results import RunResult
 from evo._seeding import seed_genomes_from
 from evo._space import SearchSpace, canonical
@@ -85,7 +86,7 @@ def start_run(
     Trials run on ``executor``; without one, on the executor ``config.executor``
     describes, built here and closed at the end.
     """
-    for message in check_fitness(config, fitness):
+    for message in check_run(config, fitness):
         warn(message)
     fingerprint = run_fingerprint(fitness, config.budget)
     genomes = [dict(g) for g in seed_genomes]
@@ -117,20 +118,6 @@ def start_run(
         return _evolve(config, fitness, store, fingerprint, executor, seed_genomes=genomes, observers=observers)
     finally:
         store.close()
-
-
-def check_fitness(config: RunConfig, fitness: Fitness) -> list[str]:
-    """What only the fitness can tell about a config, checked before anything is written:
-    raises for what cannot work, returns warnings for what would do less than asked."""
-    if config.evolution.multi_fidelity and len(fitness.objectives) > 1:
-        names = ", ".join(o.name for o in fitness.objectives)
-        raise ConfigError(f"evolution.multi_fidelity: ranks rungs by one objective; the fitness reports {names}")
-    if config.evolution.early_stopping and not fitness.intermediate_values:
-        return [
-            "evolution.early_stopping: the fitness validates only at the end of a trial (QLoRA: set "
-            "fitness.eval_every), so only diverging losses will be stopped"
-        ]
-    return []
 
 
 def resume_run(
@@ -170,15 +157,13 @@ def _evolve(
     **options: Any,
 ) -> RunResult:
     """Run the evolution the config's mode asks for, on ``executor`` or on one built for this run."""
-    own = executor is None
-    if own:
-        executor = make_executor(config.executor, fitness)
+    runs_on = executor if executor is not None else make_executor(config.executor, fitness)
     try:
-        ctx = RunContext.build(config, fitness, store, fingerprint, executor=executor, **options)
+        ctx = RunContext.build(config, fitness, store, fingerprint, executor=runs_on, **options)
         return run_strategy(ctx)
     finally:
-        if own:
-            executor.close()
+        if executor is None:  # built here, so closed here
+            runs_on.close()
 
 
 def describe_environment(fitness: Fitness) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from evo._api import RunAborted, load_stored_config, resume_run, start_run
+from evo._observers import RunObserver
 from evo._progress import TerminalProgress
 from evo._results import build_result
 from evo.config import RunConfig, load_config
@@ -74,8 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, [*args.overrides, *(args.set or []), *_executor_overrides(args)])
     if args.out is None:
         args.out = Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (Path(args.out) / "run.db").exists():
-        raise ConfigError(f"{args.out}: already holds a run; continue it with 'evo resume {args.out}'")
+    RunStore.check_new(Path(args.out))  # before the fitness is built: a second, not minutes
     observers = _observers(args, config)  # first: a tracker that is not installed is a config error
     with _fitness_and_executor(config) as (fitness, executor):
         result = start_run(
@@ -211,11 +211,11 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 # -- helpers ---------------------------------------------------------------------------
-def _observers(args: argparse.Namespace, config) -> list:
+def _observers(args: argparse.Namespace, config) -> list[RunObserver]:
     from evo._trackers import make_trackers
     from evo.plots import PlotRefresher
 
-    observers = [] if args.quiet else [TerminalProgress()]
+    observers: list[RunObserver] = [] if args.quiet else [TerminalProgress()]
     if not args.no_plots:
         observers.append(PlotRefresher())
     return observers + make_trackers(config.report_to)

@@ -9,6 +9,7 @@ DEAP, and ``evo`` can use it without pulling in torch.
 from __future__ import annotations
 
 import abc
+import difflib
 import enum
 import math
 from collections.abc import Mapping
@@ -223,7 +224,7 @@ class ValueKind(str, enum.Enum):
     INT = "int"
     BOOL = "bool"
     CATEGORICAL = "categorical"  # one of ``choices``
-    MODULE_LIST = "module_list"  # one of ``choices`` (named sets) or a non-empty list of module names
+    MODULE_LIST = "module_list"  # one of ``choices`` (named sets) or a non-empty list of ``names``
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,8 @@ class GeneDecl:
     ``low``/``high`` bound FLOAT and INT values (None: unbounded), excluded when
     ``low_open``/``high_open``. ``default`` is what the fitness uses when the key is
     absent; it must itself be accepted. ``help`` says what the gene sets, in a few words.
+    ``names`` are the module names a MODULE_LIST may hold, in the model's order (empty: any
+    non-empty names), so that a fitness built for one model refuses what that model lacks.
     """
 
     name: str
@@ -245,12 +248,15 @@ class GeneDecl:
     high_open: bool = False
     choices: tuple[Any, ...] = ()
     help: str = ""
+    names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, ValueKind):
             raise TypeError(f"gene {self.name}: kind must be a ValueKind, got {self.kind!r}")
         if self.kind in (ValueKind.CATEGORICAL, ValueKind.MODULE_LIST) and not self.choices:
             raise ValueError(f"gene {self.name}: a {self.kind.value} gene needs choices")
+        if self.names and self.kind is not ValueKind.MODULE_LIST:
+            raise ValueError(f"gene {self.name}: only a module_list gene has names")
         problem = check_value(self, self.default)
         if problem is not None:
             raise ValueError(f"gene {self.name}: default {self.default!r} {problem}")
@@ -270,9 +276,10 @@ def check_value(decl: GeneDecl, value: Any) -> str | None:
     if kind is ValueKind.MODULE_LIST:
         if isinstance(value, str) and _one_of(value, decl.choices):
             return None
-        if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v for v in value):
-            return None
-        return f"must be one of {_listing(decl.choices)} or a non-empty list of module names"
+        if not (isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v for v in value)):
+            return f"must be one of {_listing(decl.choices)} or a non-empty list of module names"
+        unknown = next((v for v in value if decl.names and v not in decl.names), None)
+        return None if unknown is None else _not_a_module(unknown, decl.names)
     number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
     if not number or (kind is ValueKind.INT and not float(value).is_integer()):
         expected = "an integer" if kind is ValueKind.INT else "a finite number"
@@ -290,6 +297,18 @@ def _one_of(value: Any, choices: tuple[Any, ...]) -> bool:
 
 def _listing(choices: tuple[Any, ...]) -> str:
     return ", ".join(repr(c) for c in choices)
+
+
+_NAMES_SHOWN = 12  # a 100-module model's names would not fit on the one line of a ConfigError
+
+
+def _not_a_module(name: str, names: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f", did you mean {close[0]!r}?" if close else ""
+    shown = ", ".join(names[:_NAMES_SHOWN]) + (
+        f", ... ({len(names) - _NAMES_SHOWN} more)" if len(names) > _NAMES_SHOWN else ""
+    )
+    return f"module {name!r} is not in the model{hint} (its linear modules: {shown})"
 
 
 def _bounds(decl: GeneDecl) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,55 @@ import yaml
 from evo.config._run import RunConfig, parse_config
 from evo.trial import ConfigError
 
-__all__ = ["apply_override", "load_config", "read_yaml"]
+__all__ = ["apply_override", "load_config", "read_yaml", "safe_load"]
+
+MAX_NODES = 100_000  # a run config has a few hundred; past this, aliases are expanding into a bomb
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader (no Python tags), reading ``1e-5`` as the number users mean:
+    YAML 1.1 wants ``1.0e-5`` and would hand over the string '1e-5'."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def safe_load(text: str) -> Any:
+    """Parse YAML as :func:`yaml.safe_load` does, refusing documents whose aliases expand
+    past ``MAX_NODES`` nodes (a "billion laughs") or into themselves."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_NODES:
+            raise ConfigError(f"YAML: aliases expand to more than {MAX_NODES:,} values; refused")
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError("YAML: nested or aliased too deeply to be a run config; refused") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Values ``node`` holds once every alias is expanded; an alias of itself counts as a bomb."""
+    known = sizes.get(id(node))
+    if known is not None:
+        if known < 0:
+            return MAX_NODES + 1  # an alias inside what it names: infinite
+        return known
+    sizes[id(node)] = -1
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[id(node)] = min(size, MAX_NODES + 1)
+    return sizes[id(node)]
 
 
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
@@ -23,7 +72,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     if not keys:
         raise ConfigError(f"override {assignment!r}: empty key")
     try:
-        value = yaml.safe_load(text)
+        value = safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {path}: value is not valid YAML ({exc.__class__.__name__})") from None
     node = raw
@@ -39,10 +88,12 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
 
 def read_yaml(path: Path | str) -> Any:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        return yaml.safe_load(path.read_text())
+        return safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -49,6 +49,11 @@ class Mode(str, enum.Enum):
     MULTI_FIDELITY = "multi_fidelity"  # generational, with successive halving inside each generation
 
 
+# Individuals in one generation: past this a single generation would outlast any run (a typo such as
+# population_size: 1000000000000 is refused instead of starting).
+MAX_INDIVIDUALS = 100_000
+
+
 @dataclass(frozen=True)
 class MultiFidelity:
     """Successive halving inside each generation (as DEHB): every new individual trains to
@@ -96,7 +101,9 @@ class PBTSettings:
     copies a top-quantile member's adapter and optimizer state (exploit) and mutates its
     non-structural hyperparameters (explore)."""
 
-    interval: float = field(default=0.25, metadata=rule(gt=0, le=0.5, help="fraction of the budget between exploits"))
+    interval: float = field(
+        default=0.25, metadata=rule(ge=0.01, le=0.5, help="fraction of the budget between exploits (100 at most)")
+    )
     quantile: float = field(default=0.25, metadata=rule(gt=0, le=0.5, help="share of members that copy a better one"))
 
     def __post_init__(self) -> None:
@@ -114,11 +121,13 @@ class EvolutionSettings:
     """How the population evolves. Read ``planned_generations``, not ``generations``:
     PBT derives its count from ``pbt.interval``."""
 
-    population_size: int = field(default=8, metadata=rule(ge=2, help="mu"))
+    population_size: int = field(default=8, metadata=rule(ge=2, le=MAX_INDIVIDUALS, help="mu"))
     generations: int = field(
-        default=10, metadata=rule(ge=0, help="generations after the initial one (not in pbt mode)")
+        default=10, metadata=rule(ge=0, le=1_000_000, help="generations after the initial one (not in pbt mode)")
     )
-    offspring_size: int | None = field(default=None, metadata=rule(ge=1, help="lambda; null: population_size"))
+    offspring_size: int | None = field(
+        default=None, metadata=rule(ge=1, le=MAX_INDIVIDUALS, help="lambda; null: population_size")
+    )
     strategy: Strategy = Strategy.MU_PLUS_LAMBDA
     crossover: Crossover = Crossover.BLEND
     crossover_rate: float = field(default=0.6, metadata=probability("chance a child is bred from two parents"))
@@ -129,17 +138,17 @@ class EvolutionSettings:
     mutation_sigma: float = field(
         default=0.15, metadata=rule(gt=0, le=1, help="Gaussian step, as a fraction of a gene's (log) range")
     )
-    tournament_size: int = field(default=3, metadata=rule(ge=1))
+    tournament_size: int = field(default=3, metadata=rule(ge=1, le=1000))
     elitism: int = field(default=1, metadata=rule(ge=0, help="best individuals that always survive mu_comma_lambda"))
     immigrants: int = field(default=0, metadata=rule(ge=0, help="random newcomers per generation, for diversity"))
-    hall_of_fame: int = field(default=5, metadata=rule(ge=1))
+    hall_of_fame: int = field(default=5, metadata=rule(ge=1, le=MAX_INDIVIDUALS))
     max_consecutive_failures: int = field(default=10, metadata=rule(ge=1, help="stop when the fitness keeps failing"))
     mode: Mode = Mode.GENERATIONAL
     # Screen bred children with a model of all results so far (evo._surrogate). TPE by default: on the BBOB
     # benchmark (README) it needs ~0.7x the evaluations of plain evolution to reach Optuna TPE's result at 100.
     surrogate: Surrogate = Surrogate.TPE
     surrogate_candidates: int = field(
-        default=10, metadata=rule(ge=1, help="children bred per evaluated child when a surrogate screens them")
+        default=10, metadata=rule(ge=1, le=1000, help="children bred per evaluated child when a surrogate screens them")
     )
     # Set exactly when mode is multi_fidelity (the parser sets the mode when a config has the block).
     multi_fidelity: MultiFidelity | None = None

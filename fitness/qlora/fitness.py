@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
-from evo.trial import FitnessBase, GeneDecl, Objective, Trial, TrialResult
+from evo.trial import ConfigError, FitnessBase, GeneDecl, Objective, Trial, TrialResult
+from fitness.qlora.architecture import read_architecture
 from fitness.qlora.corpus import Corpus, load_corpus
 from fitness.qlora.export import split_sections
-from fitness.qlora.genes import GENES, STRUCTURAL_GENES
-from fitness.qlora.source import ModelSource, resolve_model
+from fitness.qlora.genes import GENES, STRUCTURAL_GENES, genes_for_model
+from fitness.qlora.source import ModelSource, default_cache_root, resolve_model
 from fitness.qlora.spec import OBJECTIVES, QLoRASpec
 from fitness.qlora.worker import TrialWorker
 
@@ -21,16 +24,19 @@ FITNESS_VERSION = 1  # bump when the loop or scoring changes what a number means
 class QLoRAFitness(FitnessBase):
     """Trains each trial's LoRA adapter on a resident 4-bit base in a worker subprocess.
 
-    Cheap to build: ``from_spec`` validates the spec, finds the model and reads the
-    data (raising ConfigError), but starts the worker only at the first ``evaluate``.
+    Cheap to build: ``from_spec`` validates the spec, finds the model, reads the data and
+    the model's config (raising ConfigError), but starts the worker only at the first
+    ``evaluate``. ``genes`` are GENES narrowed to the model (its module names, its context).
     ``structural_genes`` are those a trial continuing a checkpoint cannot change.
     """
 
     structural_genes = STRUCTURAL_GENES
-    genes: Mapping[str, GeneDecl] = GENES
 
-    def __init__(self, spec: QLoRASpec, *, source: ModelSource, corpus: Corpus) -> None:
+    def __init__(
+        self, spec: QLoRASpec, *, source: ModelSource, corpus: Corpus, genes: Mapping[str, GeneDecl] = GENES
+    ) -> None:
         self.spec = spec
+        self._genes = dict(genes)  # a plain dict, so the fitness still pickles
         self.objectives: tuple[Objective, ...] = tuple(Objective(name, OBJECTIVES[name]) for name in spec.objectives)
         # trials validate during training only with eval_every, which the median stopping rule needs
         self.intermediate_values = spec.eval_every > 0
@@ -41,7 +47,22 @@ class QLoRAFitness(FitnessBase):
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> QLoRAFitness:
         parsed = QLoRASpec.from_dict(spec)
-        return cls(parsed, source=resolve_model(parsed), corpus=load_corpus(parsed.data, parsed.validation_fraction))
+        source = resolve_model(parsed)
+        corpus = load_corpus(parsed.data, parsed.validation_fraction)
+        model = read_architecture(source, default_cache_root(parsed))
+        if model is None:
+            return cls(parsed, source=source, corpus=corpus)
+        if model.context_length is not None and parsed.eval_seq_length > model.context_length:
+            raise ConfigError(
+                f"fitness.eval_seq_length: {parsed.eval_seq_length} is longer than the model's context "
+                f"({model.context_length} tokens)"
+            )
+        genes = genes_for_model(model.context_length, model.linear_modules)
+        return cls(parsed, source=source, corpus=corpus, genes=genes)
+
+    @property
+    def genes(self) -> Mapping[str, GeneDecl]:  # type: ignore[override]  # read-only per instance
+        return MappingProxyType(self._genes)
 
     @property
     def worker_pid(self) -> int | None:
@@ -84,7 +105,9 @@ class QLoRAFitness(FitnessBase):
         return env
 
     def evaluate(self, trial: Trial) -> TrialResult:
-        return self._worker.evaluate(trial)
+        # a model that can't take GENES' default of a gene (no q_proj, a short context) gets its own
+        own = {k: d.default for k, d in self._genes.items() if k not in trial.config and d.default != GENES[k].default}
+        return self._worker.evaluate(replace(trial, config={**trial.config, **own}) if own else trial)
 
     @staticmethod
     def export_sections(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

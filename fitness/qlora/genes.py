@@ -166,6 +166,31 @@ _ENUMS = {
 STRUCTURAL_GENES = frozenset({"r", "lora_alpha", "use_rslora", "target_modules", "optim", *_QUANT_GENES})
 
 
+def genes_for_model(context_length: int | None, linear_modules: tuple[str, ...]) -> Mapping[str, GeneDecl]:
+    """GENES narrowed to one base model, so that what it lacks is refused before a run starts.
+
+    ``max_seq_length`` goes up to ``context_length`` tokens; ``target_modules`` offers the
+    named sets whose modules the model all has and takes lists of ``linear_modules`` (the
+    leaf names LoRA can target, in the model's order). None or () leaves a gene as in GENES.
+    Where the model cannot take GENES' default, the declared default is one it can take
+    (the fitness applies it to trials without the key).
+    """
+    genes = dict(GENES)
+    seq = GENES["max_seq_length"]
+    if context_length is not None and context_length >= (seq.low or 0):
+        genes["max_seq_length"] = replace(seq, high=context_length, default=min(seq.default, context_length))
+    if linear_modules:
+        sets = tuple(
+            name
+            for name, modules in TARGET_MODULE_SETS.items()
+            if isinstance(modules, str) or set(modules) <= set(linear_modules)
+        )
+        modules = GENES["target_modules"]
+        default = modules.default if modules.default in sets else "all-linear"
+        genes["target_modules"] = replace(modules, choices=sets, default=default, names=linear_modules)
+    return MappingProxyType(genes)
+
+
 def parse_genes(
     config: Mapping[str, Any], *, lr_scaling: LRScaling, lr_reference_batch: int
 ) -> tuple[TrialConfig, list[str], float]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from fitness.qlora.genes import ComputeDtype, QuantSettings
-from fitness.qlora.source import ModelSource
+from fitness.qlora.source import ModelSource, converted_gguf_dir
 from fitness.qlora.spec import Device
 
 _DTYPES = {
@@ -133,7 +133,7 @@ class ResidentBase:
 
 def _converted_gguf(source: ModelSource, cache_root: Path) -> Path:
     """Dequantize a GGUF checkpoint once into safetensors; later loads read the cache."""
-    target = cache_root / "gguf" / f"{Path(source.gguf_file).stem}-{source.short_hash}"
+    target = converted_gguf_dir(source, cache_root)
     if (target / "config.json").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -65,6 +65,12 @@ def default_cache_root(spec: QLoRASpec) -> Path:
     return Path(base) / "evo-qlora"
 
 
+def converted_gguf_dir(source: ModelSource, cache_root: Path) -> Path:
+    """Where a GGUF checkpoint's dequantized safetensors copy lives (see model._converted_gguf)."""
+    assert source.gguf_file is not None
+    return cache_root / "gguf" / f"{Path(source.gguf_file).stem}-{source.short_hash}"
+
+
 def _embedded_smollm2() -> ModelSource:
     found = importlib.util.find_spec(SMOLLM2_PACKAGE)  # locates without importing (it can't import)
     folders = list(found.submodule_search_locations or []) if found else []

@@ -9,6 +9,7 @@ grew past ``max_worker_rss_growth_mb`` (a leak), and the next trial proceeds.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -23,6 +24,15 @@ from fitness.qlora.spec import QLoRASpec
 
 STARTUP_TIMEOUT_S = 3600.0  # first start may convert a GGUF or download a 7B checkpoint
 
+# bitsandbytes logs this on every CPU start with AVX512-BF16 when the optional hub kernel
+# (the `kernels` package) is missing; it then uses its own kernel, so nothing is wrong.
+_KERNELS_NOTICE = "Failed to load CPU gemm_4bit_forward from kernels-community"
+_KERNELS_NOTICE_LOGGER = "bitsandbytes.backends.cpu.ops"
+
+
+def _not_the_kernels_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(_KERNELS_NOTICE)
+
 
 def _serve(conn: Connection, spec_dict: dict[str, Any]) -> None:
     """Worker process entry: set up once, then answer ("trial", Trial) until ("stop",) or EOF."""
@@ -30,6 +40,7 @@ def _serve(conn: Connection, spec_dict: dict[str, Any]) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     # peft calls a transformers property deprecated in v5 on every attach: noise, once per trial
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    logging.getLogger(_KERNELS_NOTICE_LOGGER).addFilter(_not_the_kernels_notice)  # before bitsandbytes loads
     try:
         from fitness.qlora.runner import TrialRunner
 

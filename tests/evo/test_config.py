@@ -43,7 +43,9 @@ def test_the_resolved_config_parses_to_the_same_settings(synthetic_config):
 
 
 def test_settings_built_in_python_obey_the_same_rules():
-    with pytest.raises(ConfigError, match=r"^evolution.population_size: must be a whole number >= 2, got 1$"):
+    with pytest.raises(
+        ConfigError, match=r"^evolution.population_size: must be a whole number in \[2, 100000\], got 1$"
+    ):
         EvolutionSettings(population_size=1)
     with pytest.raises(ConfigError, match=r"^evolution.surrogate: expected a Surrogate"):
         EvolutionSettings(surrogate="tpe")

@@ -49,7 +49,11 @@ DELETE = object()
         ("budget", {"tokens": None}, "budget: set steps or tokens"),
         ("budget.tokens", 2.5, "budget.tokens: must be a whole number >= 1 or null, got 2.5"),
         # bool is not a number
-        ("evolution.population_size", True, "evolution.population_size: must be a whole number >= 2, got True"),
+        (
+            "evolution.population_size",
+            True,
+            "evolution.population_size: must be a whole number in [2, 100000], got True",
+        ),
         ("evolution.mutation_rate", False, "evolution.mutation_rate: must be a probability in [0, 1], got False"),
         ("budget.steps", True, "budget.steps: must be a whole number >= 1 or null, got True"),
         ("seed", True, "seed: must be a whole number >= 0, got True"),
@@ -79,7 +83,7 @@ DELETE = object()
             "evolution.early_stopping.loss_ratio: must be a number > 1 or null",
         ),
         ("evolution.pbt", None, "evolution.pbt: cannot be switched off; leave it out for the defaults"),
-        ("evolution.pbt", {"interval": 0.6}, "evolution.pbt.interval: must be a number in (0, 0.5], got 0.6"),
+        ("evolution.pbt", {"interval": 0.6}, "evolution.pbt.interval: must be a number in [0.01, 0.5], got 0.6"),
         # cross-field rules
         ("evolution.immigrants", 7, "evolution.immigrants: 7 is more than the 6 offspring"),
         ("evolution.elitism", 7, "evolution.elitism: 7 is more than the population (6)"),

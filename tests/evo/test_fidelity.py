@@ -156,16 +156,16 @@ def test_early_stopping_in_a_run_prunes_without_aborting_and_never_picks_a_prune
 
 
 def test_early_stopping_on_a_fitness_without_intermediate_values_warns(synthetic_config):
-    from evo._api import check_fitness
+    from evo._preflight import check_run
 
     synthetic_config["evolution"]["early_stopping"] = True
     config = parse_config(synthetic_config)
-    assert check_fitness(config, SyntheticFitness()) == []
+    assert check_run(config, SyntheticFitness()) == []
 
     class EndOnly(SyntheticFitness):
         intermediate_values = False
 
-    (warning,) = check_fitness(config, EndOnly())
+    (warning,) = check_run(config, EndOnly())
     assert warning.startswith("evolution.early_stopping:") and "eval_every" in warning
 
 

@@ -46,6 +46,7 @@ LAYERS = [
             "evo._observers",
             "evo._seeding",
             "evo._rundata",
+            "evo._preflight",
             "evo.executors",
             "evo.executors._local",
             "evo.executors._ray",

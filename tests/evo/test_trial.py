@@ -80,6 +80,33 @@ def test_high_only_and_closed_bounds_read_as_written():
     assert check_value(half_open, 0.0) == "must be in (0, 1]"
 
 
+LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LLAMA_MODULES = GeneDecl(
+    "target_modules", ValueKind.MODULE_LIST, "attention", choices=("attention", "mlp"), names=LLAMA_LINEAR
+)
+
+
+def test_module_names_of_the_model_are_accepted_and_others_refused_with_a_suggestion():
+    assert check_value(LLAMA_MODULES, ["q_proj", "down_proj"]) is None
+    assert check_value(LLAMA_MODULES, "mlp") is None  # a named set is a choice, not a module name
+    listing = "(its linear modules: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"
+    assert check_value(LLAMA_MODULES, ["q_proj", "nope"]) == f"module 'nope' is not in the model {listing}"
+    assert (
+        check_value(LLAMA_MODULES, ("q_prj", "c_attn"))  # the first unknown one is named
+        == f"module 'q_prj' is not in the model, did you mean 'q_proj'? {listing}"
+    )
+    assert check_value(LLAMA_MODULES, ["attention"]).startswith("module 'attention' is not in the model")
+    assert check_value(LLAMA_MODULES, []) == NOT_MODULES  # the shape is checked before the names
+    assert check_value(MODULES, ["anything"]) is None  # no names declared: any names
+
+
+def test_a_long_list_of_module_names_is_shortened():
+    names = tuple(f"layer{i}" for i in range(40))
+    decl = GeneDecl("target_modules", ValueKind.MODULE_LIST, "all", choices=("all",), names=names)
+    problem = check_value(decl, ["layer_x"])
+    assert problem is not None and "layer11, ... (28 more))" in problem and "layer12" not in problem
+
+
 def test_a_declaration_must_accept_its_own_default():
     with pytest.raises(ValueError, match="default 0"):
         GeneDecl("r", ValueKind.INT, 0, low=1)
@@ -87,6 +114,8 @@ def test_a_declaration_must_accept_its_own_default():
         GeneDecl("optim", ValueKind.CATEGORICAL, "adamw_torch")
     with pytest.raises(TypeError, match="ValueKind"):
         GeneDecl("r", "int", 64)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="only a module_list gene has names"):
+        GeneDecl("optim", ValueKind.CATEGORICAL, "adamw_torch", choices=("adamw_torch",), names=("q_proj",))
 
 
 class Minimal(FitnessBase):

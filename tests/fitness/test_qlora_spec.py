@@ -1,4 +1,5 @@
-"""Spec validation, gene parsing and data loading: cheap, no worker, no torch in the driver."""
+"""Spec validation, gene parsing and data loading: cheap, no worker; torch in the driver only
+to read a model's config the first time (see test_qlora_architecture.py)."""
 
 from __future__ import annotations
 
@@ -62,8 +63,8 @@ def test_bad_objectives_are_one_line_config_errors(value, problem):
     assert "\n" not in str(caught.value)
 
 
-def test_objectives_default_to_perplexity_and_survive_the_trip_to_the_worker(tiny_model):
-    base = {"type": "qlora", "model": str(tiny_model)}
+def test_objectives_default_to_perplexity_and_survive_the_trip_to_the_worker(tiny_model, cache_dir):
+    base = {"type": "qlora", "model": str(tiny_model), "cache_dir": str(cache_dir)}
     assert [(o.name, o.direction.value) for o in QLoRAFitness.from_spec(base).objectives] == [
         ("val_perplexity", "minimize")
     ]
@@ -161,8 +162,8 @@ def test_unusable_gene_values_are_rejected_with_the_gene_name():
     assert math.isnan(cfg.learning_rate)  # let through: it must fail as DIVERGED, in training
 
 
-def test_fingerprint_is_stable_and_tracks_what_defines_the_fitness(tiny_model):
-    base = {"type": "qlora", "model": str(tiny_model)}
+def test_fingerprint_is_stable_and_tracks_what_defines_the_fitness(tiny_model, cache_dir):
+    base = {"type": "qlora", "model": str(tiny_model), "cache_dir": str(cache_dir)}
     fp = QLoRAFitness.from_spec(base).fingerprint()
     assert fp == QLoRAFitness.from_spec(base).fingerprint()
     assert fp == QLoRAFitness.from_spec({**base, "trial_timeout": 60, "eval_every": 2}).fingerprint()
@@ -173,9 +174,12 @@ def test_fingerprint_is_stable_and_tracks_what_defines_the_fitness(tiny_model):
     assert fp != QLoRAFitness.from_spec({**base, "validation_fraction": 0.2}).fingerprint()
 
 
-def test_import_and_from_spec_do_not_import_torch(tiny_model):
+def test_import_does_not_import_torch_nor_from_spec_once_the_model_was_read(tiny_model, tmp_path):
+    spec = {"type": "qlora", "model": str(tiny_model), "cache_dir": str(tmp_path)}
+    QLoRAFitness.from_spec(spec)  # the first one reads the model's config, with torch
     code = (
-        f"import sys; from fitness.qlora import QLoRAFitness; QLoRAFitness.from_spec({{'type': 'qlora', 'model': {str(tiny_model)!r}}}); "
+        "import sys; from fitness.qlora import QLoRAFitness; assert 'torch' not in sys.modules; "
+        f"QLoRAFitness.from_spec({spec!r}); "
         "assert 'torch' not in sys.modules and 'deap' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(_repo_root()))

@@ -124,3 +124,11 @@ def test_gradient_checkpointing_changes_memory_not_the_result(shared_fitness):
     checkpointed = run(shared_fitness, {**genes, "gradient_checkpointing": True})
     assert math.isclose(plain.values["val_perplexity"], checkpointed.values["val_perplexity"], rel_tol=1e-4)
     assert run(shared_fitness, genes).values == plain.values  # and it was switched off again
+
+
+@pytest.mark.gpu
+def test_a_trial_trains_on_the_gpu(tiny_spec):
+    with QLoRAFitness.from_spec({**tiny_spec, "device": "cuda"}) as fitness:
+        result = run(fitness, {"max_seq_length": 32})
+    assert result.status is TrialStatus.COMPLETE, result.message
+    assert result.metrics["peak_memory_mb"] > 0 and math.isfinite(result.values["val_perplexity"])

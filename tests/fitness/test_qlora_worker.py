@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +107,46 @@ def test_a_worker_that_cannot_start_fails_the_call_and_still_closes(tiny_spec, m
         quick(fitness)
     assert fitness.worker_pid is None
     fitness.close()  # nothing to stop, nothing raised
+
+
+KERNELS_NOTICE = "Failed to load CPU gemm_4bit_forward from kernels-community"
+
+
+def test_the_worker_drops_only_the_kernels_notice_of_bitsandbytes(caplog):
+    from fitness.qlora.worker import _KERNELS_NOTICE_LOGGER, _not_the_kernels_notice
+
+    logger = logging.getLogger(_KERNELS_NOTICE_LOGGER)
+    logger.addFilter(_not_the_kernels_notice)
+    try:
+        with caplog.at_level(logging.WARNING, logger=_KERNELS_NOTICE_LOGGER):
+            missing = ModuleNotFoundError("No module named 'kernels'")
+            logger.warning(KERNELS_NOTICE + ": %s. Please make sure you already `pip install kernels`", missing)
+            logger.warning("Failed to load CPU gemm_4bit_forward: something else")
+    finally:
+        logger.removeFilter(_not_the_kernels_notice)
+    assert [r.getMessage() for r in caplog.records] == ["Failed to load CPU gemm_4bit_forward: something else"]
+
+
+TRIAL_SCRIPT = """
+import sys
+from evo.trial import Budget, Trial
+from fitness.qlora import QLoRAFitness
+
+if __name__ == "__main__":
+    with QLoRAFitness.from_spec({spec!r}) as fitness:
+        result = fitness.evaluate(Trial(0, {{"r": 4, "max_seq_length": 32}}, Budget(steps=1), seed=0))
+    assert result.ok, result.message
+"""
+
+
+@pytest.mark.slow  # two processes importing bitsandbytes, and a worker (~15 s)
+def test_a_trial_prints_no_kernels_notice(tiny_spec, tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    bare = subprocess.run([sys.executable, "-c", "import bitsandbytes"], capture_output=True, text=True)
+    if KERNELS_NOTICE not in bare.stderr:
+        pytest.skip("bitsandbytes has no kernels notice on this CPU (no AVX512-BF16) or this version")
+    script = tmp_path / "one_trial.py"
+    script.write_text(TRIAL_SCRIPT.format(spec=tiny_spec))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=root, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "kernels" not in done.stderr, done.stderr
