@@ -65,7 +65,7 @@ def offspring(
     screening = settings.surrogate is not Surrogate.NONE
     if screening:
         n_bred *= settings.surrogate_candidates
-        seen |= {genome_key(o.genome) for o in history}  # a known genome would only be a cache hit
+        seen |= {o.key for o in history}  # a known genome would only be a cache hit
     children: list[Member] = []
 
     def vary_once() -> list[Member]:

@@ -9,6 +9,7 @@ through :meth:`Gene.from_unit`, which rounds and clips.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -111,7 +112,7 @@ class Gene:
         if self.kind is GeneKind.BOOL:
             return isinstance(value, bool)
         if self.choices is not None:
-            return any(canonical(value) == canonical(c) for c in self.choices)
+            return _choice_key(value) in self._positions
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         if self.kind is GeneKind.INT and value != int(value):
@@ -140,16 +141,34 @@ class Gene:
         return min(float(high), max(float(low), x))  # rounding may step past a bound
 
     def index(self, value: Any) -> int:
-        key = canonical(value)
-        for i, c in enumerate(self.choices or ()):
-            if canonical(c) == key:
-                return i
-        raise ValueError(f"{value!r} is not one of the choices of {self.name}")
+        position = self._positions.get(_choice_key(value))
+        if position is None:
+            raise ValueError(f"{value!r} is not one of the choices of {self.name}")
+        return position
+
+    @functools.cached_property
+    def _positions(self) -> dict[Any, int]:
+        """Each choice's canonical text and index, made once: a surrogate encodes every
+        observation's genes at each breeding."""
+        positions: dict[Any, int] = {}
+        for i, choice in enumerate(self.choices or ()):
+            positions.setdefault(_choice_key(choice), i)
+        return positions
 
 
 def _plain(value: Any) -> Any:
     """Choices may be lists (target-module sets): hand out fresh copies, never shared ones."""
     return list(value) if isinstance(value, (list, tuple)) else value
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _choice_key(value: Any) -> Any:
+    """What identifies a choice, as ``canonical`` does (1, 1.0 and True differ; a tuple is
+    its list) but without JSON for plain scalars: the surrogate looks up every gene of
+    every observation at each breeding."""
+    return (type(value), value) if type(value) in _SCALARS else canonical(value)
 
 
 def canonical(value: Any) -> str:

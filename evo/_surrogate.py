@@ -17,6 +17,8 @@ which trials finished never changes a score. numpy only.
 
 from __future__ import annotations
 
+import functools
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,15 +37,26 @@ MIN_BANDWIDTH = 0.02
 NOMINAL_SMOOTHING = 0.3  # share of a nominal kernel's mass spread over all choices
 PRIOR_WIDTH = 1.0  # sigma of the prior pseudo-point on the unit interval
 MIN_OBSERVATIONS = 4  # below this the model knows too little to screen anything
+# The bad density sees the most recent BAD_WINDOW observations that are not good: the cost of a model stays
+# flat as a run grows, and runs of up to ~280 trials (every QLoRA run in this README) see all of them.
+BAD_WINDOW = 256
+RANK_WINDOW = 1024  # observations ranked by domination count with several objectives (quadratic)
 
 
 @dataclass(frozen=True)
 class Observation:
     """One finished trial as the surrogate sees it: its genome and its objective values,
-    in the fitness's objective order, signed so that larger is better; None if it failed."""
+    in the fitness's objective order, signed so that larger is better; None if it failed.
+    ``generation`` orders observations by age (recent ones form the bad density)."""
 
     genome: Mapping[str, Any]
     score: tuple[float, ...] | None
+    generation: int = 0
+
+    @functools.cached_property
+    def key(self) -> str:
+        """The genome's canonical text, computed once: it orders ties and finds known genomes."""
+        return genome_key(self.genome)
 
 
 def _ranks(observations: Sequence[Observation]) -> np.ndarray:
@@ -64,6 +77,33 @@ def _ranks(observations: Sequence[Observation]) -> np.ndarray:
     return np.where(ok, rank, np.inf)
 
 
+def split(observations: Sequence[Observation], gamma: float) -> tuple[list[Observation], list[Observation]]:
+    """The good observations (the best ``gamma``, at most ``MAX_GOOD``) and the bad ones.
+
+    ``observations`` come oldest first. The good are the best of all of them; the bad are
+    the most recent ``BAD_WINDOW`` others, so a model costs the same at 20,000 trials as at
+    300 (a run of up to ``BAD_WINDOW + MAX_GOOD`` trials sees every one of them). Ranking
+    several objectives counts dominations, which is quadratic: it sees the most recent
+    ``RANK_WINDOW``. Both lists are in rank order, ties by genome, so the order in which
+    trials finished never changes a score.
+    """
+    n_good = min(MAX_GOOD, max(1, math.ceil(gamma * len(observations))))
+    several = any(o.score is not None and len(o.score) > 1 for o in observations)
+    pool = list(observations[-RANK_WINDOW:] if several else observations)
+    ranks = _ranks(pool)
+    ranked = [(float(ranks[i]), o.key, i) for i, o in enumerate(pool)]
+    best = [i for rank, _, i in heapq.nsmallest(n_good, ranked) if math.isfinite(rank)]
+    chosen = set(best)
+    recent: list[int] = []
+    for i in range(len(pool) - 1, -1, -1):
+        if len(recent) == BAD_WINDOW:
+            break
+        if i not in chosen:
+            recent.append(i)
+    others = sorted(recent, key=lambda i: (ranked[i][0], ranked[i][1]))
+    return [pool[i] for i in best], [pool[i] for i in others]
+
+
 class DensityRatio:
     """Parzen densities of the good and the bad observations; ``score`` ranks candidates."""
 
@@ -71,12 +111,7 @@ class DensityRatio:
         self.space = space
         self.ordered = [g for g in space if not g.nominal]
         self.nominal = [g for g in space if g.nominal]
-        observations = sorted(observations, key=lambda o: genome_key(o.genome))
-        ranks = _ranks(observations)
-        order = np.argsort(ranks, kind="stable")
-        n_good = min(MAX_GOOD, max(1, math.ceil((gamma or GAMMA) * len(observations))))
-        good = [observations[i] for i in order[:n_good] if np.isfinite(ranks[i])]
-        bad = [observations[i] for i in order[len(good) :]]
+        good, bad = split(observations, gamma or GAMMA)
         self.good, self.bad = self._encode(good), self._encode(bad)
 
     def _encode(self, observations: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray]:

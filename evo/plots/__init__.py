@@ -50,12 +50,18 @@ class PlotRefresher(RunObserver):
     """Redraws RUN_DIR/plots during a run, so a long run can be watched.
 
     Refreshes after a generation when ``every_seconds`` have passed since the last
-    refresh (plotting takes about a second), and always at the end.
+    refresh, and always at the end. Drawing reads the whole run, so it takes longer as
+    the run grows (about a second at a few hundred trials): the pause also lasts at least
+    ``PAUSE_FACTOR`` times the last drawing, which keeps plotting under a tenth of the
+    driver's time however long the run.
     """
+
+    PAUSE_FACTOR = 9.0
 
     def __init__(self, every_seconds: float = 30.0):
         self.every_seconds = every_seconds
         self.last = float("-inf")
+        self.pause = every_seconds
 
     def start(self, run: RunInfo) -> None:
         self.run_dir = run.run_dir
@@ -63,7 +69,7 @@ class PlotRefresher(RunObserver):
     def generation_done(self, stats) -> None:
         import time
 
-        if self.run_dir is not None and time.monotonic() - self.last >= self.every_seconds:
+        if self.run_dir is not None and time.monotonic() - self.last >= self.pause:
             self._refresh(self.run_dir)
 
     def end(self) -> None:
@@ -73,8 +79,10 @@ class PlotRefresher(RunObserver):
     def _refresh(self, run_dir: Path) -> None:
         import time
 
+        began = time.monotonic()
         try:
             plot_run(run_dir)
         except NothingToPlot:
             pass
         self.last = time.monotonic()
+        self.pause = max(self.every_seconds, self.PAUSE_FACTOR * (self.last - began))

@@ -16,7 +16,7 @@ import yaml
 
 from evo.storage._records import StoreError, meta_json, to_json
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The current schema, one statement each (executed inside the creating transaction).
 DDL: tuple[str, ...] = (
@@ -41,6 +41,7 @@ DDL: tuple[str, ...] = (
         resumed_from INTEGER
     )""",
     "CREATE INDEX trials_by_config ON trials (fingerprint, config_key)",
+    "CREATE INDEX trials_by_generation ON trials (generation)",
     """CREATE TABLE individuals (
         id INTEGER PRIMARY KEY,
         generation INTEGER NOT NULL,
@@ -57,6 +58,9 @@ DDL: tuple[str, ...] = (
         individual_id INTEGER NOT NULL REFERENCES individuals (id),
         PRIMARY KEY (generation, rank)
     )""",
+    # The order in which individuals entered a steady-state population, one row each: appending
+    # stays cheap however long the run (a list in meta was rewritten whole at every entry).
+    "CREATE TABLE entries (seq INTEGER PRIMARY KEY, individual_id INTEGER NOT NULL REFERENCES individuals (id))",
     """CREATE TABLE generations (
         generation INTEGER PRIMARY KEY,
         seed_entropy TEXT NOT NULL,
@@ -77,6 +81,14 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     ),
     # 2 -> 3: the events table was never written.
     (2, ("DROP TABLE IF EXISTS events",)),
+    # 3 -> 4: steady-state entries in a table; trials found by generation without a scan.
+    (
+        3,
+        (
+            "CREATE INDEX trials_by_generation ON trials (generation)",
+            "CREATE TABLE entries (seq INTEGER PRIMARY KEY, individual_id INTEGER NOT NULL REFERENCES individuals (id))",
+        ),
+    ),
 ]
 
 
@@ -129,6 +141,8 @@ def upgrade(db: sqlite3.Connection, version: int, run_dir: Path) -> None:
                 db.execute(statement)
     if version < 3:
         restore_config_order(db, run_dir)
+    if version < 4:
+        move_entries_out_of_meta(db)
     db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (to_json(SCHEMA_VERSION),))
 
 
@@ -143,3 +157,13 @@ def restore_config_order(db: sqlite3.Connection, run_dir: Path) -> None:
         return
     if row is not None and written == json.loads(row[0]):
         db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (meta_json(written),))
+
+
+def move_entries_out_of_meta(db: sqlite3.Connection) -> None:
+    """Steady-state runs before schema 4 kept their order of entry as a list in meta."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'steady_state'").fetchone()
+    if row is None:
+        return
+    state = json.loads(row[0])
+    db.executemany("INSERT INTO entries (individual_id) VALUES (?)", [(i,) for i in state.pop("entered", [])])
+    db.execute("UPDATE meta SET value = ? WHERE key = 'steady_state'", (meta_json(state),))

@@ -84,6 +84,9 @@ class RunContext:
         # DEAP compares fitnesses lexicographically: with fidelity first, a whole-budget
         # trial beats any partial one, and partial ones only compare at equal fidelity.
         self.Fitness, self.Individual = _deap.make_types(self.objectives, by_fidelity=self.by_fidelity)
+        self._observed: dict[float, list[Observation]] = {}  # finished trials by fidelity, for a surrogate
+        self._read_up_to = 0  # trial ids up to here have been read into _observed
+        self._running: set[int] = set()  # ids read while in flight
 
     # -- the opening and the end ----------------------------------------------------------
     def open(self) -> int:
@@ -160,30 +163,38 @@ class RunContext:
         return elites + _deap.best(new, mu - len(elites), self.multi_objective)
 
     def observations(self) -> list[Observation]:
-        """Every finished trial of this run's genomes, for a surrogate (none without one).
+        """Every finished trial of this run's genomes, oldest first, for a surrogate (none
+        without one). Read incrementally: each call reads only the trials stored since.
 
         With rungs, as BOHB: the trials of the highest fidelity that has enough of them,
         since values at different fidelities do not compare."""
         if self.settings.surrogate is Surrogate.NONE:
             return []
+        self._read_new_outcomes()
+        if not self._observed:
+            return []
+        enough = max(MIN_OBSERVATIONS, len(self.space) + 1)
+        usable = [f for f, obs in self._observed.items() if len(obs) >= enough]
+        chosen = self._observed[max(usable or self._observed)]
+        chosen.sort(key=lambda o: (o.generation, o.key))  # by age, not by row id: the same after a resume
+        return chosen
+
+    def _read_new_outcomes(self) -> None:
         names = self.space.names
-        by_fidelity: dict[float, list[Observation]] = {}
-        for trial in self.store.trials():
-            if (
-                trial.generation <= BASELINE_GENERATION
-                or trial.status is TrialStatus.RUNNING
-                or trial.reason is FailureReason.KILLED
-            ):
-                continue  # the baseline, trials in flight, and kills that say nothing about the config
+        new = self.store.outcomes(after=self._read_up_to, also=sorted(self._running))
+        self._running = set()
+        for trial in new:
+            self._read_up_to = max(self._read_up_to, trial.id)
+            if trial.status is TrialStatus.RUNNING:
+                self._running.add(trial.id)  # read again once it finished
+                continue
+            if trial.generation < 0 or trial.reason is FailureReason.KILLED:
+                continue  # the baseline and imported trials, and kills that say nothing about the config
             if not all(n in trial.config for n in names):
                 continue
             score = tuple(o.weight * trial.values[o.name] for o in self.objectives) if trial.ok else None
-            by_fidelity.setdefault(trial.fidelity, []).append(Observation({n: trial.config[n] for n in names}, score))
-        if not by_fidelity:
-            return []
-        enough = max(MIN_OBSERVATIONS, len(self.space) + 1)
-        usable = [f for f, obs in by_fidelity.items() if len(obs) >= enough]
-        return by_fidelity[max(usable or by_fidelity)]
+            genome = {n: trial.config[n] for n in names}
+            self._observed.setdefault(trial.fidelity, []).append(Observation(genome, score, trial.generation))
 
     # -- recording ------------------------------------------------------------------------------
     def record(

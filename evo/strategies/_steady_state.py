@@ -12,8 +12,9 @@ The store keeps the generational layout, so status, plots and reports work as th
   the last ``immigrants`` slots of each such generation are random newcomers;
 - once mu + g * lambda individuals have entered the population, pseudo-generation g
   closes: the population and its statistics are recorded with ``finish_generation``;
-- the population and the order of entry are also written to the store's meta with
-  every entry, so a resumed run continues from exactly the population it had. Children
+- every entry is written to the store with the population it leaves (the order of
+  entry in the ``entries`` table, the population in meta under ``steady_state``), so a
+  resumed run continues from exactly the population it had. Children
   in flight when the driver died are evaluated again; finished ones never are.
 
 Determinism: each child's randomness comes from ``SeedSequence(seed, (g, slot))``, but
@@ -80,9 +81,9 @@ class _Population:
     @classmethod
     def load(cls, ctx: RunContext, closed: int) -> _Population:
         members = {r.id: r for r in ctx.store.individuals() if r.generation > BASELINE_GENERATION}
-        saved = ctx.store.meta(STATE_KEY, {"population": [], "entered": []})
+        saved = ctx.store.meta(STATE_KEY, {"population": []})
         population = ctx.individuals([members[i] for i in saved["population"]])
-        return cls(ctx, members, population, list(saved["entered"]), closed)
+        return cls(ctx, members, population, ctx.store.entries(), closed)
 
     def breed_child(self, k: int) -> IndividualRecord:
         """The k-th bred child, recorded before it is evaluated."""
@@ -105,7 +106,7 @@ class _Population:
         candidates = self.population + [ctx.individual(rec, trial)]
         self.population = _deap.best(candidates, ctx.settings.population_size, ctx.multi_objective)
         self.entered.append(rec.id)
-        ctx.store.set_meta(STATE_KEY, {"population": [i.id for i in self.population], "entered": self.entered})
+        ctx.store.enter(rec.id, STATE_KEY, [i.id for i in self.population])
         self.close_due()
 
     def close_due(self) -> None:

@@ -9,7 +9,6 @@ from evo._api import start_run
 from evo.cli import main
 from evo.config import parse_config
 from evo.storage import RunStore
-from evo.strategies._steady_state import STATE_KEY
 from evo.trial import ConfigError, FailureReason
 from fitness.synthetic import SyntheticFitness
 from tests.evo.test_resume import evo, finished_trials, wait_for
@@ -35,7 +34,7 @@ def test_every_child_enters_once_and_every_pseudo_generation_is_recorded(synthet
     mu, generations = 6, 4
     with RunStore.open(tmp_path / "a") as store:
         individuals = store.individuals()
-        entered = store.meta(STATE_KEY)["entered"]
+        entered = store.entries()
         assert store.finished_generations() == list(range(generations + 1))
         assert len(store.population(generations)) == mu
     assert len(individuals) == len(entered) == len(set(entered)) == mu + generations * mu
@@ -78,13 +77,13 @@ def test_steady_state_resumes_after_sigkill_without_counting_anything_twice(synt
     proc.wait(10)
     with RunStore.open(run_dir) as store:
         before = {t.id: t.values for t in store.trials() if t.ok}
-        assert len(store.meta(STATE_KEY)["entered"]) < 6 + 6 * 6  # really interrupted
+        assert len(store.entries()) < 6 + 6 * 6  # really interrupted
 
     resumed = evo("resume", run_dir, "--quiet", "--no-plots")
     assert resumed.wait(120) == 0, resumed.stderr.read()
     with RunStore.open(run_dir) as store:
         trials, individuals = store.trials(), store.individuals()
-        entered = store.meta(STATE_KEY)["entered"]
+        entered = store.entries()
         assert store.finished_generations() == list(range(7))
     assert len(individuals) == len(entered) == len(set(entered)) == 6 + 6 * 6
     assert all({t.id: t.values for t in trials if t.ok}[i] == v for i, v in before.items())

@@ -217,7 +217,7 @@ def _tables(run_dir: Path) -> set[str]:
 def test_an_old_run_dir_is_migrated_to_the_current_schema(tmp_path: Path, ddl: str, version: int) -> None:
     run_dir = _old_run(tmp_path / "old", ddl, version)
     with RunStore.open(run_dir) as store:
-        assert store.meta("schema_version") == SCHEMA_VERSION == 3
+        assert store.meta("schema_version") == SCHEMA_VERSION == 4
         (trial,) = store.trials()
         assert trial.ok and trial.full and trial.resumed_from is None and trial.values == {"loss": 1}
         assert store.find_reusable("fp", "k") == trial
@@ -296,3 +296,26 @@ def test_a_new_run_keeps_the_order_of_its_config(tmp_path: Path) -> None:
     with RunStore.open(tmp_path / "run") as store:
         assert list(store.meta("config")) == ["search_space", "budget"]
         assert list(store.meta("config")["search_space"]) == ["r", "a"]
+
+
+def test_migration_moves_steady_state_entries_out_of_meta(tmp_path: Path) -> None:
+    run_dir = _old_run(tmp_path / "old", V2_DDL, 3)
+    with sqlite3.connect(run_dir / "run.db") as db:
+        db.execute("DROP TABLE events")  # as schema 3 had it
+        db.execute(
+            "INSERT INTO meta VALUES ('steady_state', ?)", (json.dumps({"population": [3, 1], "entered": [1, 3, 2]}),)
+        )
+    with RunStore.open(run_dir) as store:
+        assert store.entries() == [1, 3, 2]
+        assert store.meta("steady_state") == {"population": [3, 1]}
+        assert store.meta("schema_version") == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_entries_keep_their_order_and_the_population_left_behind(tmp_path: Path, where: str) -> None:
+    store = _create(None if where == "memory" else tmp_path / "run")
+    for individual, population in ((5, [5]), (2, [5, 2]), (9, [9, 5])):
+        store.enter(individual, "steady_state", population)
+    assert store.entries() == [5, 2, 9]
+    assert store.meta("steady_state") == {"population": [9, 5]}
+    store.close()
