@@ -13,6 +13,7 @@ that are evaluated; immigrants stay random and unscreened.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -53,11 +54,13 @@ def offspring(
     settings: EvolutionSettings,
     rng: np.random.Generator,
     history: Sequence[Observation] = (),
+    known: AbstractSet[str] = frozenset(),
 ) -> list[Member]:
     """Lambda children: tournament-selected parents, crossover and/or mutation, plus immigrants.
 
     ``parents`` are DEAP individuals (dicts with ``fitness`` and ``id``); ``history``
-    is every finished trial of the run, which a surrogate screens the children with.
+    is the finished trials a surrogate screens the children with, and ``known`` the genome
+    keys of every finished trial (a known genome would only be a cache hit).
     """
     crossover = CROSSOVERS[settings.crossover.value]
     n_bred = settings.lambda_ - settings.immigrants
@@ -65,7 +68,7 @@ def offspring(
     screening = settings.surrogate is not Surrogate.NONE
     if screening:
         n_bred *= settings.surrogate_candidates
-        seen |= {o.key for o in history}  # a known genome would only be a cache hit
+        seen |= {o.key for o in history}
     children: list[Member] = []
 
     def vary_once() -> list[Member]:
@@ -85,7 +88,7 @@ def offspring(
     while len(children) < n_bred:
         for child, origin, ids in vary_once():
             for _ in range(_RETRIES):
-                if genome_key(child) not in seen:
+                if genome_key(child) not in seen and genome_key(child) not in known:
                     break
                 child = _mutate(space, child, settings, rng)
             if len(children) < n_bred:

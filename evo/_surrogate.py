@@ -17,6 +17,7 @@ which trials finished never changes a score. numpy only.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import heapq
 import math
@@ -75,6 +76,53 @@ def _ranks(observations: Sequence[Observation]) -> np.ndarray:
         gt = (scores[:, None, :] > scores[None, :, :]).any(axis=2)
         rank = (ge & gt & np.array(ok)[:, None]).sum(axis=0).astype(float)
     return np.where(ok, rank, np.inf)
+
+
+class History:
+    """The observations of a run as they arrive, so that what a model reads is bounded.
+
+    ``window()`` is what :func:`split` needs and nothing more: the best ``MAX_GOOD``
+    observations ever (one objective), the most recent ``BAD_WINDOW + MAX_GOOD``, or with
+    several objectives the most recent ``RANK_WINDOW``; ``known`` holds every genome key.
+    Adding an observation costs O(log n), so breeding a child costs the same at 20,000
+    trials as at 300, even in steady-state mode, which breeds for every trial.
+    """
+
+    def __init__(self) -> None:
+        self.by_age: list[Observation] = []  # (generation, genome) order: the same after a resume
+        self.known: set[str] = set()
+        self._leaders: list[tuple[float, str, int, Observation]] = []  # best MAX_GOOD: (-value, key, arrival, obs)
+        self._several = False
+        self._arrivals = 0
+
+    def __len__(self) -> int:
+        return len(self.by_age)
+
+    def add(self, observation: Observation) -> None:
+        bisect.insort(self.by_age, observation, key=_age)
+        self.known.add(observation.key)
+        score = observation.score
+        if score is not None and len(score) > 1:
+            self._several = True
+        elif score is not None:
+            self._arrivals += 1
+            bisect.insort(self._leaders, (-score[0], observation.key, self._arrivals, observation))
+            del self._leaders[MAX_GOOD:]
+
+    def window(self) -> list[Observation]:
+        """Oldest first; :func:`split` of it equals :func:`split` of every observation."""
+        if self._several:
+            return self.by_age[-RANK_WINDOW:]
+        recent = self.by_age[-(BAD_WINDOW + MAX_GOOD) :]
+        if len(recent) == len(self.by_age):
+            return list(recent)
+        inside = {id(o) for o in recent}
+        older_leaders = [o for *_, o in self._leaders if id(o) not in inside]
+        return sorted(older_leaders, key=_age) + recent
+
+
+def _age(observation: Observation) -> tuple[int, str]:
+    return observation.generation, observation.key
 
 
 def split(observations: Sequence[Observation], gamma: float) -> tuple[list[Observation], list[Observation]]:

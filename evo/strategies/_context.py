@@ -26,7 +26,7 @@ from evo._observers import Fanout, RunInfo, RunObserver
 from evo._pruning import MedianRule
 from evo._results import RunResult, build_result
 from evo._stats import generation_record
-from evo._surrogate import MIN_OBSERVATIONS, Observation
+from evo._surrogate import MIN_OBSERVATIONS, History, Observation
 from evo.config import RunConfig
 from evo.executors import Executor
 from evo.storage import BASELINE_GENERATION, IndividualRecord, RunStore, TrialRecord
@@ -84,7 +84,7 @@ class RunContext:
         # DEAP compares fitnesses lexicographically: with fidelity first, a whole-budget
         # trial beats any partial one, and partial ones only compare at equal fidelity.
         self.Fitness, self.Individual = _deap.make_types(self.objectives, by_fidelity=self.by_fidelity)
-        self._observed: dict[float, list[Observation]] = {}  # finished trials by fidelity, for a surrogate
+        self._observed: dict[float, History] = {}  # finished trials by fidelity, for a surrogate
         self._read_up_to = 0  # trial ids up to here have been read into _observed
         self._running: set[int] = set()  # ids read while in flight
 
@@ -152,7 +152,8 @@ class RunContext:
         """The initial population (seed genomes first), or a generation's offspring."""
         if not population:
             return breeding.initial_members(self.space, self.settings.population_size, rng, self.seed_genomes)
-        return breeding.offspring(self.space, population, self.settings, rng, self.observations())
+        history = self.history()
+        return breeding.offspring(self.space, population, self.settings, rng, history.window(), history.known)
 
     def survivors(self, population: list, new: list) -> list:
         """mu + lambda: the best of both; mu, lambda: the elites and the best offspring."""
@@ -162,22 +163,20 @@ class RunContext:
         elites = _deap.best(population, self.settings.elitism, self.multi_objective)
         return elites + _deap.best(new, mu - len(elites), self.multi_objective)
 
-    def observations(self) -> list[Observation]:
-        """Every finished trial of this run's genomes, oldest first, for a surrogate (none
-        without one). Read incrementally: each call reads only the trials stored since.
+    def history(self) -> History:
+        """The finished trials of this run's genomes a surrogate learns from (empty without
+        one), read incrementally: each call reads only the trials stored since.
 
         With rungs, as BOHB: the trials of the highest fidelity that has enough of them,
         since values at different fidelities do not compare."""
         if self.settings.surrogate is Surrogate.NONE:
-            return []
+            return History()
         self._read_new_outcomes()
         if not self._observed:
-            return []
+            return History()
         enough = max(MIN_OBSERVATIONS, len(self.space) + 1)
-        usable = [f for f, obs in self._observed.items() if len(obs) >= enough]
-        chosen = self._observed[max(usable or self._observed)]
-        chosen.sort(key=lambda o: (o.generation, o.key))  # by age, not by row id: the same after a resume
-        return chosen
+        usable = [f for f, history in self._observed.items() if len(history) >= enough]
+        return self._observed[max(usable or self._observed)]
 
     def _read_new_outcomes(self) -> None:
         names = self.space.names
@@ -194,7 +193,7 @@ class RunContext:
                 continue
             score = tuple(o.weight * trial.values[o.name] for o in self.objectives) if trial.ok else None
             genome = {n: trial.config[n] for n in names}
-            self._observed.setdefault(trial.fidelity, []).append(Observation(genome, score, trial.generation))
+            self._observed.setdefault(trial.fidelity, History()).add(Observation(genome, score, trial.generation))
 
     # -- recording ------------------------------------------------------------------------------
     def record(

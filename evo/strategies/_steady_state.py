@@ -94,7 +94,8 @@ class _Population:
             member: breeding.Member = (ctx.space.sample(rng), "immigrant", [])
         else:
             one = dataclasses.replace(ctx.settings, offspring_size=1, immigrants=0)
-            (member,) = breeding.offspring(ctx.space, self.population, one, rng, ctx.observations())
+            history = ctx.history()
+            (member,) = breeding.offspring(ctx.space, self.population, one, rng, history.window(), history.known)
         (rec,) = [r for r in ctx.store.add_individuals(gen, [member], first_slot=slot) if r.slot == slot]
         self.members[rec.id] = rec
         return rec

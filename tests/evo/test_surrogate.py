@@ -159,3 +159,29 @@ def test_a_surrogate_run_resumes_after_sigkill_as_if_never_stopped(synthetic_con
     _, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
     assert final_state(killed)[:2] == final_state(whole)[:2]
+
+
+def test_the_bounded_history_models_exactly_what_every_observation_would():
+    """History keeps what split() needs: the best ever and the most recent, so the good
+    and bad points of a long run are those of a model of every observation."""
+    import random as pyrandom
+
+    from evo._surrogate import BAD_WINDOW, GAMMA, MAX_GOOD, History, split
+
+    rng = pyrandom.Random(2)
+    history, every = History(), []
+    for generation in range(60):
+        for _ in range(16):
+            genome = {"x": round(rng.random(), 4), "k": rng.choice([1, 2, 3])}
+            failed = rng.random() < 0.1
+            observation = Observation(genome, None if failed else (-rng.random(),), generation)
+            history.add(observation)
+            every.append(observation)
+        window = history.window()
+        assert len(window) <= BAD_WINDOW + 2 * MAX_GOOD
+        ordered = sorted(every, key=lambda o: (o.generation, o.key))
+        good, bad = split(window, GAMMA)
+        all_good, all_bad = split(ordered, GAMMA)
+        assert [o.key for o in good] == [o.key for o in all_good]
+        assert [o.key for o in bad] == [o.key for o in all_bad]
+    assert history.known == {o.key for o in every}
