@@ -43,6 +43,22 @@ def _export_sections(spec: Mapping[str, Any], config: Mapping[str, Any]) -> dict
     return export_sections(spec, config)
 
 
+def _trainer_file(args: argparse.Namespace, config: RunConfig, best, entry: Mapping[str, Any], env, front: int) -> str:
+    """The best trial as the file ``--format`` names (trl, llamafactory, axolotl); ``front``: the front's size or 0."""
+    from fitness import export_for_trainer
+
+    values = ", ".join(f"{k} {v:.6g}" for k, v in best.values.items())
+    notes = [f"evo best {args.run_dir}: trial {best.id} ({values})"]
+    if front:
+        notes.append(f"one of {front} configs on the Pareto front: the best by the first objective")
+    if "pbt_schedule" in entry:
+        notes.append("a PBT run: the hyperparameters changed during training; these are the last (see --format hf)")
+    applied, adapter = best.applied_config or best.config, entry.get("adapter_path")
+    return export_for_trainer(
+        config.fitness, args.format, config=applied, adapter_path=adapter, environment=env, notes=notes
+    )
+
+
 def _executor_overrides(args: argparse.Namespace) -> list[str]:
     """--executor and --ray-address as config overrides (--ray-address implies ray)."""
     out = [f"executor.type={args.executor}"] if args.executor else []
@@ -174,6 +190,9 @@ def cmd_best(args: argparse.Namespace) -> int:
         schedule = store.meta("pbt_schedule") or []
         front = len(objectives) > 1 and args.top is None
         chosen = result.best_trials if front else result.best_trials[: args.top or 1]
+        if args.format != "hf" and not front and len(chosen) > 1:
+            raise ConfigError(f"--format {args.format}: writes one config, not --top {args.top}; use --format hf")
+        environment = store.meta("environment") or {}
         if front:
             chosen = sorted(chosen, key=lambda t: objectives[0].weight * -t.values[objectives[0].name])
         entries = []
@@ -196,11 +215,12 @@ def cmd_best(args: argparse.Namespace) -> int:
                     for s in schedule
                 ]
             entries.append(entry)
-    if front:
-        document: Any = {"pareto_front": entries}
+    if args.format != "hf":  # a trainer takes one config: the best (on a front, by the first objective)
+        text = _trainer_file(args, config, chosen[0], entries[0], environment, len(entries) if front else 0)
+    elif front:
+        text = yaml.safe_dump({"pareto_front": entries}, sort_keys=False)
     else:
-        document = entries[0] if len(entries) == 1 else entries
-    text = yaml.safe_dump(document, sort_keys=False)
+        text = yaml.safe_dump(entries[0] if len(entries) == 1 else entries, sort_keys=False)
     if args.export:
         Path(args.export).parent.mkdir(parents=True, exist_ok=True)
         Path(args.export).write_text(text)
@@ -327,9 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     best = sub.add_parser("best", help="print the best config (or export it as YAML)")
     best.add_argument("run_dir", type=Path)
-    best.add_argument(
-        "--export", type=Path, metavar="FILE", help="write YAML with training / lora / quantization sections to FILE"
-    )
+    best.add_argument("--export", type=Path, metavar="FILE", help="write the YAML to FILE instead of printing it")
+    best.add_argument("--format", default="hf", help="hf (default), trl, llamafactory or axolotl: whose file to write")
     best.add_argument(
         "--top",
         type=int,

@@ -6,7 +6,7 @@ bitsandbytes) are imported only when their fitness is asked for.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from evo.trial import ConfigError, Fitness, FitnessBase
@@ -50,3 +50,33 @@ def export_sections(spec: Mapping[str, Any], config: Mapping[str, Any]) -> dict[
     cls = _fitness_class(spec.get("type")) or FitnessBase
     sections: dict[str, dict[str, Any]] = cls.export_sections(config)
     return sections
+
+
+EXPORT_FORMATS = ("hf", "trl", "llamafactory", "axolotl")  # hf: export_sections; the rest: trainer files
+
+
+def export_for_trainer(
+    spec: Mapping[str, Any],
+    fmt: str,
+    *,
+    config: Mapping[str, Any],
+    adapter_path: str | None,
+    environment: Mapping[str, Any],
+    notes: Sequence[str] = (),
+) -> str:
+    """``config`` as the YAML file a trainer (``fmt``: trl, llamafactory, axolotl) takes.
+
+    Only the QLoRA fitness trains what these trainers train; ``environment`` is the run's
+    recorded one (its ``data_format`` chooses the loss and dataset lines).
+    """
+    if fmt not in EXPORT_FORMATS or fmt == "hf":
+        raise ConfigError(f"--format: unknown trainer format {fmt!r} (known: {', '.join(EXPORT_FORMATS)})")
+    if spec.get("type") != "qlora":
+        raise ConfigError(f"--format {fmt}: only a qlora run exports for a trainer (this is {spec.get('type')!r})")
+    from fitness.qlora.export_trainers import ExportRequest, trainer_yaml
+
+    data_format = environment.get("data_format")
+    request = ExportRequest(
+        config, spec, adapter_path, data_format if isinstance(data_format, str) else None, tuple(notes)
+    )
+    return trainer_yaml(fmt, request)

@@ -1,9 +1,12 @@
-"""The text a trial trains on and is scored on, split once with a fixed seed. No torch here.
+"""The documents a trial trains on and is scored on, read and split once. No torch here.
 
-A document is ``(prompt, completion)``: the loss covers the completion only; plain
-text has an empty prompt. The split is by topic (pydoc), by file (a folder of .txt)
-or by line/record (one .txt or .jsonl file), so validation text is never trained on.
-Loading is cheap, so the driver does it to validate the data and to fingerprint it.
+A document is ``(prompt, completion)`` (the loss is on the completion; plain text has
+an empty prompt) or a :class:`Chat` (the loss is on assistant messages, rendered with
+the model's chat template in the worker). The validation set is ``validation_data`` /
+``validation_split`` when given; otherwise an automatic split, made with a fixed seed by
+topic (pydoc), by file (a folder of .txt), by line (.txt) or by record, so validation
+text is never trained on. Loading is cheap, so the driver does it to validate the data
+and to fingerprint it; ``Corpus.description`` says how it was made, for the report.
 """
 
 from __future__ import annotations
@@ -11,15 +14,24 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from evo.trial import ConfigError
-from fitness.qlora.spec import DEFAULT_DATA
+from fitness.qlora.records import Chat, Doc, Fields, record_doc
+from fitness.qlora.spec import DEFAULT_DATA, QLoRASpec
 
 SPLIT_SEED = 1234  # fixed: every run and every trial sees the same validation documents
+HUB_PREFIX = "hf:"  # data: hf:owner/name reads a hub dataset, even where a local path of that name exists
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name, as the hub spells dataset ids
+ACCEPTED = (
+    "'pydoc', a .txt file or folder, a .jsonl/.json file, a .parquet/.arrow/.csv file, "
+    "a save_to_disk folder, or a hub dataset id (hf:owner/name)"
+)
 
-Doc = tuple[str, str]  # (prompt, completion)
+__all__ = ["Chat", "Corpus", "Doc", "Fields", "corpus_for", "load_corpus"]
 
 
 @dataclass(frozen=True)
@@ -27,76 +39,206 @@ class Corpus:
     train: tuple[Doc, ...]
     validation: tuple[Doc, ...]
     identity: str  # sha256 over the split documents
+    description: str = ""  # where the documents came from and how validation was chosen
 
     @property
     def chars(self) -> int:
-        return sum(len(p) + len(c) for p, c in self.train + self.validation)
+        return sum(len(text) for doc in self.train + self.validation for text in _texts(doc))
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The document kinds present: ``chat``, ``prompt_completion``, ``text``."""
+        return tuple(sorted({_kind(doc) for doc in self.train + self.validation}))
+
+    @property
+    def has_chat(self) -> bool:
+        return "chat" in self.formats
 
 
-def load_corpus(data: str, validation_fraction: float) -> Corpus:
-    """Read and split the data; empty, missing or unreadable data is a ConfigError."""
-    if data == DEFAULT_DATA:
+@dataclass(frozen=True)
+class _Read:
+    docs: list[Doc]
+    unit: str  # what one document is: topics, lines, records, ...
+    where: str  # the source as the user wrote it, with the split read
+
+
+def corpus_for(spec: QLoRASpec) -> Corpus:
+    """The corpus a spec describes (the driver validates with it, the worker trains on it)."""
+    from fitness.qlora.source import default_cache_root
+
+    fields = Fields(spec.text_field, spec.messages_field, spec.prompt_field, spec.completion_field)
+    return load_corpus(
+        spec.data,
+        spec.validation_fraction,
+        validation_data=spec.validation_data,
+        data_split=spec.data_split,
+        validation_split=spec.validation_split,
+        data_subset=spec.data_subset,
+        fields=fields,
+        cache_root=default_cache_root(spec),
+    )
+
+
+def load_corpus(
+    data: str,
+    validation_fraction: float,
+    *,
+    validation_data: str | None = None,
+    data_split: str | None = None,
+    validation_split: str | None = None,
+    data_subset: str | None = None,
+    fields: Fields | None = None,
+    cache_root: Path | None = None,
+) -> Corpus:
+    """Read and split the data; empty, missing, unreadable or malformed data is a ConfigError."""
+    fields = fields or Fields()
+    cache = cache_root / "datasets" if cache_root is not None else None
+
+    def read(source: str, key: str, split: tuple[str | None, str, str]) -> _Read:
+        return _read(source, key, fields, split=split, subset=data_subset, cache=cache)
+
+    train = read(data, "data", (data_split, "train", "data_split"))
+    if validation_data is None and validation_split is None:
+        return _split(train, validation_fraction)
+    validation = read(
+        validation_data or data,
+        "validation_data" if validation_data else "data",
+        (validation_split, "validation", "validation_split"),
+    )
+    for key, part in (("data", train), ("validation_data" if validation_data else "validation_split", validation)):
+        if not part.docs:
+            raise ConfigError(f"fitness.{key}: {part.where} has no text")
+    description = (
+        f"train: {len(train.docs)} {train.unit} of {train.where}; validation: {len(validation.docs)} "
+        f"{validation.unit} of {validation.where} (given, no automatic split)"
+    )
+    return _corpus(tuple(train.docs), tuple(validation.docs), description)
+
+
+def _read(
+    source: str, key: str, fields: Fields, *, split: tuple[str | None, str, str], subset: str | None, cache
+) -> _Read:
+    """The documents of one source. ``split`` is (the split named, the default, the spec key naming it)."""
+    from fitness.qlora import hfdata
+
+    wanted, default_split, split_key = split
+
+    def rows(name: str, kind: str) -> _Read:
+        found, _, split_name = hfdata.dataset_rows(
+            name, kind=kind, split=wanted, default_split=default_split, columns=fields.columns,
+            key=key, split_key=split_key, subset=subset, cache_dir=cache,
+        )  # fmt: skip
+        label = name if split_name == "-" else f"{name} [{split_name}]"
+        docs = _docs((record_doc(r, fields, key=key, where=f"{label} row {i}") for i, r in enumerate(found)))
+        return _Read(docs, "records", label)
+
+    def unsplit(read: _Read) -> _Read:
+        if wanted is not None:
+            raise ConfigError(f"fitness.{split_key}: {read.where} has no splits, so none named {wanted!r}")
+        return read
+
+    if source == DEFAULT_DATA:
         from pydoc_data.topics import topics
 
-        docs = [("", topics[name]) for name in sorted(topics)]
-        return _split(docs, validation_fraction, unit="topics", where=data)
-    path = Path(data).expanduser()
+        return unsplit(_Read([("", topics[name]) for name in sorted(topics)], "topics", source))
+    if source.startswith(HUB_PREFIX):
+        return rows(source[len(HUB_PREFIX) :], "hub")
+    path = Path(source).expanduser()
     if not path.exists():
-        raise ConfigError(f"fitness.data: {data} does not exist")
+        if _HUB_ID.match(source) and not path.suffix:
+            try:
+                return rows(source, "hub")
+            except ConfigError as exc:  # a local path mistyped looks like a hub id too: say both
+                if "cannot load the hub dataset" not in str(exc):
+                    raise
+                raise ConfigError(f"{exc} (and no local path {source} exists)") from None
+        raise ConfigError(f"fitness.{key}: {source} does not exist")
     if path.is_dir():
+        if hfdata.is_saved_dataset(path):
+            return rows(str(path), "disk")
         files = sorted(p for p in path.rglob("*.txt") if p.is_file())
-        docs = [("", _read(p)) for p in files]
-        return _split([d for d in docs if d[1].strip()], validation_fraction, unit=".txt files", where=data)
-    if path.suffix == ".jsonl":
-        return _split(_jsonl_docs(path), validation_fraction, unit="records", where=data)
-    if path.suffix == ".txt":
-        lines = [line for line in _read(path).splitlines() if line.strip()]
-        return _split([("", line) for line in lines], validation_fraction, unit="lines", where=data)
-    raise ConfigError(f"fitness.data: {data} is not 'pydoc', a .txt file, a folder of .txt or a .jsonl file")
+        texts = [("", _text(p, key)) for p in files]
+        return unsplit(_Read([d for d in texts if d[1].strip()], ".txt files", source))
+    suffix = path.suffix.lower()
+    if suffix in hfdata.FILE_BUILDERS:
+        return rows(str(path), hfdata.FILE_BUILDERS[suffix])
+    if suffix in (".jsonl", ".json"):
+        return unsplit(_Read(_json_docs(path, key, fields), "records", source))
+    if suffix == ".txt":
+        lines = [("", line) for line in _text(path, key).splitlines() if line.strip()]
+        return unsplit(_Read(lines, "lines", source))
+    raise ConfigError(f"fitness.{key}: {source} is not one of {ACCEPTED}")
 
 
-def _read(path: Path) -> str:
+def _text(path: Path, key: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"fitness.data: cannot read {path}: {exc}") from None
+        raise ConfigError(f"fitness.{key}: cannot read {path}: {exc}") from None
 
 
-def _jsonl_docs(path: Path) -> list[Doc]:
-    docs: list[Doc] = []
-    for number, line in enumerate(_read(path).splitlines(), start=1):
+def _json_docs(path: Path, key: str, fields: Fields) -> list[Doc]:
+    """A .jsonl file, or a .json file holding a list of records (or JSON lines)."""
+    text = _text(path, key)
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"fitness.{key}: {path} is not JSON: {exc}") from None
+        return _docs(record_doc(r, fields, key=key, where=f"{path} record {i + 1}") for i, r in enumerate(records))
+    docs: list[Doc | None] = []
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"fitness.data: {path}:{number} is not JSON: {exc}") from None
-        if isinstance(record, dict) and isinstance(record.get("text"), str):
-            docs.append(("", record["text"]))
-        elif (
-            isinstance(record, dict)
-            and isinstance(record.get("prompt"), str)
-            and isinstance(record.get("completion"), str)
-        ):
-            docs.append((record["prompt"], record["completion"]))
-        else:
-            raise ConfigError(f"fitness.data: {path}:{number} needs a 'text' or 'prompt'+'completion' string field")
-    return [d for d in docs if d[1].strip()]
+            raise ConfigError(f"fitness.{key}: {path}:{number} is not JSON: {exc}") from None
+        docs.append(record_doc(record, fields, key=key, where=f"{path}:{number}"))
+    return _docs(docs)
 
 
-def _split(docs: list[Doc], fraction: float, *, unit: str, where: str) -> Corpus:
+def _docs(docs: Iterable[Doc | None]) -> list[Doc]:
+    return [d for d in docs if d is not None]
+
+
+def _split(read: _Read, fraction: float) -> Corpus:
+    docs = read.docs
     if not docs:
-        raise ConfigError(f"fitness.data: {where} has no text")
+        raise ConfigError(f"fitness.data: {read.where} has no text")
     if len(docs) < 2:
-        raise ConfigError(f"fitness.data: {where} has only one of its {unit}; need 2+ to hold some out")
+        raise ConfigError(f"fitness.data: {read.where} has only one of its {read.unit}; need 2+ to hold some out")
     order = list(range(len(docs)))
     random.Random(SPLIT_SEED).shuffle(order)
     n_val = min(len(docs) - 1, max(1, round(fraction * len(docs))))
     validation = tuple(docs[i] for i in sorted(order[:n_val]))
     train = tuple(docs[i] for i in sorted(order[n_val:]))
+    description = (
+        f"{read.where}: {len(docs)} {read.unit}; automatic split: {len(train)} train, {len(validation)} validation "
+        f"(validation_fraction {fraction:g} of the {read.unit}, shuffled with seed {SPLIT_SEED})"
+    )
+    return _corpus(train, validation, description)
+
+
+def _corpus(train: tuple[Doc, ...], validation: tuple[Doc, ...], description: str) -> Corpus:
     digest = hashlib.sha256()
-    for part, split in (("train", train), ("validation", validation)):
+    for part, docs in (("train", train), ("validation", validation)):
         digest.update(part.encode())
-        for prompt, completion in split:
-            digest.update(b"\0" + prompt.encode() + b"\1" + completion.encode())
-    return Corpus(train, validation, digest.hexdigest())
+        for doc in docs:
+            if isinstance(doc, Chat):  # its own framing; (prompt, completion) bytes are as they always were
+                digest.update(f"\2{doc.loss_from}".encode())
+                for role, content in doc.messages:
+                    digest.update(b"\3" + role.encode() + b"\4" + content.encode())
+            else:
+                digest.update(b"\0" + doc[0].encode() + b"\1" + doc[1].encode())
+    return Corpus(train, validation, digest.hexdigest(), description)
+
+
+def _kind(doc: Doc) -> str:
+    if isinstance(doc, Chat):
+        return "chat"
+    return "prompt_completion" if doc[0] else "text"
+
+
+def _texts(doc: Doc) -> tuple[str, ...]:
+    return tuple(content for _, content in doc.messages) if isinstance(doc, Chat) else doc

@@ -1,8 +1,10 @@
 """Tokenizing, caching and packing the corpus. Runs in the worker (imports torch).
 
-Documents are concatenated with EOS between them and cut into equal blocks, so no
-compute goes to padding. Token ids are cached on disk keyed by tokenizer + corpus,
-and packed blocks are kept in memory per block length for the worker's lifetime.
+Documents are concatenated (text and prompt/completion with EOS after each; a chat
+conversation as its template renders it) and cut into equal blocks, so no compute goes
+to padding; blocks without a single token that carries loss are left out, since their
+loss would be 0/0. Token ids are cached on disk keyed by tokenizer (and chat template)
++ corpus, and packed blocks are kept in memory per block length for the worker's lifetime.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from pathlib import Path
 
 import torch
 
-from fitness.qlora.corpus import Corpus, Doc
+from fitness.qlora.chat import chat_tokens
+from fitness.qlora.corpus import Corpus
+from fitness.qlora.records import Chat, Doc
 
 IGNORE_INDEX = -100  # label value the Hugging Face causal-LM loss skips
+CHAT_TOKENS_VERSION = 1  # bump when rendering or masking of conversations changes (keys the cache)
 
 
 @dataclass(frozen=True)
@@ -43,25 +48,40 @@ class Blocks:
 
 
 def tokenize_docs(tokenizer, docs: tuple[Doc, ...]) -> TokenStream:
+    """One stream; ``labels`` keep the tokens that carry loss (completions, assistant turns)."""
     eos = tokenizer.eos_token_id
-    prompts = _encode(tokenizer, [p for p, _ in docs])
-    completions = _encode(tokenizer, [c for _, c in docs])
+    pairs = [doc for doc in docs if not isinstance(doc, Chat)]
+    encoded = zip(_encode(tokenizer, [p for p, _ in pairs]), _encode(tokenizer, [c for _, c in pairs]))
     ids: list[int] = []
     labels: list[int] = []
-    for prompt, completion in zip(prompts, completions):
+    for doc in docs:
+        if isinstance(doc, Chat):  # the template delimits conversations itself: no EOS added
+            tokens, loss = chat_tokens(tokenizer, doc)
+            ids += tokens
+            labels += [t if keep else IGNORE_INDEX for t, keep in zip(tokens, loss)]
+            continue
+        prompt, completion = next(encoded)
         ids += prompt + completion + [eos]
         labels += [IGNORE_INDEX] * len(prompt) + completion + [eos]
     return TokenStream(torch.tensor(ids, dtype=torch.long), torch.tensor(labels, dtype=torch.long))
 
 
 def pack(stream: TokenStream, block_length: int, *, max_blocks: int | None = None) -> Blocks:
-    """Cut the stream into full blocks (the tail is dropped); a stream shorter than one block is one block."""
+    """Cut the stream into full blocks (the tail is dropped); a stream shorter than one block is one block.
+
+    Blocks where no predicted token (all but the first) carries loss are dropped, then
+    ``max_blocks`` are kept; if none carries loss, they are all kept (scored as empty).
+    """
     n_blocks = max(1, len(stream) // block_length)
-    if max_blocks is not None:
-        n_blocks = min(n_blocks, max_blocks)
     length = min(block_length, len(stream))
     used = n_blocks * length
-    return Blocks(stream.ids[:used].view(n_blocks, length), stream.labels[:used].view(n_blocks, length))
+    ids, labels = stream.ids[:used].view(n_blocks, length), stream.labels[:used].view(n_blocks, length)
+    with_loss = (labels[:, 1:] != IGNORE_INDEX).any(dim=1)
+    if not bool(with_loss.all()) and bool(with_loss.any()):
+        ids, labels = ids[with_loss], labels[with_loss]
+    if max_blocks is not None:
+        ids, labels = ids[:max_blocks], labels[:max_blocks]
+    return Blocks(ids, labels)
 
 
 @dataclass
@@ -101,7 +121,8 @@ def shuffled_batches(blocks: Blocks, batch_size: int, seed: int, *, skip: int = 
 
 def tokenize_corpus(corpus: Corpus, tokenizer, cache_root: Path) -> TokenizedCorpus:
     """Tokenize once per (tokenizer, corpus); later calls and workers read the disk cache."""
-    key = hashlib.sha256(f"{tokenizer_identity(tokenizer)}:{corpus.identity}".encode()).hexdigest()[:24]
+    template = f":chat{CHAT_TOKENS_VERSION}:{tokenizer.chat_template}" if corpus.has_chat else ""
+    key = hashlib.sha256(f"{tokenizer_identity(tokenizer)}{template}:{corpus.identity}".encode()).hexdigest()[:24]
     path = cache_root / "tokens" / f"{key}.pt"
     if path.is_file():
         saved = torch.load(path)
