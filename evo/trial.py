@@ -12,7 +12,7 @@ import abc
 import difflib
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -341,16 +341,24 @@ class Fitness(Protocol):
       training code (for QLoRA: TrainingArguments, LoraConfig, BitsAndBytesConfig).
       A static method: ``evo best`` calls it without building the fitness.
     - ``close()``: release workers; called once or more, so it must be idempotent.
+    - ``batch_capacity`` and ``evaluate_batch(trials)``: how many trials the fitness can
+      evaluate together (e.g. QLoRA trials packed on one shared base), and the call that
+      does it, answering one result per trial, in order. With more than 1, the local
+      executor queues that many submitted trials and hands them over at once. Packing
+      must not change a trial's result: each is the one ``evaluate`` would give.
     """
 
     objectives: tuple[Objective, ...]
     structural_genes: frozenset[str]
     intermediate_values: bool
     genes: Mapping[str, GeneDecl]
+    batch_capacity: int
 
     def fingerprint(self) -> str: ...
 
     def evaluate(self, trial: Trial) -> TrialResult: ...
+
+    def evaluate_batch(self, trials: Sequence[Trial]) -> list[TrialResult]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -367,12 +375,17 @@ class FitnessBase(abc.ABC):
     structural_genes: frozenset[str] = frozenset()
     intermediate_values: bool = False
     genes: Mapping[str, GeneDecl] = MappingProxyType({})
+    batch_capacity: int = 1  # trials evaluate_batch takes at once; 1: the executor calls evaluate
 
     @abc.abstractmethod
     def fingerprint(self) -> str: ...
 
     @abc.abstractmethod
     def evaluate(self, trial: Trial) -> TrialResult: ...
+
+    def evaluate_batch(self, trials: Sequence[Trial]) -> list[TrialResult]:
+        """One after another; a fitness that can do better together overrides it (and ``batch_capacity``)."""
+        return [self.evaluate(trial) for trial in trials]
 
     def describe(self) -> dict[str, Any]:
         return {}

@@ -45,7 +45,7 @@ def run_once(raw: dict, executor: RayExecutor, run_dir: Path) -> dict[str, float
     wall = time.perf_counter() - t0
     with RunStore.open(run_dir) as store:
         trials = store.trials()
-    slept = [fitness.duration(Trial(t.id, t.config, config.budget, t.seed)) for t in trials]
+    slept = [_slept(fitness, t, config.budget) for t in trials]
     return {
         "trials": len(trials),
         "wall": wall,
@@ -53,6 +53,14 @@ def run_once(raw: dict, executor: RayExecutor, run_dir: Path) -> dict[str, float
         "utilisation": sum(slept) / (executor.capacity * wall),
         "overhead_ms": 1000 * sum(t.duration - s for t, s in zip(trials, slept)) / len(trials),
     }
+
+
+def _slept(fitness: SyntheticFitness, trial, budget) -> float:
+    """The trial's own sleep: the whole-budget duration times the share of steps it trained
+    (a diverged trial stops early and sleeps less)."""
+    whole = fitness.duration(Trial(trial.id, trial.config, budget, trial.seed))
+    steps, start, total = (trial.metrics.get(k) for k in ("steps", "start_step", "budget_steps"))
+    return whole * max(steps - (start or 0), 1) / total if steps and total else whole
 
 
 def main() -> None:

@@ -5,9 +5,10 @@ An executor runs up to ``capacity`` trials at once and answers in completion ord
     ticket = executor.submit(trial)
     ticket, result = executor.wait()   # the next trial to finish, whichever it is
 
-``local`` runs them in the driver (one at a time, or on threads for fitnesses that
-only wait, such as a sleeping synthetic one); ``ray`` runs them on actors of a Ray
-cluster, one fitness per actor, built once. Ray is imported only when asked for.
+``local`` runs them in the driver (one at a time, a batch at a time for a fitness whose
+``batch_capacity`` is above 1, or on threads for fitnesses that only wait, such as a
+sleeping synthetic one); ``ray`` runs them on actors of a Ray cluster, one fitness per
+actor, built once. Ray is imported only when asked for.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Protocol
 from evo.executors._settings import ExecutorSettings, ExecutorType
 from evo.trial import ConfigError, FailureReason, Fitness, Trial, TrialResult
 
-__all__ = ["Executor", "ExecutorSettings", "ExecutorType", "make_executor", "run_trial"]
+__all__ = ["Executor", "ExecutorSettings", "ExecutorType", "make_executor", "run_batch", "run_trial"]
 
 
 class Executor(Protocol):
@@ -45,9 +46,31 @@ def run_trial(fitness: Fitness, trial: Trial) -> TrialResult:
             raise TypeError(f"fitness returned {type(result).__name__}, not a TrialResult")
         return result
     except Exception as exc:  # a failing trial never stops the run
-        last = traceback.extract_tb(exc.__traceback__)[-1:]
-        where = f" (at {Path(last[0].filename).name}:{last[0].lineno})" if last else ""
-        return TrialResult.failed(FailureReason.EXCEPTION, f"{type(exc).__name__}: {exc}{where}")
+        return _failure(exc)
+
+
+def run_batch(fitness: Fitness, trials: list[Trial]) -> list[TrialResult]:
+    """Evaluate trials together (``fitness.evaluate_batch``); one alone goes through :func:`run_trial`.
+
+    An exception, or an answer that is not one TrialResult per trial, fails every trial of the batch.
+    """
+    if len(trials) == 1:
+        return [run_trial(fitness, trials[0])]
+    try:
+        results = list(fitness.evaluate_batch(trials))
+        if len(results) != len(trials) or not all(isinstance(r, TrialResult) for r in results):
+            raise TypeError(
+                f"evaluate_batch answered {len(results)} results for {len(trials)} trials, not TrialResults"
+            )
+        return results
+    except Exception as exc:
+        return [_failure(exc)] * len(trials)
+
+
+def _failure(exc: Exception) -> TrialResult:
+    last = traceback.extract_tb(exc.__traceback__)[-1:]
+    where = f" (at {Path(last[0].filename).name}:{last[0].lineno})" if last else ""
+    return TrialResult.failed(FailureReason.EXCEPTION, f"{type(exc).__name__}: {exc}{where}")
 
 
 def _same(fitness: Fitness) -> Fitness:

@@ -2,13 +2,14 @@
 
 A checkpoint directory holds
 - ``adapter.safetensors``: the LoRA weights (peft state dict, adapter name stripped);
-- ``state.pt``: the optimizer's state_dict and the torch RNG state (for dropout);
+- ``state.pt``: the optimizer's state_dict (dropout needs no RNG state: it is reseeded from
+  the data position every micro-batch);
 - ``checkpoint.json``: the step reached (of how many), the data position, the schedule it ran, the
   curves so far and the structural genes' values.
 ``checkpoint.json`` is removed first and written last, so a half-written checkpoint
 reads as missing rather than as a mix of two trials.
 
-A resumed trial keeps the weights, optimizer moments, RNG and data position, and
+A resumed trial keeps the weights, optimizer moments and data position, and
 applies its own hyperparameters (learning rate, weight decay, schedule, ...); only the
 genes in STRUCTURAL_GENES must match, since the weights and moments depend on them.
 """
@@ -26,7 +27,7 @@ import torch
 
 from fitness.qlora.genes import STRUCTURAL_GENES, TrialConfig
 
-FORMAT = 1  # bump when the layout changes; older checkpoints are then refused
+FORMAT = 2  # bump when the layout changes; older checkpoints are then refused (2: no RNG state)
 ADAPTER, STATE, META = "adapter.safetensors", "state.pt", "checkpoint.json"
 
 
@@ -66,7 +67,6 @@ class Checkpoint:
     structural: dict[str, Any]
     adapter: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
-    rng: dict[str, Any]
 
     @property
     def first_loss(self) -> float:
@@ -98,28 +98,23 @@ class Checkpoint:
                 f"{', '.join(sorted(STRUCTURAL_GENES))} cannot change when continuing a checkpoint"
             )
 
-    def restore(self, model, optimizer: torch.optim.Optimizer) -> None:
-        """Load the adapter weights, optimizer state and RNG state into a freshly attached adapter.
+    def restore(self, adapter, optimizer: torch.optim.Optimizer) -> None:
+        """Load the adapter weights and optimizer state into a fresh :class:`~fitness.qlora.adapter.Adapter`.
 
         ``optimizer.load_state_dict`` also brings back the source's learning rate and weight
         decay: the caller re-applies the resumed trial's own afterwards.
         """
-        from peft import set_peft_model_state_dict
-
-        loaded = set_peft_model_state_dict(model, self.adapter)
-        unexpected = getattr(loaded, "unexpected_keys", [])
-        if unexpected:
-            raise CheckpointError(f"checkpoint {self.path} has adapter weights this trial lacks: {unexpected[:3]}")
+        try:
+            adapter.load_state_dict(self.adapter)
+        except ValueError as exc:
+            raise CheckpointError(f"checkpoint {self.path}: {exc}") from None
         optimizer.load_state_dict(self.optimizer)
-        torch.set_rng_state(self.rng["cpu"])
-        if self.rng.get("cuda") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(self.rng["cuda"])
 
 
 def save(
     path: Path,
     *,
-    model,
+    adapter,
     optimizer: torch.optim.Optimizer,
     cfg: TrialConfig,
     step: int,
@@ -130,18 +125,14 @@ def save(
     val_perplexity_curve: list,
 ) -> None:
     """Write the checkpoint of a trial that reached ``step`` of ``budget_steps``; ``data.consumed`` counts up to there."""
-    from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / META).unlink(missing_ok=True)
-    adapter = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
-    _replace(path / ADAPTER, lambda tmp: save_file(adapter, str(tmp)))
-    rng = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    _replace(path / STATE, lambda tmp: torch.save({"optimizer": optimizer.state_dict(), "rng": rng}, tmp))
+    weights = {k: v.cpu().contiguous() for k, v in adapter.state_dict().items()}
+    _replace(path / ADAPTER, lambda tmp: save_file(weights, str(tmp)))
+    _replace(path / STATE, lambda tmp: torch.save({"optimizer": optimizer.state_dict()}, tmp))
     genes = cfg.as_dict()
     meta = {
         "format": FORMAT,
@@ -179,7 +170,6 @@ def load(path: Path) -> Checkpoint:
             structural=meta["structural"],
             adapter=load_file(str(path / ADAPTER)),
             optimizer=state["optimizer"],
-            rng=state["rng"],
         )
     except Exception as exc:  # any damage reads as one clear failure naming the checkpoint
         raise CheckpointError(f"checkpoint {path} is unreadable: {type(exc).__name__}: {exc}".splitlines()[0]) from exc

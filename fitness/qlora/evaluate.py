@@ -1,7 +1,9 @@
 """Validation perplexity, the number the fitness answers with. Runs in the worker (imports torch).
 
 Every trial is scored on the same fixed validation blocks (``TokenizedCorpus.validation_blocks``),
-independent of its own ``max_seq_length``, so numbers compare across genomes.
+independent of its own ``max_seq_length``, so numbers compare across genomes. Trials of a
+pack are scored together: each validation batch is repeated once per adapter, and each
+copy goes through its own adapter, so the base runs once for all of them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from fitness.qlora.adapter import Adapter
+from fitness.qlora.packing import Pack, causal_lm_loss, hidden_states
 from fitness.qlora.tokens import IGNORE_INDEX, Blocks
 
 
@@ -18,22 +22,31 @@ from fitness.qlora.tokens import IGNORE_INDEX, Blocks
 class EvalSettings:
     seq_length: int  # block length of the validation set
     max_tokens: int  # validation set size cap
-    batch_size: int
+    batch_size: int  # validation blocks per forward, per trial
     every: int  # optimizer steps between intermediate evaluations; 0 = end only
 
 
 @torch.no_grad()
-def perplexity(model, blocks: Blocks, batch_size: int) -> float:
-    """exp of the token-weighted mean NLL over every labelled, predicted token."""
-    model.eval()
-    device = next(model.parameters()).device
-    total_nll, total_tokens = 0.0, 0
-    for i in range(0, len(blocks), batch_size):
-        ids, labels = blocks.ids[i : i + batch_size].to(device), blocks.labels[i : i + batch_size].to(device)
-        n = int((labels[:, 1:] != IGNORE_INDEX).sum())
-        if n:
-            total_nll += model(input_ids=ids, labels=labels).loss.float().item() * n
+def perplexities(pack: Pack, adapters: list[Adapter], blocks: Blocks, batch_size: int) -> list[float]:
+    """Per adapter: exp of the token-weighted mean NLL over every labelled, predicted token."""
+    base, k = pack.base, len(adapters)
+    training = base.training
+    base.eval()
+    total_nll, total_tokens = torch.zeros(k, dtype=torch.float64, device=pack.device), 0
+    try:
+        for i in range(0, len(blocks), batch_size):
+            labels = blocks.labels[i : i + batch_size]
+            n = int((labels[:, 1:] != IGNORE_INDEX).sum())  # counted on the host: no device sync
+            if not n:
+                continue
+            ids, labels = blocks.ids[i : i + batch_size].to(pack.device), labels.to(pack.device)
+            rows = len(ids)
+            pack.layout([(adapter, rows) for adapter in adapters], training=False)
+            hidden = hidden_states(base, ids.repeat(k, 1))
+            for j in range(k):  # summed on the device: one sync at the end, not one per batch and trial
+                total_nll[j] += causal_lm_loss(base, hidden[j * rows : (j + 1) * rows], labels, reduction="sum")
             total_tokens += n
-    model.train()
-    mean = total_nll / max(total_tokens, 1)
-    return math.exp(mean) if mean < 700 else math.inf
+    finally:
+        base.train(training)
+    means = [nll / max(total_tokens, 1) for nll in total_nll.tolist()]
+    return [math.exp(mean) if mean < 700 else math.inf for mean in means]

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
 from evo.trial import ConfigError, FitnessBase, GeneDecl, Objective, Trial, TrialResult
 from fitness.qlora.architecture import read_architecture
-from fitness.qlora.corpus import Corpus, load_corpus
+from fitness.qlora.chat import check_chat_data
+from fitness.qlora.corpus import Corpus, corpus_for
 from fitness.qlora.export import split_sections
 from fitness.qlora.genes import GENES, STRUCTURAL_GENES, genes_for_model
 from fitness.qlora.source import ModelSource, default_cache_root, resolve_model
-from fitness.qlora.spec import OBJECTIVES, QLoRASpec
+from fitness.qlora.spec import OBJECTIVES, Device, QLoRASpec
 from fitness.qlora.worker import TrialWorker
 
-FITNESS_VERSION = 1  # bump when the loop or scoring changes what a number means
+FITNESS_VERSION = 2  # bump when the loop or scoring changes what a number means (2: packed loop, own dropout RNG)
 
 
 class QLoRAFitness(FitnessBase):
@@ -42,13 +43,14 @@ class QLoRAFitness(FitnessBase):
         self.intermediate_values = spec.eval_every > 0
         self.source = source
         self.corpus_identity = corpus.identity
+        self.data_summary = {"data": corpus.description, "data_format": "+".join(corpus.formats)}
         self._worker = TrialWorker(spec)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> QLoRAFitness:
         parsed = QLoRASpec.from_dict(spec)
         source = resolve_model(parsed)
-        corpus = load_corpus(parsed.data, parsed.validation_fraction)
+        corpus = check_chat_data(corpus_for(parsed), source, default_cache_root(parsed), parsed.model)
         model = read_architecture(source, default_cache_root(parsed))
         if model is None:
             return cls(parsed, source=source, corpus=corpus)
@@ -97,6 +99,7 @@ class QLoRAFitness(FitnessBase):
         env: dict[str, Any] = {"model": self.source.name_or_path, "device": device_kind(self.spec.device)}
         if self.source.gguf_file:
             env["gguf_file"] = self.source.gguf_file
+        env.update(self.data_summary)  # how the validation set was made; evo best --export reads the format
         for package in ("torch", "transformers", "peft", "bitsandbytes"):
             try:
                 env[package] = metadata.version(package)
@@ -104,10 +107,30 @@ class QLoRAFitness(FitnessBase):
                 pass
         return env
 
+    @property
+    def batch_capacity(self) -> int:  # type: ignore[override]  # depends on the spec and the device
+        """Trials handed to the worker at once: ``fitness.pack`` (auto: see ``sizing.pack_plan``)."""
+        from fitness.qlora.sizing import pack_plan
+
+        if self.spec.pack == "auto" and self.spec.device is Device.AUTO:
+            from fitness.qlora.model import pick_device  # imports torch, so only here
+
+            device = pick_device(self.spec.device)
+        else:
+            device = "cpu" if self.spec.device is Device.AUTO else self.spec.device.value
+        return pack_plan(self.spec, device).cap
+
     def evaluate(self, trial: Trial) -> TrialResult:
+        return self.evaluate_batch([trial])[0]
+
+    def evaluate_batch(self, trials: Sequence[Trial]) -> list[TrialResult]:
+        """Trials sharing the base and the block shape train packed in one forward (``train.py``)."""
+        return self._worker.evaluate_batch([self._with_model_defaults(trial) for trial in trials])
+
+    def _with_model_defaults(self, trial: Trial) -> Trial:
         # a model that can't take GENES' default of a gene (no q_proj, a short context) gets its own
         own = {k: d.default for k, d in self._genes.items() if k not in trial.config and d.default != GENES[k].default}
-        return self._worker.evaluate(replace(trial, config={**trial.config, **own}) if own else trial)
+        return replace(trial, config={**trial.config, **own}) if own else trial
 
     @staticmethod
     def export_sections(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

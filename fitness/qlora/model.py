@@ -119,6 +119,11 @@ class ResidentBase:
         self._model = None
         self.loads = 0
 
+    @property
+    def quant(self) -> QuantSettings | None:
+        """What the resident base was quantized with (None before the first load)."""
+        return self._quant
+
     def get(self, quant: QuantSettings):
         if self._model is None or quant != self._quant:
             self._model = None

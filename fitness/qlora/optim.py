@@ -21,8 +21,10 @@ def build_optimizer(cfg: TrialConfig, params: list[torch.nn.Parameter]) -> torch
     # set the real rate afterwards, so a NaN gene runs and fails as DIVERGED like any bad rate.
     placeholder = 1e-3
     if cfg.optim is Optim.ADAMW_TORCH:
+        # fused: one vectorised pass per step; on CPU ~5x faster than the per-tensor loop (same
+        # update up to float rounding), and a pack cannot share this per-trial cost
         optimizer = torch.optim.AdamW(
-            params, lr=placeholder, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay
+            params, lr=placeholder, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay, fused=True
         )
     elif cfg.optim is Optim.ADAFACTOR:
         from transformers.optimization import Adafactor

@@ -1,9 +1,10 @@
-"""The worker's side of a trial: resident base + tokenized data in, TrialResult out.
+"""The worker's side of trials: resident base + tokenized data in, one TrialResult per trial out.
 
-``TrialRunner.run`` never raises: every failure becomes a FAILED result whose reason
-says what happened (OOM, DIVERGED, EXCEPTION; a bad checkpoint is an EXCEPTION), and
-a trial early stopping ended is PRUNED. Deaths and timeouts are the supervisor's to
-report (see ``worker.py``), since a dead process can't answer.
+``TrialRunner.run_pack`` never raises: every failure becomes a FAILED result whose reason
+says what happened (OOM, DIVERGED, EXCEPTION; a bad checkpoint is an EXCEPTION), and a
+trial early stopping ended is PRUNED. Trials that share the base and the block shape
+(``train.pack_shape``) train in one pack; each is answered as soon as it ends. Deaths and
+timeouts are the supervisor's to report (see ``worker.py``), since a dead process can't answer.
 """
 
 from __future__ import annotations
@@ -11,24 +12,28 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from evo.trial import FailureReason, Trial, TrialResult
-from fitness.qlora.corpus import load_corpus
+from fitness.qlora.corpus import corpus_for
 from fitness.qlora.evaluate import EvalSettings
-from fitness.qlora.genes import QuantSettings, parse_genes
+from fitness.qlora.genes import QuantSettings, TrialConfig, parse_genes
 from fitness.qlora.memory import address_space_cap, peak_rss_mb, reset_peak_rss
 from fitness.qlora.model import ResidentBase, compute_dtype, load_tokenizer, pick_device
+from fitness.qlora.sizing import PackSizer, pack_plan
 from fitness.qlora.source import default_cache_root, resolve_model
 from fitness.qlora.spec import QLoRASpec
 from fitness.qlora.tokens import tokenize_corpus
-from fitness.qlora.train import DivergedError, steps_for, train_and_score
+from fitness.qlora.train import DivergedError, Job, Outcome, is_out_of_memory, pack_shape, steps_for, train_pack
+
+Send = Callable[[int, TrialResult], None]
 
 
 class TrialRunner:
-    """Loads the tokenizer, data and the default base once; runs trials one after another."""
+    """Loads the tokenizer, data and the default base once; runs packs of trials one after another."""
 
     def __init__(self, spec: QLoRASpec) -> None:
         self.spec = spec
@@ -36,53 +41,96 @@ class TrialRunner:
         source = resolve_model(spec)
         self.device = pick_device(spec.device)
         tokenizer = load_tokenizer(source, cache_root)
-        self.data = tokenize_corpus(load_corpus(spec.data, spec.validation_fraction), tokenizer, cache_root)
+        self.data = tokenize_corpus(corpus_for(spec), tokenizer, cache_root)
         self.base = ResidentBase(source, self.device, cache_root)
         self.base.get(QuantSettings())  # the common case is ready before the first trial's clock starts
         self.evaluation = EvalSettings(
             spec.eval_seq_length, spec.validation_tokens, spec.eval_batch_size, spec.eval_every
         )
+        self.sizer = PackSizer(pack_plan(spec, self.device), device=self.device)
 
     def run(self, trial: Trial) -> TrialResult:
+        results: list[TrialResult] = []
+        self.run_pack([trial], lambda _, result: results.append(result))
+        return results[0]
+
+    def run_pack(self, trials: list[Trial], send: Send) -> None:
+        """Train ``trials``, packing those that can share a forward; ``send(index, result)`` once for each."""
         start = time.perf_counter()
-        metrics: dict[str, Any] = {"device": self.device}
-        applied: dict[str, Any] | None = None
+        self._reset_peak_memory()
+        shapes: dict[Any, list[tuple[int, Job, dict[str, Any], dict[str, Any] | None]]] = {}
+        for index, trial in enumerate(trials):
+            metrics: dict[str, Any] = {"device": self.device, "pack_trials": len(trials)}
+            applied: dict[str, Any] | None = None
+            try:
+                cfg, applied = self._parse(trial, metrics)
+                job = Job(trial, cfg, steps_for(trial.budget, cfg))
+            except Exception as exc:  # a gene it cannot use: this trial alone fails
+                send(index, self._result(exc, metrics, applied, start))
+                continue
+            shapes.setdefault(pack_shape(cfg), []).append((index, job, metrics, applied))
+        loaded = self.base.quant
+        for shape in sorted(shapes, key=lambda s: s[0] != loaded):  # the resident base's trials first
+            self._run_shape(shape, shapes[shape], send, start)
+
+    def _run_shape(self, shape, members, send: Send, start: float) -> None:
+        by_job = {id(job): (index, metrics, applied) for index, job, metrics, applied in members}
+        unanswered = set(by_job)
+
+        def answer(job: Job, outcome: Outcome | BaseException) -> None:
+            index, metrics, applied = by_job[id(job)]
+            unanswered.discard(id(job))
+            send(index, self._result(outcome, metrics, applied, start))
+
+        jobs = [job for _, job, _, _ in members]
+        limit_mb = self.spec.trial_memory_limit_mb
         try:
-            cfg, ignored, gene_lr = parse_genes(
-                trial.config, lr_scaling=self.spec.lr_scaling, lr_reference_batch=self.spec.lr_reference_batch
-            )
-            applied = cfg.as_dict()
-            metrics.update(
-                ignored_config_keys=ignored,
-                learning_rate_gene=gene_lr,
-                learning_rate_applied=cfg.learning_rate,
-                compute_dtype=str(compute_dtype(cfg.quant.bnb_4bit_compute_dtype, self.device)).removeprefix("torch."),
-            )
-            applied["bnb_4bit_compute_dtype"] = metrics["compute_dtype"]  # what BitsAndBytesConfig takes, not "auto"
-            self._reset_peak_memory()
-            base = self.base.get(cfg.quant)
-            metrics["base_loads"] = self.base.loads
-            with address_space_cap(self.spec.trial_memory_limit_mb if self.device == "cpu" else None):
-                outcome = train_and_score(
+            base = self.base.get(jobs[0].cfg.quant)
+            for _, _, metrics, _ in members:
+                metrics["base_loads"] = self.base.loads
+            with address_space_cap(limit_mb * len(jobs) if limit_mb and self.device == "cpu" else None):
+                train_pack(
                     base,
                     self.data,
-                    cfg,
-                    trial=trial,
-                    budget_steps=steps_for(trial.budget, cfg),
+                    jobs,
                     evaluation=self.evaluation,
+                    limit=self.sizer.limit(shape),
+                    answer=answer,
+                    base_model=getattr(base, "name_or_path", None),
                 )
-            metrics.update(outcome.metrics)
-        except DivergedError as exc:
-            return self._failed(FailureReason.DIVERGED, str(exc), metrics, applied, start, diverged_step=exc.step)
-        except Exception as exc:  # a trial failure must never end the worker loop
-            reason = FailureReason.OOM if is_out_of_memory(exc) else FailureReason.EXCEPTION
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-            metrics["traceback"] = traceback.format_exc(limit=8)
-            return self._failed(reason, message, metrics, applied, start)
+        except Exception as exc:  # outside any trial (loading the base): every trial still waiting fails
+            for job in jobs:
+                if id(job) in unanswered:
+                    answer(job, exc)
         finally:
             if self.device == "cuda":
                 torch.cuda.empty_cache()
-        metrics.update(self._memory_metrics(), wall_seconds=time.perf_counter() - start)
+
+    def _parse(self, trial: Trial, metrics: dict[str, Any]) -> tuple[TrialConfig, dict[str, Any]]:
+        cfg, ignored, gene_lr = parse_genes(
+            trial.config, lr_scaling=self.spec.lr_scaling, lr_reference_batch=self.spec.lr_reference_batch
+        )
+        applied = cfg.as_dict()
+        metrics.update(
+            ignored_config_keys=ignored,
+            learning_rate_gene=gene_lr,
+            learning_rate_applied=cfg.learning_rate,
+            compute_dtype=str(compute_dtype(cfg.quant.bnb_4bit_compute_dtype, self.device)).removeprefix("torch."),
+        )
+        applied["bnb_4bit_compute_dtype"] = metrics["compute_dtype"]  # what BitsAndBytesConfig takes, not "auto"
+        return cfg, applied
+
+    def _result(self, outcome, metrics: dict[str, Any], applied, start: float) -> TrialResult:
+        metrics = {**metrics, **self._memory_metrics(), "wall_seconds": time.perf_counter() - start}
+        if isinstance(outcome, DivergedError):
+            metrics["diverged_step"] = outcome.step
+            return TrialResult.failed(FailureReason.DIVERGED, str(outcome), metrics=metrics, applied_config=applied)
+        if isinstance(outcome, BaseException):
+            reason = FailureReason.OOM if is_out_of_memory(outcome) else FailureReason.EXCEPTION
+            message = f"{type(outcome).__name__}: {outcome}".splitlines()[0][:500]
+            metrics["traceback"] = "".join(traceback.format_exception(outcome, limit=8))
+            return TrialResult.failed(reason, message, metrics=metrics, applied_config=applied)
+        metrics.update(outcome.metrics)
         value = metrics.pop("val_perplexity", None)
         if outcome.stopped is not None:
             values = {"val_perplexity": value} if value is not None and math.isfinite(value) else {}
@@ -92,26 +140,15 @@ class TrialRunner:
         values = {"val_perplexity": value, **{name: metrics[name] for name in self.spec.objectives[1:]}}
         return TrialResult.complete(values, metrics=metrics, applied_config=applied)
 
-    def _failed(self, reason, message, metrics, applied, start, **extra) -> TrialResult:
-        metrics.update(self._memory_metrics(), wall_seconds=time.perf_counter() - start, **extra)
-        return TrialResult.failed(reason, message, metrics=metrics, applied_config=applied)
-
     def _reset_peak_memory(self) -> None:
         reset_peak_rss()
         if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
 
     def _memory_metrics(self) -> dict[str, float]:
-        """Peaks of this trial; ``peak_memory_mb`` is the one that limits it on its device."""
+        """Peaks since the pack started; ``peak_memory_mb`` is the one that limits it on its device."""
         out = {"peak_rss_mb": peak_rss_mb()}
         if self.device == "cuda":
             out["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
         out["peak_memory_mb"] = out.get("peak_cuda_allocated_mb", out["peak_rss_mb"])
         return out
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA OOM, Python's MemoryError, or the CPU allocator's refusal (a plain RuntimeError)."""
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)

@@ -18,6 +18,9 @@ from evo.trial import ConfigError, Direction
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_DATA = "pydoc"
 
+# The keys naming the record fields (dataset columns) a document is read from.
+DATA_FIELD_KEYS = ("text_field", "messages_field", "prompt_field", "completion_field")
+
 # What ``objectives`` may list: val_perplexity first, then any of the trial's cost measures.
 OBJECTIVES = {
     "val_perplexity": Direction.MINIMIZE,
@@ -47,8 +50,16 @@ class QLoRASpec:
     type: str = "qlora"
     model: str = DEFAULT_MODEL  # "smollm2-135m", a local directory, a .gguf file or a hub id
     gguf_file: str | None = None  # file name inside ``model`` (a dir or hub repo) to load from GGUF
-    data: str = DEFAULT_DATA  # "pydoc", a .txt file, a folder of .txt, or a .jsonl file
-    validation_fraction: float = 0.1  # of topics / files / lines, held out before training
+    data: str = DEFAULT_DATA  # pydoc, .txt, .jsonl, .json, .parquet, .arrow, .csv, save_to_disk dir, hf:hub/id
+    validation_data: str | None = None  # the same kinds as data: validate on it instead of an automatic split
+    data_split: str | None = None  # of a dataset with splits (save_to_disk, hub): the one to train on; None = "train"
+    validation_split: str | None = None  # the one to validate on (of validation_data, else data): "validation"
+    data_subset: str | None = None  # a hub dataset's configuration name
+    text_field: str = "text"  # record fields (columns) read as plain text,
+    messages_field: str = "messages"  # a chat conversation (a list of {role, content}),
+    prompt_field: str = "prompt"  # or a prompt and the completion the loss is on
+    completion_field: str = "completion"
+    validation_fraction: float = 0.1  # of topics / files / lines / records, held out when validation_data is unset
     validation_tokens: int = 4096  # cap on the fixed validation set, same for every trial
     eval_seq_length: int = 256  # block length of the validation set (independent of the gene)
     eval_every: int = 0  # optimizer steps between intermediate evaluations; 0 = only at the end
@@ -61,6 +72,7 @@ class QLoRASpec:
     trial_memory_limit_mb: float | None = None  # CPU: address space a trial may add; None = no cap
     cache_dir: str | None = None  # default: $EVO_CACHE_DIR, else $XDG_CACHE_HOME/evo-qlora
     objectives: tuple[str, ...] = ("val_perplexity",)  # names from OBJECTIVES, val_perplexity first
+    pack: int | str = "auto"  # trials trained at once on the shared base: "auto", or N (1 = one at a time)
 
     def __post_init__(self) -> None:
         if self.type != "qlora":
@@ -71,6 +83,13 @@ class QLoRASpec:
                 _fail(key, f"must be a non-empty string, got {value!r}")
         if self.gguf_file is not None and (not isinstance(self.gguf_file, str) or not self.gguf_file):
             _fail("gguf_file", f"must be a file name, got {self.gguf_file!r}")
+        for key in DATA_FIELD_KEYS:
+            if not isinstance(getattr(self, key), str) or not getattr(self, key).strip():
+                _fail(key, f"must be a non-empty field name, got {getattr(self, key)!r}")
+        for key in ("validation_data", "data_split", "validation_split", "data_subset"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                _fail(key, f"must be a non-empty string or null, got {value!r}")
         _check_number(self, "validation_fraction", low=0.0, high=1.0, open_ends=True)
         for key in ("validation_tokens", "eval_seq_length", "eval_batch_size", "lr_reference_batch"):
             _check_int(self, key, low=1)
@@ -85,6 +104,8 @@ class QLoRASpec:
             if not isinstance(getattr(self, key), kind):
                 _fail(key, _not_a_member(kind, getattr(self, key)))
         _check_objectives(self.objectives)
+        if self.pack != "auto" and (isinstance(self.pack, bool) or not isinstance(self.pack, int) or self.pack < 1):
+            _fail("pack", f"must be 'auto' or an integer >= 1, got {self.pack!r}")
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> QLoRASpec:

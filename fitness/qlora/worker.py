@@ -35,7 +35,11 @@ def _not_the_kernels_notice(record: logging.LogRecord) -> bool:
 
 
 def _serve(conn: Connection, spec_dict: dict[str, Any]) -> None:
-    """Worker process entry: set up once, then answer ("trial", Trial) until ("stop",) or EOF."""
+    """Worker process entry: set up once, then answer ("trials", [Trial, ...]) until ("stop",) or EOF.
+
+    Each trial's result is sent as ("result", index, TrialResult) as soon as it ends, then
+    ("done", rss) once all of them are answered.
+    """
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     # peft calls a transformers property deprecated in v5 on every attach: noise, once per trial
@@ -57,13 +61,23 @@ def _serve(conn: Connection, spec_dict: dict[str, Any]) -> None:
             return
         if message[0] == "stop":
             return
-        result = runner.run(message[1])
+        if message[0] == "trial":  # one trial, from a driver started before packing (its own reply shape)
+            result = runner.run(message[1])
+            release_freed_memory()
+            conn.send(("result", result, rss_mb()))
+            continue
+        runner.run_pack(message[1], lambda index, result: conn.send(("result", index, result)))
         release_freed_memory()
-        conn.send(("result", result, rss_mb()))
+        conn.send(("done", rss_mb()))
 
 
 class TrialWorker:
-    """One worker process at a time; ``evaluate`` never raises for trial-level failures."""
+    """One worker process at a time; ``evaluate_batch`` never raises for trial-level failures.
+
+    A batch is one message: the worker packs what it can. While it runs, each result is
+    awaited at most ``trial_timeout`` times the trials still unanswered (they may all be
+    training side by side); a worker that dies or times out fails only those.
+    """
 
     def __init__(self, spec: QLoRASpec) -> None:
         self.spec = spec
@@ -78,31 +92,47 @@ class TrialWorker:
         return self._process.pid if self._process is not None else None
 
     def evaluate(self, trial: Trial) -> TrialResult:
+        return self.evaluate_batch([trial])[0]
+
+    def evaluate_batch(self, trials: list[Trial]) -> list[TrialResult]:
         if self._process is not None and not self._process.is_alive():
             self._kill()  # died between trials (killed while idle): just start another
         if self._process is None:
             failure = self._start()
             if failure is not None:
-                return failure
+                return [failure] * len(trials)
         assert self._conn is not None
         try:
-            self._conn.send(("trial", trial))
+            self._conn.send(("trials", list(trials)))
         except OSError:
-            return TrialResult.failed(FailureReason.KILLED, self._death_message("before the trial started"))
-        answer = self._receive(self.spec.trial_timeout)
-        if answer is None:
-            self._kill()
-            return TrialResult.failed(
-                FailureReason.TIMEOUT, f"trial exceeded trial_timeout={self.spec.trial_timeout:g}s; worker killed"
+            return [TrialResult.failed(FailureReason.KILLED, self._death_message("before the trial started"))] * len(
+                trials
             )
-        if answer == "died":
-            return TrialResult.failed(FailureReason.KILLED, self._death_message("during the trial"))
-        _, result, worker_rss = answer
-        growth = worker_rss - self._ready_rss_mb
-        result = _with_metrics(result, worker_pid=self.pid, worker_rss_mb=worker_rss)
-        if growth > self.spec.max_worker_rss_growth_mb:
-            self.close()  # leaked: the next trial gets a fresh worker
-        return result
+        results: dict[int, TrialResult] = {}
+        pid = self.pid
+        while True:
+            answer = self._receive(self.spec.trial_timeout * max(1, len(trials) - len(results)))
+            if answer is None or answer == "died":
+                failure = self._lost(answer is None, len(trials))
+                return [results.get(i, failure) for i in range(len(trials))]
+            if answer[0] == "result":
+                results[answer[1]] = answer[2]
+                continue
+            worker_rss = answer[1]  # "done": every trial answered
+            if worker_rss - self._ready_rss_mb > self.spec.max_worker_rss_growth_mb:
+                self.close()  # leaked: the next trial gets a fresh worker
+            return [_with_metrics(results[i], worker_pid=pid, worker_rss_mb=worker_rss) for i in range(len(trials))]
+
+    def _lost(self, timed_out: bool, trials: int) -> TrialResult:
+        """What the trials still unanswered get when the worker timed out (it is killed) or died."""
+        if timed_out:
+            self._kill()
+            packed = f" (with {trials} trials in its pack)" if trials > 1 else ""
+            return TrialResult.failed(
+                FailureReason.TIMEOUT,
+                f"trial exceeded trial_timeout={self.spec.trial_timeout:g}s{packed}; worker killed",
+            )
+        return TrialResult.failed(FailureReason.KILLED, self._death_message("during the trial"))
 
     def close(self) -> None:
         if self._process is None:

@@ -109,6 +109,9 @@ class _Recorder:
         self.trials.append(trial)
         return TrialResult.complete({"val_perplexity": 1.0})
 
+    def evaluate_batch(self, trials: list[Trial]) -> list[TrialResult]:
+        return [self.evaluate(trial) for trial in trials]
+
 
 def test_trials_without_the_key_get_the_models_own_default(tiny_spec):
     from fitness.qlora.corpus import load_corpus

@@ -105,7 +105,6 @@ def test_pbt_exploit_copies_the_source_and_takes_the_new_learning_rate(fitness, 
     moments_a, moments_b = state_a["optimizer"]["state"], state_b["optimizer"]["state"]
     assert moments_a.keys() == moments_b.keys()
     assert all(torch.equal(moments_a[i][k], moments_b[i][k]) for i in moments_a for k in moments_a[i])
-    assert torch.equal(state_a["rng"]["cpu"], state_b["rng"]["cpu"])
     # same point of the schedule (2/3 of the rate, after warmup, on the linear decay), twice the base rate
     lr_a, lr_b = (s["optimizer"]["param_groups"][0]["lr"] for s in (state_a, state_b))
     assert math.isclose(lr_a, 3e-3 * 2 / 3) and math.isclose(lr_b, 2 * lr_a)

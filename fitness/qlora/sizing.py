@@ -1,0 +1,118 @@
+"""How many trials train at once (``fitness.pack``), learnt per pack shape on the device.
+
+``pack: N`` fixes it. ``auto`` starts small and doubles while the pack's training
+tokens/s grows by at least ``GAIN`` per doubling and, on CUDA, while the free memory holds
+twice the pack's share; an out-of-memory error halves it for good. What is learnt is kept
+for the worker's lifetime, per pack shape (quantization, sequence length, checkpointing).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from fitness.qlora.spec import QLoRASpec
+
+# What auto means. CPU: a fixed pack, measured in experiments/benchmark_packing.py (README,
+# "Packing"). CUDA: start at CUDA_START and double while it pays, up to CUDA_CAP.
+CPU_AUTO = 4
+CUDA_START = 2
+CUDA_CAP = 32
+# Objectives that measure a trial's own cost: packed, they would measure its pack's instead.
+PER_TRIAL_COSTS = frozenset({"peak_memory_mb", "wall_seconds", "train_tokens_per_s"})
+GAIN = 1.10  # a doubling must bring 10% more tokens/s, else the smaller pack is kept
+MEMORY_MARGIN = 0.85  # of the free memory a doubled pack may plan to use
+MEASURED_STEPS = 3  # micro-steps timed at a size before deciding (after one warm-up step)
+
+
+@dataclass
+class PackLimit:
+    """The size of one pack shape: ``size`` trials at once, at most ``ceiling``."""
+
+    size: int
+    ceiling: int
+    learning: bool
+    device: str = "cpu"
+    _times: dict[int, list[float]] = field(default_factory=dict)  # tokens/s per micro-step, by size
+    _seen: dict[int, int] = field(default_factory=dict)
+    _previous: int | None = None  # the size before the last doubling
+    _base_bytes: int = 0
+
+    def observe(self, trials: int, tokens: int, seconds: float) -> None:
+        """One micro-step of ``trials`` trials trained ``tokens`` tokens in ``seconds``."""
+        if not self.learning or trials != self.size or seconds <= 0:
+            return
+        self._seen[trials] = self._seen.get(trials, 0) + 1
+        if self._seen[trials] == 1:
+            return  # warm-up: first-step allocations, optimizer states
+        rates = self._times.setdefault(trials, [])
+        rates.append(tokens / seconds)
+        if len(rates) < MEASURED_STEPS:
+            return
+        rate = statistics.median(rates)
+        before = statistics.median(self._times[self._previous]) if self._previous else None
+        grown = min(2 * self.size, self.ceiling)
+        if before is not None and rate < GAIN * before:
+            self.size, self.learning = self._previous or 1, False  # the doubling did not pay: go back, stay
+        elif grown > self.size and self._memory_allows(grown):
+            self._previous, self.size = self.size, grown
+        else:
+            self.learning = False
+
+    def out_of_memory(self, trials: int) -> None:
+        """``trials`` at once did not fit: never try that many again."""
+        self.ceiling = max(1, min(self.ceiling, trials - 1))
+        self.size = max(1, min(self.size, trials // 2))
+        self.learning = False
+
+    def _memory_allows(self, trials: int) -> bool:
+        if self.device != "cuda":
+            return True  # CPU: the pack's memory grows slowly next to the base; an OOM still splits it
+        import torch
+
+        free, _ = torch.cuda.mem_get_info()
+        used = torch.cuda.max_memory_allocated() - self._base_bytes
+        per_trial = used / max(self.size, 1)
+        return per_trial * (trials - self.size) < MEMORY_MARGIN * free
+
+    def mark_base(self) -> None:
+        """Remember the memory the base holds before the pack, so the pack's share can be told apart."""
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+            self._base_bytes = torch.cuda.memory_allocated()
+
+
+@dataclass(frozen=True)
+class PackPlan:
+    """Packs start at ``start`` trials and may grow to ``cap`` (equal: a fixed size)."""
+
+    start: int
+    cap: int
+
+
+def pack_plan(spec: QLoRASpec, device: str) -> PackPlan:
+    """What ``fitness.pack`` means on ``device`` ("cpu" or "cuda") for this spec's objectives."""
+    if spec.pack != "auto":
+        return PackPlan(spec.pack, spec.pack)
+    if PER_TRIAL_COSTS & set(spec.objectives):
+        return PackPlan(1, 1)
+    if device == "cuda":
+        return PackPlan(CUDA_START, CUDA_CAP)
+    return PackPlan(CPU_AUTO, CPU_AUTO)
+
+
+class PackSizer:
+    """The :class:`PackLimit` of every pack shape seen by this worker."""
+
+    def __init__(self, plan: PackPlan, *, device: str) -> None:
+        self.plan = plan
+        self.device = device
+        self._limits: dict[object, PackLimit] = {}
+
+    def limit(self, shape: object) -> PackLimit:
+        if shape not in self._limits:
+            start, cap = self.plan.start, self.plan.cap
+            self._limits[shape] = PackLimit(start, cap, learning=start < cap, device=self.device)
+        return self._limits[shape]
