@@ -28,6 +28,7 @@ class _Group:
     spans: tuple[tuple[int, int], ...]  # their rows of the batch, as runs of consecutive rows
     scales: torch.Tensor  # (G, 1, 1) LoRA scale, times 1 / (1 - dropout) when dropping
     dropping: bool  # training, with dropout > 0
+    index: torch.Tensor | None  # the rows as one index tensor; None when they are the whole batch
 
 
 class PackedLinear(torch.nn.Module):
@@ -44,12 +45,15 @@ class PackedLinear(torch.nn.Module):
         pack = self._pack[0]
         # As peft, result + output in the base's dtype, but in place: the 4-bit matmul keeps its
         # input, not its output, for backward, and a copy of the whole output per module costs
-        # as much as the adapters on CPU. Rows without an adapter here pass as they are.
+        # as much as the adapters on CPU. One in-place op per group, never on a slice: autograd's
+        # backward of an in-place op on a view clones the whole gradient, once per trial.
+        # Rows without an adapter here pass as they are.
         for group in pack.groups(self.name):
-            delta, offset = self._delta(pack, group, x, out.shape).to(out.dtype), 0
-            for start, stop in group.spans:
-                out[start:stop] += delta[offset : offset + stop - start]
-                offset += stop - start
+            delta = self._delta(pack, group, x, out.shape).to(out.dtype)
+            if group.index is None:
+                out += delta
+            else:
+                out.index_add_(0, group.index, delta)
         return out
 
     def _delta(self, pack: Pack, group: _Group, x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -130,7 +134,7 @@ class Pack:
                 drops = self._training and adapter.dropout > 0
                 by_shape.setdefault((rows, adapter.rank, drops), []).append((adapter, start))
             start += rows
-        groups = []
+        total, groups = start, []
         for (rows, _, drops), members in by_shape.items():
             spans: list[tuple[int, int]] = []
             for _, start in members:  # members are in row order: merge runs that touch
@@ -147,9 +151,14 @@ class Pack:
                     tuple(spans),
                     torch.tensor(column, dtype=torch.float32, device=self.device),
                     drops,
+                    None if spans == [(0, total)] else _rows(spans, self.device),
                 )
             )
         return groups
+
+
+def _rows(spans: list[tuple[int, int]], device: torch.device) -> torch.Tensor:
+    return torch.cat([torch.arange(a, b) for a, b in spans]).to(device)
 
 
 def hidden_states(base, ids: torch.Tensor) -> torch.Tensor:
