@@ -1,7 +1,7 @@
 """Breeding: the initial population and each generation's offspring.
 
 A member is ``(genome, origin, parent ids)``; origins are ``init``, ``seed``,
-``crossover``, ``mutation``, ``crossover+mutation`` and ``immigrant``. Children that
+``prior``, ``crossover``, ``mutation``, ``crossover+mutation`` and ``immigrant``. Children that
 repeat a genome already in the population or among their siblings are mutated again,
 so that no offspring slot is spent on a genome whose fitness is already known.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,30 +23,64 @@ from evo import _deap
 from evo._operators import CROSSOVERS, mutate
 from evo._space import SearchSpace, genome_key
 from evo._surrogate import Observation, screen
-from evo.strategies._settings import EvolutionSettings, Surrogate
+from evo.strategies._settings import EvolutionSettings, Init, Surrogate
 
 Member = tuple[dict[str, Any], str, list[int]]
 _RETRIES = 20  # attempts to make a duplicate child new before accepting it (tiny spaces)
+_PRIOR_SIGMA = 0.15  # a prior draw's Gaussian step on an ordered gene, as a fraction of its range (as mutation's)
+_PRIOR_KEEP = 0.8  # chance a prior draw keeps the centre's value of a nominal gene
 
 
 def initial_members(
-    space: SearchSpace, size: int, rng: np.random.Generator, seeds: Sequence[Mapping[str, Any]] = ()
+    space: SearchSpace,
+    size: int,
+    rng: np.random.Generator,
+    seeds: Sequence[Mapping[str, Any]] = (),
+    init: Init = Init.RANDOM,
+    prior: Prior | None = None,
 ) -> list[Member]:
-    """Seed genomes first (at most ``size``), then distinct random samples."""
+    """Seed genomes first (at most ``size``), then ``prior``'s share drawn around its centre,
+    then distinct new genomes drawn as ``init`` says."""
     members: list[Member] = []
     seen: set[str] = set()
     for genome in seeds[:size]:
         members.append((dict(genome), "seed", []))
         seen.add(genome_key(genome))
+    open_slots = size - len(members)
+    around = round(prior.share * open_slots) if prior else 0
+    drawn = space.space_filling(open_slots - around, rng) if init is Init.SOBOL else []
     while len(members) < size:
-        genome = space.sample(rng)
+        prior_draw = len(members) < size - open_slots + around
+        genome = _around(space, prior, rng) if prior_draw and prior else (drawn.pop(0) if drawn else space.sample(rng))
         for _ in range(_RETRIES):
             if genome_key(genome) not in seen:
                 break
-            genome = space.sample(rng)
+            genome = _around(space, prior, rng) if prior_draw and prior else space.sample(rng)
         seen.add(genome_key(genome))
-        members.append((genome, "init", []))
+        members.append((genome, "prior" if prior_draw else "init", []))
     return members
+
+
+@dataclass(frozen=True)
+class Prior:
+    """Where a user believes good configs are: ``share`` of the initial population is drawn around ``centre``."""
+
+    centre: Mapping[str, Any]
+    share: float
+
+
+def _around(space: SearchSpace, prior: Prior, rng: np.random.Generator) -> dict[str, Any]:
+    """One draw from the prior: ordered genes Gaussian around the centre (reflected at the
+    bounds), nominal ones the centre's value with probability ``_PRIOR_KEEP``, else any."""
+    genome = {}
+    for gene in space:
+        value = prior.centre[gene.name]
+        if gene.nominal:
+            genome[gene.name] = value if rng.random() < _PRIOR_KEEP else gene.sample(rng)
+            continue
+        u = abs(gene.to_unit(value) + rng.normal(0.0, _PRIOR_SIGMA))
+        genome[gene.name] = gene.from_unit(2 - u if u > 1 else u)
+    return genome
 
 
 def offspring(

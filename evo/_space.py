@@ -107,6 +107,28 @@ class Gene:
         x = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))) if self.log else lo + u * (hi - lo)
         return self.clip(x)
 
+    def from_share(self, u: float) -> Any:
+        """The value at ``u`` in [0, 1) when each of a discrete gene's n values owns an equal 1/n
+        of the interval (``from_unit`` gives the two end values half a share), so that evenly
+        spread points (Sobol) spread evenly over the values too."""
+        n = self.levels
+        if n is not None and n > 1:
+            u = min(int(u * n), n - 1) / (n - 1)
+        return self.from_unit(u)
+
+    @property
+    def levels(self) -> int | None:
+        """How many evenly spaced values the gene takes in its unit interval; None when continuous."""
+        if self.kind is GeneKind.BOOL:
+            return 2
+        if self.choices is not None:
+            return len(self.choices)
+        if self.log:
+            return None
+        step = self.step or (1 if self.kind is GeneKind.INT else None)
+        low, high = self._bounds()
+        return round((high - low) / step) + 1 if step else None
+
     # -- bounds -----------------------------------------------------------------------
     def contains(self, value: Any) -> bool:
         if self.kind is GeneKind.BOOL:
@@ -288,6 +310,17 @@ class SearchSpace:
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         return {g.name: g.sample(rng) for g in self}
+
+    def space_filling(self, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+        """``n`` genomes at the first points of a scrambled Sobol sequence (scipy): a first
+        population that covers every gene's range evenly, which ``n`` random draws seldom do."""
+        from scipy.stats import qmc
+
+        if n <= 0:
+            return []
+        sobol = qmc.Sobol(d=len(self), scramble=True, seed=int(rng.integers(2**63)))
+        points = sobol.random_base2(max(0, math.ceil(math.log2(n))))[:n]
+        return [{g.name: g.from_share(float(u)) for g, u in zip(self, row)} for row in points]
 
     def contains(self, genome: Mapping[str, Any]) -> bool:
         return set(genome) == set(self.genes) and all(g.contains(genome[g.name]) for g in self)

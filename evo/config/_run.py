@@ -17,7 +17,7 @@ from typing import Any
 from evo._space import SearchSpace
 from evo.config._fields import Rule, build, check_field, check_fields, check_value, rule, unknown_key
 from evo.executors._settings import ExecutorSettings
-from evo.strategies._settings import EvolutionSettings, Mode
+from evo.strategies._settings import EvolutionSettings, Mode, Strategy
 from evo.trial import Budget, ConfigError
 
 __all__ = ["REPORT_TO", "ArtifactPolicy", "RunConfig", "parse_config", "resolved"]
@@ -95,6 +95,11 @@ def parse_config(raw: Any) -> RunConfig:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"baseline.{key}: must be finite, got {value!r}")
     evolution = build(EvolutionSettings, _with_mode(_mapping(raw, "evolution")), "evolution")
+    if evolution.prior_share > 0 and not baseline:
+        raise ConfigError(
+            f"evolution.prior_share: {evolution.prior_share} of the initial population is drawn around the "
+            "baseline config, but the config has no baseline"
+        )
     config = RunConfig(
         space=space,
         fitness=fitness,
@@ -118,12 +123,16 @@ def _mapping(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
 
 
 def _with_mode(spec: dict[str, Any]) -> dict[str, Any]:
-    """Multi-fidelity is a mode of its own: a generational config with the block runs it,
-    and ``mode: multi_fidelity`` without the block gets its defaults."""
-    mode = getattr(spec.get("mode"), "value", spec.get("mode", Mode.GENERATIONAL.value))
+    """The mode a config without one runs: multi-fidelity when it has the block (a mode of its
+    own), generational for ``mu_comma_lambda`` (steady state replaces one member at a time),
+    else the default, steady state. ``mode: multi_fidelity`` without the block gets its defaults."""
+    mode = getattr(spec.get("mode"), "value", spec.get("mode"))
     block = spec.get("multi_fidelity")
-    if mode == Mode.GENERATIONAL.value and block is not None and block is not False:
+    has_block = block is not None and block is not False
+    if mode in (None, Mode.GENERATIONAL.value) and has_block:
         return {**spec, "mode": Mode.MULTI_FIDELITY.value}
+    if mode is None and getattr(spec.get("strategy"), "value", spec.get("strategy")) == Strategy.MU_COMMA_LAMBDA.value:
+        return {**spec, "mode": Mode.GENERATIONAL.value}
     if mode == Mode.MULTI_FIDELITY.value and block is None:
         return {**spec, "multi_fidelity": True}
     return spec

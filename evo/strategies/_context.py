@@ -151,9 +151,19 @@ class RunContext:
     def breed(self, population: list, rng: np.random.Generator) -> list[breeding.Member]:
         """The initial population (seed genomes first), or a generation's offspring."""
         if not population:
-            return breeding.initial_members(self.space, self.settings.population_size, rng, self.seed_genomes)
+            return self.initial_members(rng)
         history = self.history()
         return breeding.offspring(self.space, population, self.settings, rng, history.window(), history.known)
+
+    def initial_members(self, rng: np.random.Generator) -> list[breeding.Member]:
+        """Seed genomes, then draws around the baseline (``prior_share``), then space-filling ones."""
+        prior = None
+        if self.settings.prior_share > 0 and self.config.baseline:
+            centre, _ = self.space.adapt({k: v for k, v in self.config.baseline.items() if k in self.space.genes}, rng)
+            prior = breeding.Prior(centre, self.settings.prior_share)
+        return breeding.initial_members(
+            self.space, self.settings.population_size, rng, self.seed_genomes, self.settings.init, prior
+        )
 
     def survivors(self, population: list, new: list) -> list:
         """mu + lambda: the best of both; mu, lambda: the elites and the best offspring."""

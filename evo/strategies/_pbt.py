@@ -63,7 +63,7 @@ def run(ctx: RunContext) -> RunResult:
 def _next(ctx: RunContext, population: list, rng: np.random.Generator) -> list[breeding.Member]:
     """The members of the next interval: most continue, the bottom exploit and explore."""
     if not population:
-        return breeding.initial_members(ctx.space, ctx.settings.population_size, rng, ctx.seed_genomes)
+        return ctx.initial_members(rng)
     ranked = _deap.best(population, len(population), ctx.multi_objective)
     cut = max(1, math.floor(ctx.settings.pbt.quantile * len(ranked)))
     top = [ind for ind in ranked[:cut] if ind.ok]
@@ -86,7 +86,11 @@ def _explore(ctx: RunContext, genome: dict[str, Any], rng: np.random.Generator) 
         return genome
     settings = ctx.settings
     return mutate(
-        SearchSpace(movable), genome, rng, gene_rate=settings.gene_mutation_rate, sigma=settings.mutation_sigma
+        SearchSpace(movable),
+        genome,
+        rng,
+        gene_rate=settings.gene_mutation_rate,
+        sigma=settings.mutation_sigma,
     )
 
 

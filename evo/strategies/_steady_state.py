@@ -41,7 +41,7 @@ def run(ctx: RunContext) -> RunResult:
     closed = ctx.open()
     state = _Population.load(ctx, closed)
     if not state.members:
-        initial = breeding.initial_members(ctx.space, settings.population_size, ctx.rng(0), ctx.seed_genomes)
+        initial = ctx.initial_members(ctx.rng(0))
         state.members = {r.id: r for r in ctx.store.add_individuals(0, initial)}
     ctx.observers.generation(closed, settings.population_size if closed == 0 else settings.lambda_)
     state.close_due()

@@ -24,8 +24,16 @@ def test_multi_fidelity_is_a_mode_decided_by_the_parser(synthetic_config):
     assert block.mode is Mode.MULTI_FIDELITY and block.multi_fidelity == MultiFidelity(eta=2)
     named = with_evolution(synthetic_config, mode="multi_fidelity")
     assert named.mode is Mode.MULTI_FIDELITY and named.multi_fidelity == MultiFidelity()
-    assert with_evolution(synthetic_config, multi_fidelity=None).mode is Mode.GENERATIONAL
+    assert with_evolution(synthetic_config, multi_fidelity=None).mode is Mode.STEADY_STATE
     assert with_evolution(synthetic_config).multi_fidelity is None
+
+
+def test_a_config_without_a_mode_runs_the_one_its_settings_need(synthetic_config):
+    assert with_evolution(synthetic_config).mode is Mode.STEADY_STATE  # the default
+    assert with_evolution(synthetic_config, strategy="mu_comma_lambda", offspring_size=8).mode is Mode.GENERATIONAL
+    assert with_evolution(synthetic_config, mode="generational").mode is Mode.GENERATIONAL
+    with pytest.raises(ConfigError, match="evolution.strategy"):  # asked for both: refused, not guessed
+        with_evolution(synthetic_config, mode="steady_state", strategy="mu_comma_lambda", offspring_size=8)
 
 
 def test_pbt_derives_its_generations_without_patching_the_settings(synthetic_config):
@@ -50,7 +58,11 @@ def test_settings_built_in_python_obey_the_same_rules():
     with pytest.raises(ConfigError, match=r"^evolution.surrogate: expected a Surrogate"):
         EvolutionSettings(surrogate="tpe")
     with pytest.raises(ConfigError, match=r"^evolution.mode: generational needs evolution.multi_fidelity left out"):
-        EvolutionSettings(multi_fidelity=MultiFidelity())
+        EvolutionSettings(mode=Mode.GENERATIONAL, multi_fidelity=MultiFidelity())
+    with pytest.raises(
+        ConfigError, match=r"^evolution.multi_fidelity: works with mode: generational, not steady_state"
+    ):
+        EvolutionSettings(multi_fidelity=MultiFidelity())  # in Python the mode is not guessed
     settings = EvolutionSettings(
         population_size=4, generations=1, mode=Mode.MULTI_FIDELITY, multi_fidelity=MultiFidelity()
     )

@@ -36,6 +36,9 @@ DELETE = object()
         ("evolution.population_size", 1, "evolution.population_size"),
         ("evolution.crossover_rate", 1.5, "evolution.crossover_rate"),
         ("evolution.strategy", "steady", "evolution.strategy"),
+        ("evolution.init", "latin", "evolution.init"),
+        ("evolution.prior_share", 0.5, "evolution.prior_share"),  # no baseline to centre on
+        ("evolution.prior_share", 1.5, "evolution.prior_share"),
         ("evolution.surprise", 3, "evolution.surprise: unknown key"),
         ("budget.steps", 0, "budget.steps"),
         ("fitness.type", "magic", "fitness.type"),

@@ -23,6 +23,7 @@ def trials_of(run_dir):
 
 def test_generational_run_on_threads_is_the_sequential_run(synthetic_config, tmp_path):
     synthetic_config["fitness"].update(seconds_per_trial=0.01, duration_spread=1.0)  # out-of-order finishes
+    synthetic_config["evolution"]["mode"] = "generational"
     for workers in (1, 4):
         config = parse_config({**synthetic_config, "executor": {"workers": workers}})
         start_run(config, SyntheticFitness.from_spec(config.fitness), tmp_path / str(workers))

@@ -31,7 +31,7 @@ def _config(**evolution) -> dict:
         "seed": 11,
         "fitness": {"type": "synthetic", "failure_rate": 0.05},
         "budget": {"steps": 90},
-        "evolution": {"population_size": 6, "generations": 5, "immigrants": 1, **evolution},
+        "evolution": {"population_size": 6, "generations": 5, "immigrants": 1, "mode": "generational", **evolution},
         "search_space": copy.deepcopy(SMALL_SPACE),
         "fixed": {"max_seq_length": 128},
         "baseline": {"learning_rate": 2e-4, "r": 16},

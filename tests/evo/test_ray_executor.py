@@ -53,6 +53,7 @@ def final_population(run_dir):
 def test_generational_run_on_ray_matches_the_local_run(ray_cluster, synthetic_config, tmp_path):
     # heterogeneous durations: trials finish out of order on three actors
     synthetic_config["fitness"].update(seconds_per_trial=0.02, duration_spread=1.0)
+    synthetic_config["evolution"]["mode"] = "generational"  # the mode that gives one run on any number of workers
     for name, executor in (("local", {"type": "local"}), ("ray", {**RAY, "workers": 3, "cpus_per_trial": 0.5})):
         config = parse_config({**synthetic_config, "executor": executor})
         start_run(config, SyntheticFitness.from_spec(config.fitness), tmp_path / name)

@@ -98,3 +98,29 @@ def test_distance_is_zero_for_equal_and_one_for_opposite():
     space = SearchSpace.from_spec({"x": {"type": "float", "low": 0, "high": 1}, "b": {"type": "bool"}})
     assert space.distance({"x": 0.3, "b": True}, {"x": 0.3, "b": True}) == 0
     assert math.isclose(space.distance({"x": 0.0, "b": True}, {"x": 1.0, "b": False}), 1.0)
+
+
+def test_space_filling_gives_every_level_an_equal_share():
+    import collections
+
+    space = SearchSpace.from_spec(
+        {
+            "r": {"type": "int", "choices": [8, 16, 32, 64]},
+            "dropout": {"type": "float", "low": 0.0, "high": 0.3, "step": 0.1},
+            "rslora": {"type": "bool"},
+            "target": {"type": "categorical", "choices": ["attention", "mlp"]},
+            "lr": {"type": "log_float", "low": 1e-5, "high": 1e-2},
+        }
+    )
+    genomes = space.space_filling(16, np.random.default_rng(0))
+    assert len(genomes) == 16 and all(space.contains(g) for g in genomes)
+    assert collections.Counter(g["r"] for g in genomes) == {8: 4, 16: 4, 32: 4, 64: 4}
+    assert collections.Counter(g["dropout"] for g in genomes) == {0.0: 4, 0.1: 4, 0.2: 4, 0.3: 4}
+    assert collections.Counter(g["rslora"] for g in genomes) == {True: 8, False: 8}
+    assert collections.Counter(g["target"] for g in genomes) == {"attention": 8, "mlp": 8}
+    # a continuous gene: one point in each sixteenth of its (log) range
+    cells = sorted(int(space.genes["lr"].to_unit(g["lr"]) * 16) for g in genomes)
+    assert cells == list(range(16))
+    again = space.space_filling(16, np.random.default_rng(0))
+    assert again == genomes and space.space_filling(16, np.random.default_rng(1)) != genomes
+    assert space.space_filling(0, np.random.default_rng(0)) == []

@@ -58,6 +58,7 @@ def overlaps_across_generations(run_dir):
 
 def test_no_generation_barrier_in_steady_state(synthetic_config, tmp_path):
     synthetic_config["fitness"].update(seconds_per_trial=0.03, duration_spread=1.0)
+    synthetic_config["evolution"]["mode"] = "generational"
     run(synthetic_config, tmp_path / "generational", workers=3)
     run(steady(synthetic_config), tmp_path / "steady", workers=3)
     assert overlaps_across_generations(tmp_path / "generational") == 0
