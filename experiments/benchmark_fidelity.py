@@ -10,15 +10,18 @@ promoted or not.
 Methods (ours through ``evo._api.start_run``, peers through Optuna's own API; all of
 them drive the same fitness object, so the trial cost is the same for everyone):
 
-- ``ga``: the default GA (generational, TPE-surrogate screening), population P.
-- ``ga-mf``: the same with ``multi_fidelity`` (eta 3, rungs 1/9, 1/3, 1; 9 offspring).
+- ``ga``: the default GA (steady state, TPE-surrogate screening), population P.
+- ``ga-plain``: the same without the surrogate screening (``surrogate: none``).
+- ``ga-gen``: the same in ``mode: generational`` (the default before steady state).
+- ``ga-mf``: the same with ``multi_fidelity`` (the task's rungs: eta 3, rungs 1/9, 1/3, 1 and
+  9 offspring; eta 2, rungs 1/4, 1/2, 1 and 8 offspring on smollm2-surrogate).
 - ``ga-es``: the same with ``early_stopping`` (median rule after 25% of the budget).
 - ``pbt``: ``mode: pbt``, a population of ``--budget`` members, 4 intervals.
 - ``random``: random search.
 - ``optuna-tpe``, ``optuna-nsga2``: Optuna's samplers with their defaults.
-- ``optuna-tpe-hb``: TPE + ``HyperbandPruner(min_resource=1, max_resource=9,
-  reduction_factor=3)``; a trial trains in chunks to 1/9, 1/3 and 1 of the budget,
-  continuing its checkpoint, and reports after each.
+- ``optuna-tpe-hb``: TPE + ``HyperbandPruner(min_resource=1, max_resource=1/first rung,
+  reduction_factor=eta)`` (9 and 3; 4 and 2 on smollm2-surrogate); a trial trains in chunks
+  to the task's rungs, continuing its checkpoint, and reports after each.
 
 Tasks:
 
@@ -26,6 +29,10 @@ Tasks:
   rates make early rankings imperfect), 65,536 training tokens a trial; many seeds.
 - ``smollm2``: QLoRA on SmolLM2-135M-Instruct (4-bit, CPU) with the pydoc corpus, 6,144
   training tokens a trial and 1,024 validation tokens; a few seeds (each trial takes ~20 s).
+- ``smollm2-surrogate``: experiments/qlora_surrogate.py's model of real SmolLM2 QLoRA trials
+  (``--data-file``, collected by collect_qlora_trials.py), with the data's search space, fixed
+  values and 4,096-token budget; a trial answers in about a millisecond, so many seeds. Its
+  curves have points at 1/4, 1/2, 3/4 and 1 of the budget, hence its rungs.
 
 Prints the median [interquartile range] of the best validation perplexity at 25/50/75/100%
 of the budget, the budget fraction each method needs to reach the median final result of
@@ -34,6 +41,8 @@ the plain GA and of Optuna TPE, and the wall time per run; writes an anytime plo
     pip install -e '.[bench]'
     python experiments/benchmark_fidelity.py --task synthetic --plot experiments/results/fidelity_synthetic.png
     python experiments/benchmark_fidelity.py --task smollm2 --seeds 3 --plot experiments/results/fidelity_smollm2.png
+    python experiments/benchmark_fidelity.py --task smollm2-surrogate --seeds 20 --budget 60 \
+        --plot experiments/results/surrogate_smollm2.png [--surrogate-noise]
     python experiments/benchmark_fidelity.py --quick   # synthetic, 3 seeds, ~5 s
     python experiments/benchmark_fidelity.py --merge a.json b.json   # one report over runs saved with --save
 """
@@ -46,12 +55,14 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from peers import sampler, suggest
+from qlora_surrogate import DATA_FILE, load_data
+from surrogate_fitness import SurrogateFitness
 
 from evo._api import start_run
 from evo._space import SearchSpace
@@ -59,8 +70,19 @@ from evo.config import parse_config
 from evo.trial import Budget, FitnessBase, Trial, TrialResult
 from fitness import make_fitness
 
-METHODS = ("ga", "ga-mf", "ga-es", "pbt", "random", "optuna-tpe", "optuna-nsga2", "optuna-tpe-hb")
-RUNGS = (1 / 9, 1 / 3, 1.0)  # ga-mf and optuna-tpe-hb: the same rungs
+METHODS = (
+    "ga",
+    "ga-plain",
+    "ga-gen",
+    "ga-mf",
+    "ga-es",
+    "pbt",
+    "random",
+    "optuna-tpe",
+    "optuna-nsga2",
+    "optuna-tpe-hb",
+)
+SURROGATE = "smollm2-surrogate"
 CHECKPOINTS = (0.25, 0.5, 0.75, 1.0)
 
 
@@ -72,6 +94,15 @@ class Task:
     fixed: dict[str, Any]
     population: int  # of the GAs
     es_fitness: dict[str, Any] = field(default_factory=dict)  # what early stopping needs on top (evaluations)
+    # ga-mf and optuna-tpe-hb: the same rungs, each eta times the one before
+    rungs: tuple[float, ...] = (1 / 9, 1 / 3, 1.0)
+    eta: int = 3
+    mf_offspring: int = 9  # ga-mf's children per generation
+
+    @property
+    def hyperband_resources(self) -> int:
+        """Optuna's max_resource: rungs in units of the first one (min_resource=1)."""
+        return round(1 / self.rungs[0])
 
 
 SYNTHETIC_SPACE = {
@@ -126,6 +157,21 @@ TASKS = {
         es_fitness={"eval_every": 3},
     ),
 }
+
+
+def surrogate_task(data_file: Path | str) -> Task:
+    """The data's own search space, fixed values and budget; rungs where its curves have points."""
+    header = load_data(data_file).header
+    return Task(
+        fitness={"type": "qlora-surrogate"},  # built by main from the data file, not by make_fitness
+        budget=Budget(tokens=header["budget"]["tokens"]),
+        space=header["search_space"],
+        fixed=header["fixed"],
+        population=8,
+        rungs=(1 / 4, 1 / 2, 1.0),
+        eta=2,
+        mf_offspring=8,
+    )
 
 
 # -- equal compute ----------------------------------------------------------------------------
@@ -193,7 +239,12 @@ def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: 
     import optuna
 
     space = SearchSpace.from_spec(task.space)
-    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3) if hyperband else None
+    resources = task.hyperband_resources
+    pruner = (
+        optuna.pruners.HyperbandPruner(min_resource=1, max_resource=resources, reduction_factor=task.eta)
+        if hyperband
+        else None
+    )
     study = optuna.create_study(sampler=sampler(name, seed), pruner=pruner, direction="minimize")
     scratch = tempfile.TemporaryDirectory(prefix="bench-hb-")
 
@@ -204,7 +255,7 @@ def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: 
             result = ledger.evaluate(Trial(trial.number, config, task.budget, seed_i))
             return result.values["val_perplexity"] if result.ok else float("nan")
         previous = None
-        for rung, fidelity in enumerate(RUNGS):
+        for rung, fidelity in enumerate(task.rungs):
             here = Path(scratch.name) / f"{trial.number}-{rung}"
             result = ledger.evaluate(
                 Trial(
@@ -219,7 +270,7 @@ def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: 
             )
             if not result.ok:
                 return float("nan")
-            trial.report(result.values["val_perplexity"], step=round(fidelity * 9))
+            trial.report(result.values["val_perplexity"], step=round(fidelity * resources))
             if fidelity < 1 and trial.should_prune():
                 raise optuna.TrialPruned()
             previous = here
@@ -235,8 +286,10 @@ def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: 
 
 RUNNERS: dict[str, Callable[[Task, Ledger, int, int], None]] = {
     "ga": lambda t, ledger, s, b: run_evo(t, ledger, s, b),
+    "ga-plain": lambda t, ledger, s, b: run_evo(t, ledger, s, b, surrogate="none"),
+    "ga-gen": lambda t, ledger, s, b: run_evo(t, ledger, s, b, mode="generational"),
     "ga-mf": lambda t, ledger, s, b: run_evo(
-        t, ledger, s, b, offspring_size=9, multi_fidelity={"eta": 3, "min_fidelity": RUNGS[0]}
+        t, ledger, s, b, offspring_size=t.mf_offspring, multi_fidelity={"eta": t.eta, "min_fidelity": t.rungs[0]}
     ),
     "ga-es": lambda t, ledger, s, b: run_evo(t, ledger, s, b, early_stopping={"warmup": 0.25}),
     "pbt": lambda t, ledger, s, b: run_evo(t, ledger, s, b, population_size=b, mode="pbt", pbt={"interval": 0.25}),
@@ -333,7 +386,7 @@ def plot(runs: dict[str, list[Ledger]], limit: int, unit: int, title: str, path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=list(TASKS), default="synthetic")
+    parser.add_argument("--task", choices=[*TASKS, SURROGATE], default="synthetic")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=100)
@@ -341,7 +394,14 @@ def main(argv: list[str] | None = None) -> None:
         "--budget",
         type=int,
         default=None,
-        help="training tokens per run, in whole-budget trials (synthetic 40, smollm2 8)",
+        help="training tokens per run, in whole-budget trials (synthetic 40, smollm2 8, smollm2-surrogate 60)",
+    )
+    parser.add_argument("--data-file", type=Path, default=DATA_FILE, help=f"the trials of {SURROGATE}")
+    parser.add_argument("--trials", type=int, help=f"{SURROGATE}: only the trials of index below this")
+    parser.add_argument(
+        "--surrogate-noise",
+        action="store_true",
+        help=f"{SURROGATE}: add noise with the sigma of the model's held-out residuals, seeded by the trial",
     )
     parser.add_argument("--quick", action="store_true", help="synthetic, 3 seeds, budget 16")
     parser.add_argument("--plot", help="write the anytime plot (PNG) here")
@@ -357,8 +417,8 @@ def main(argv: list[str] | None = None) -> None:
         return merge(args.merge, args.plot)
     if args.quick:
         args.task, args.seeds, args.budget = "synthetic", 3, 16
-    task = TASKS[args.task]
-    budget_trials = args.budget or (40 if args.task == "synthetic" else 8)
+    task = surrogate_task(args.data_file) if args.task == SURROGATE else TASKS[args.task]
+    budget_trials = args.budget or {"synthetic": 40, SURROGATE: 60}.get(args.task, 8)
     unit = task.budget.tokens
     limit = budget_trials * unit
     fitnesses: dict[str, Any] = {}  # one per fitness definition, shared by the runs (a QLoRA worker stays up)
@@ -369,10 +429,15 @@ def main(argv: list[str] | None = None) -> None:
             for m in args.methods:
                 spec = {**task.fitness, **(task.es_fitness if m == "ga-es" else {})}
                 key = repr(sorted(spec.items()))
-                if key not in fitnesses:
+                if key not in fitnesses and args.task == SURROGATE:
+                    fitnesses[key] = SurrogateFitness.from_file(
+                        args.data_file, noise=args.surrogate_noise, first=args.trials
+                    )
+                    print(f"surrogate: {fitnesses[key].describe()}, fitted in {time.perf_counter() - t0:.1f} s")
+                elif key not in fitnesses:
                     fitnesses[key] = make_fitness(spec)
                 ledger = Ledger(fitnesses[key], limit)
-                task_for_run = Task(spec, task.budget, task.space, task.fixed, task.population)
+                task_for_run = replace(task, fitness=spec)
                 RUNNERS[m](task_for_run, ledger, seed, budget_trials)
                 runs[m].append(ledger)
                 if args.save:  # after every run, so a long benchmark stopped early keeps what it measured
