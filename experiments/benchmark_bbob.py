@@ -42,13 +42,20 @@ import numpy as np
 from evo._space import GeneKind, SearchSpace
 from evo.trial import Budget, FitnessBase, Objective, Trial, TrialResult
 
-FUNCTIONS = {1: "sphere", 7: "step ellipsoid", 8: "rosenbrock", 10: "ellipsoid", 15: "rastrigin", 21: "gallagher 101"}
+# All 24 BBOB functions (ioh's names); the default problem set is the six of FUNCTIONS.
+BBOB_NAMES = {
+    1: "sphere", 2: "ellipsoid", 3: "rastrigin", 4: "bueche-rastrigin", 5: "linear slope", 6: "attractive sector",
+    7: "step ellipsoid", 8: "rosenbrock", 9: "rosenbrock rotated", 10: "ellipsoid rotated", 11: "discus",
+    12: "bent cigar", 13: "sharp ridge", 14: "different powers", 15: "rastrigin rotated", 16: "weierstrass",
+    17: "schaffers f7", 18: "schaffers f7 ill-cond.", 19: "griewank-rosenbrock", 20: "schwefel",
+    21: "gallagher 101", 22: "gallagher 21", 23: "katsuura", 24: "lunacek bi-rastrigin",
+}  # fmt: skip
+FUNCTIONS = {f: BBOB_NAMES[f] for f in (1, 7, 8, 10, 15, 21)}
 DIMENSIONS = (5, 10)
 FLOOR = 1e-8  # precision below which a problem counts as solved; keeps log10 finite
 KINDS = ("float", "log_float", "int", "categorical", "ordered")
 CHOICES = 12  # levels of the categorical and ordered-choice genes
 METHODS = ("random", "ga", "ga+tpe", "optuna-tpe", "optuna-nsga2")
-EXTRA_METHODS = ("ga+tpe-ss",)  # only when asked for with --methods
 
 
 # -- the problem ------------------------------------------------------------------------
@@ -157,16 +164,27 @@ def run_optuna(sampler_name: str) -> Callable[[BBOBFitness, int, int], None]:
     return run
 
 
+# The engine's default before the wide benchmark (benchmark_bbob_wide.py) moved it, and the steps taken.
+_OLD_DEFAULT = {"surrogate": "tpe", "mode": "generational", "init": "random"}
+_SS = {**_OLD_DEFAULT, "mode": "steady_state"}
+
 RUNNERS: dict[str, Callable[[BBOBFitness, int, int], None]] = {
     "random": run_random,
-    "ga": lambda f, b, s: run_ga(f, b, s, surrogate="none"),
-    "ga+tpe": lambda f, b, s: run_ga(f, b, s, surrogate="tpe"),
+    "ga": lambda f, b, s: run_ga(f, b, s, **{**_OLD_DEFAULT, "surrogate": "none"}),
+    "ga+tpe": lambda f, b, s: run_ga(f, b, s, **_OLD_DEFAULT),
     # steady state: each child is bred (and screened) as soon as the previous one finished, so the model
     # learns after every trial as TPE's does, instead of once per generation
-    "ga+tpe-ss": lambda f, b, s: run_ga(f, b, s, surrogate="tpe", mode="steady_state"),
+    "ga+tpe-ss": lambda f, b, s: run_ga(f, b, s, **_SS),
+    "ga+tpe-sobol": lambda f, b, s: run_ga(f, b, s, **{**_OLD_DEFAULT, "init": "sobol"}),
+    "ga+tpe-ss-sobol": lambda f, b, s: run_ga(f, b, s, **{**_SS, "init": "sobol"}),
+    # more bred children screened per evaluated one: a stronger pull towards what the model likes
+    "ga+tpe-ss-c25": lambda f, b, s: run_ga(f, b, s, **{**_SS, "surrogate_candidates": 25}),
+    "ga+tpe-ss-c50": lambda f, b, s: run_ga(f, b, s, **{**_SS, "surrogate_candidates": 50}),
+    "default": lambda f, b, s: run_ga(f, b, s),  # whatever evolution's defaults are now
     "optuna-tpe": run_optuna("tpe"),
     "optuna-nsga2": run_optuna("nsga2"),
 }
+EXTRA_METHODS = tuple(m for m in RUNNERS if m not in METHODS)  # only when asked for with --methods
 
 
 def one_run(task: tuple[str, int, int, int, int]) -> tuple[tuple[str, int, int, int], list[float], float]:
@@ -210,7 +228,7 @@ def report(
     for function, dim in problems:
         logs = {m: np.log10(np.array([curves[m, function, dim, s] for s in range(seeds)])) for m in methods}
         target = float(np.median(logs[reference][:, target_at - 1]))
-        print(f"f{function} {FUNCTIONS[function]}, {dim} dimensions (target {target:.2f})")
+        print(f"f{function} {BBOB_NAMES[function]}, {dim} dimensions (target {target:.2f})")
         print(f"  {'method':<14}" + "".join(f"{'n=' + str(c):>21}" for c in checkpoints) + f"{'to target':>11}")
         finals = {m: float(np.median(logs[m][:, target_at - 1])) for m in methods}
         order = sorted(methods, key=lambda m: finals[m])
@@ -266,7 +284,7 @@ def plot(curves: dict, methods: list[str], problems: list[tuple[int, int]], seed
             n = np.arange(1, logs.shape[1] + 1)
             (line,) = ax.plot(n, med, label=m, lw=1.5)
             ax.fill_between(n, q1, q3, color=line.get_color(), alpha=0.15, lw=0)
-        ax.set_title(f"f{function} {FUNCTIONS[function]}, d={dim}", fontsize=9)
+        ax.set_title(f"f{function} {BBOB_NAMES[function]}, d={dim}", fontsize=9)
         ax.set_xlabel("evaluations")
         ax.set_ylabel("log10 best precision")
         ax.grid(alpha=0.3)
@@ -282,7 +300,7 @@ def plot(curves: dict, methods: list[str], problems: list[tuple[int, int]], seed
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 functions, 5 dimensions, 3 seeds, 60 evaluations")
-    parser.add_argument("--functions", type=int, nargs="+", default=list(FUNCTIONS), choices=list(FUNCTIONS))
+    parser.add_argument("--functions", type=int, nargs="+", default=list(FUNCTIONS), choices=list(BBOB_NAMES))
     parser.add_argument("--dims", type=int, nargs="+", default=list(DIMENSIONS))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument(
