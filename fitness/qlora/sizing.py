@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 from fitness.qlora.spec import QLoRASpec
 
-# What auto means. CPU: a fixed pack, measured in experiments/benchmark_packing.py (README,
-# "Packing"). CUDA: start at CUDA_START and double while it pays, up to CUDA_CAP.
-CPU_AUTO = 4
+# What auto means. CPU: one trial at a time. A CPU step is compute-bound, so packing saves no
+# work there, and experiments/benchmark_packing.py measured packs slower than the same trials one
+# after another on 2 cores (README, "Packing"); steady-state evolution also learns from each
+# result sooner with one trial in flight. CUDA: start at CUDA_START and double while it pays, up to CUDA_CAP.
+CPU_AUTO = 1
 CUDA_START = 2
 CUDA_CAP = 32
 # Objectives that measure a trial's own cost: packed, they would measure its pack's instead.
