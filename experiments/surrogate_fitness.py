@@ -31,6 +31,7 @@ from qlora_surrogate import (
 from evo.trial import FitnessBase, Objective, Trial, TrialResult
 from fitness.qlora.export import split_sections
 from fitness.qlora.genes import GENES, STRUCTURAL_GENES
+from fitness.synthetic import read_checkpoint
 
 
 @dataclass
@@ -156,15 +157,7 @@ class SurrogateFitness(FitnessBase):
         (directory / CHECKPOINT_FILE).write_text(json.dumps(state))
 
     def _resume(self, directory: Path, c: Mapping[str, Any], genome: dict[str, Any], steps: int) -> _Progress:
-        try:
-            state = json.loads((directory / CHECKPOINT_FILE).read_text())
-        except (OSError, ValueError) as exc:
-            raise RuntimeError(f"cannot resume from {directory}: {exc}") from None
-        for key, value in state["structure"].items():
-            if c.get(key) != value:
-                raise RuntimeError(
-                    f"cannot resume from {directory}: {key} is {c.get(key)!r}, the checkpoint has {value!r}"
-                )
+        state = read_checkpoint(directory / CHECKPOINT_FILE, c)
         offset, done = state["offset"], state["step"] / state["budget_steps"]
         if genome != state["genome"]:  # continue from the checkpoint's level along the new genes' curve
             old, new = (self.surrogate.predict(g, [done])[0] for g in (state["genome"], genome))

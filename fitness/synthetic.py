@@ -278,15 +278,7 @@ class _Run:
         (directory / CHECKPOINT_FILE).write_text(json.dumps(state))
 
     def _load(self, directory: Path, c: Mapping[str, Any]) -> None:
-        try:
-            state = json.loads((directory / CHECKPOINT_FILE).read_text())
-        except (OSError, ValueError) as exc:
-            raise RuntimeError(f"cannot resume from {directory}: {exc}") from None
-        for key, value in state["structure"].items():
-            if c.get(key) != value:
-                raise RuntimeError(
-                    f"cannot resume from {directory}: {key} is {c.get(key)!r}, the checkpoint has {value!r}"
-                )
+        state = read_checkpoint(directory / CHECKPOINT_FILE, c)
         self.step = self.start_step = state["step"]
         self.level, self.data_seed = state["level"], state["data_seed"]
         self.loss_curve, self.val_curve = state["loss_curve"], state["val_curve"]
@@ -337,3 +329,18 @@ def _module_set(value: Any) -> str:
             return "mlp"
         return "attention" if {"q_proj", "k_proj", "v_proj", "o_proj"} <= names else "partial"
     return str(value)
+
+
+def read_checkpoint(path: Path, config: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON checkpoint's state, refused (RuntimeError) when unreadable or when the config
+    changes a gene its ``structure`` fixed (a continued trial cannot change its rank)."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"cannot resume from {path.parent}: {exc}") from None
+    for key, value in state["structure"].items():
+        if config.get(key) != value:
+            raise RuntimeError(
+                f"cannot resume from {path.parent}: {key} is {config.get(key)!r}, the checkpoint has {value!r}"
+            )
+    return state
