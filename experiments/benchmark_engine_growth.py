@@ -50,9 +50,9 @@ def _pbt(trials: int) -> dict[str, Any]:
 
 # strategy -> run config holding about ``trials`` trials
 STRATEGIES: dict[str, Callable[[int], dict[str, Any]]] = {
-    "generational (default)": lambda n: _base(n, POPULATION),
-    "generational, no surrogate": lambda n: _base(n, POPULATION, surrogate="none"),
-    "steady-state": lambda n: _base(n, POPULATION, mode="steady_state"),
+    "generational": lambda n: _base(n, POPULATION, mode="generational"),
+    "generational, no surrogate": lambda n: _base(n, POPULATION, mode="generational", surrogate="none"),
+    "steady-state (default)": lambda n: _base(n, POPULATION, mode="steady_state"),
     "multi-fidelity": lambda n: _base(n, POPULATION + 6 + 2, multi_fidelity={"eta": 3, "min_fidelity": 1 / 9}),
     "pbt": _pbt,
 }
