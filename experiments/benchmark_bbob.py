@@ -180,6 +180,11 @@ RUNNERS: dict[str, Callable[[BBOBFitness, int, int], None]] = {
     # more bred children screened per evaluated one: a stronger pull towards what the model likes
     "ga+tpe-ss-c25": lambda f, b, s: run_ga(f, b, s, **{**_SS, "surrogate_candidates": 25}),
     "ga+tpe-ss-c50": lambda f, b, s: run_ga(f, b, s, **{**_SS, "surrogate_candidates": 50}),
+    # the population steady state breeds from: smaller exploits sooner, larger keeps more variety
+    "ga+tpe-ss-p6": lambda f, b, s: run_ga(f, b, s, **{**_SS, "population_size": 6}),
+    "ga+tpe-ss-p16": lambda f, b, s: run_ga(f, b, s, **{**_SS, "population_size": 16}),
+    # exploration: one random newcomer per 10 children
+    "ga+tpe-ss-imm": lambda f, b, s: run_ga(f, b, s, **{**_SS, "immigrants": 1}),
     "default": lambda f, b, s: run_ga(f, b, s),  # whatever evolution's defaults are now
     "optuna-tpe": run_optuna("tpe"),
     "optuna-nsga2": run_optuna("nsga2"),
