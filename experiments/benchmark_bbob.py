@@ -42,11 +42,12 @@ import numpy as np
 from evo._space import GeneKind, SearchSpace
 from evo.trial import Budget, FitnessBase, Objective, Trial, TrialResult
 
-# All 24 BBOB functions (ioh's names); the default problem set is the six of FUNCTIONS.
+# All 24 BBOB functions, named as the BBOB documentation does (f10, f15: the rotated ellipsoid and
+# Rastrigin; f2, f3: their separable forms); the default problem set is the six of FUNCTIONS.
 BBOB_NAMES = {
-    1: "sphere", 2: "ellipsoid", 3: "rastrigin", 4: "bueche-rastrigin", 5: "linear slope", 6: "attractive sector",
-    7: "step ellipsoid", 8: "rosenbrock", 9: "rosenbrock rotated", 10: "ellipsoid rotated", 11: "discus",
-    12: "bent cigar", 13: "sharp ridge", 14: "different powers", 15: "rastrigin rotated", 16: "weierstrass",
+    1: "sphere", 2: "ellipsoid separable", 3: "rastrigin separable", 4: "bueche-rastrigin", 5: "linear slope", 6: "attractive sector",
+    7: "step ellipsoid", 8: "rosenbrock", 9: "rosenbrock rotated", 10: "ellipsoid", 11: "discus",
+    12: "bent cigar", 13: "sharp ridge", 14: "different powers", 15: "rastrigin", 16: "weierstrass",
     17: "schaffers f7", 18: "schaffers f7 ill-cond.", 19: "griewank-rosenbrock", 20: "schwefel",
     21: "gallagher 101", 22: "gallagher 21", 23: "katsuura", 24: "lunacek bi-rastrigin",
 }  # fmt: skip
