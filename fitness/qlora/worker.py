@@ -53,12 +53,16 @@ def _serve(conn: Connection, spec_dict: dict[str, Any]) -> None:
         conn.send(("startup_failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:500]))
         return
     release_freed_memory()
-    conn.send(("ready", rss_mb()))
+    try:
+        conn.send(("ready", rss_mb()))
+        _answer_until_stopped(conn, runner)
+    except (EOFError, BrokenPipeError, ConnectionResetError):  # the driver went away: nobody to answer
+        return
+
+
+def _answer_until_stopped(conn: Connection, runner) -> None:
     while True:
-        try:
-            message = conn.recv()
-        except EOFError:  # the driver went away
-            return
+        message = conn.recv()
         if message[0] == "stop":
             return
         if message[0] == "trial":  # one trial, from a driver started before packing (its own reply shape)

@@ -150,3 +150,33 @@ def test_a_trial_prints_no_kernels_notice(tiny_spec, tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=root, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "kernels" not in done.stderr, done.stderr
+
+
+def test_a_worker_whose_driver_went_away_returns_quietly(monkeypatch):
+    """The driver killed mid-trial: the worker's next send finds a broken pipe and it ends, no traceback."""
+    import fitness.qlora.runner
+    from fitness.qlora import worker
+
+    class Runner:
+        def __init__(self, spec):
+            pass
+
+        def run_pack(self, trials, send):
+            send(0, "a result")
+
+    class DriverGone:
+        def __init__(self):
+            self.sent = []
+
+        def recv(self):
+            return ("trials", ["a trial"])
+
+        def send(self, message):
+            self.sent.append(message)
+            if message[0] == "result":
+                raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(fitness.qlora.runner, "TrialRunner", Runner)
+    conn = DriverGone()
+    worker._serve(conn, {})  # returns instead of raising
+    assert [m[0] for m in conn.sent] == ["ready", "result"]
