@@ -40,8 +40,8 @@ def _config(**evolution) -> dict:
 
 STRATEGIES = {
     "generational": _config(),
-    "generational-no-surrogate": _config(surrogate="none"),
-    "steady-state": _config(mode="steady_state"),
+    "generational-no-surrogate": _config(surrogate="none", init="sobol"),
+    "steady-state": _config(mode="steady_state", prior_share=0.5),  # the default mode, started around the baseline
     "multi-fidelity": _config(offspring_size=9, multi_fidelity={"eta": 3, "min_fidelity": 1 / 9}),
     "pbt": _config(mode="pbt", population_size=8, immigrants=0, pbt={"interval": 0.2}),
     "ray": {**_config(generations=3), "executor": {"type": "ray", "workers": 2, "cpus_per_trial": 0.25}},
