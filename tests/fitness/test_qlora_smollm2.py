@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 def test_smollm2_trial_on_pydoc_improves_on_the_base():
     pytest.importorskip("torch")
     with QLoRAFitness.from_spec({"type": "qlora", "validation_tokens": 1024}) as fitness:
-        untrained = fitness.evaluate(Trial(0, {"learning_rate": 0.0}, Budget(steps=4), seed=0))
+        # a learning rate must be > 0 (a gene the fitness refuses otherwise): 1e-9 leaves the base as it was
+        untrained = fitness.evaluate(Trial(0, {"learning_rate": 1e-9}, Budget(steps=4), seed=0))
         tuned = fitness.evaluate(Trial(1, {"learning_rate": 2e-3}, Budget(steps=4), seed=0))
     assert untrained.ok and tuned.ok, (untrained.message, tuned.message)
     assert 5 < untrained.values["val_perplexity"] < 100  # a real pretrained model, not noise
