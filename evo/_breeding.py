@@ -46,18 +46,24 @@ def initial_members(
     for genome in seeds[:size]:
         members.append((dict(genome), "seed", []))
         seen.add(genome_key(genome))
-    open_slots = size - len(members)
-    around = round(prior.share * open_slots) if prior else 0
-    drawn = space.space_filling(open_slots - around, rng) if init is Init.SOBOL else []
-    while len(members) < size:
-        prior_draw = len(members) < size - open_slots + around
-        genome = _around(space, prior, rng) if prior_draw and prior else (drawn.pop(0) if drawn else space.sample(rng))
+    around = round(prior.share * (size - len(members))) if prior else 0
+    plan = ["prior"] * min(around, size - len(members))
+    plan += ["init"] * (size - len(members) - len(plan))
+    drawn = space.space_filling(plan.count("init"), rng) if init is Init.SOBOL else []
+
+    def draw(origin: str, retry: bool) -> dict[str, Any]:
+        if origin == "prior" and prior is not None:
+            return _around(space, prior, rng)
+        return drawn.pop(0) if drawn and not retry else space.sample(rng)
+
+    for origin in plan:
+        genome = draw(origin, retry=False)
         for _ in range(_RETRIES):
             if genome_key(genome) not in seen:
                 break
-            genome = _around(space, prior, rng) if prior_draw and prior else space.sample(rng)
+            genome = draw(origin, retry=True)
         seen.add(genome_key(genome))
-        members.append((genome, "prior" if prior_draw else "init", []))
+        members.append((genome, origin, []))
     return members
 
 

@@ -156,7 +156,7 @@ class RunContext:
         return breeding.offspring(self.space, population, self.settings, rng, history.window(), history.known)
 
     def initial_members(self, rng: np.random.Generator) -> list[breeding.Member]:
-        """Seed genomes, then draws around the baseline (``prior_share``), then space-filling ones."""
+        """Seed genomes, then draws around the baseline (``prior_share``), then draws as ``init`` says."""
         prior = None
         if self.settings.prior_share > 0 and self.config.baseline:
             centre, _ = self.space.adapt({k: v for k, v in self.config.baseline.items() if k in self.space.genes}, rng)
