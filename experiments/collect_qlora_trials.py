@@ -33,9 +33,8 @@ Reading it::
     header, trials = rows[0], rows[1:]
 
 Sampling: point i of ``scipy.stats.qmc.Sobol(d, scramble=True, seed=sample_seed)`` maps
-gene by gene through ``gene.from_unit``, after spreading a discrete gene's n values
-evenly over [0, 1) (``from_unit`` alone gives the two end values half the share of the
-others). Training seed of trial i: ``SeedSequence(sample_seed, spawn_key=(i,))``.
+gene by gene through ``gene.from_share`` (a discrete gene's n values spread evenly over
+[0, 1); ``from_unit`` alone gives the two end values half the share of the others). Training seed of trial i: ``SeedSequence(sample_seed, spawn_key=(i,))``.
 """
 
 from __future__ import annotations
@@ -116,7 +115,7 @@ class Plan:
 
     def genome(self, index: int) -> dict[str, Any]:
         u = sobol_points(len(self.space), self.sample_seed, index + 1)[index]
-        return {gene.name: value_at(gene, x) for gene, x in zip(self.space, u)}
+        return {gene.name: gene.from_share(x) for gene, x in zip(self.space, u)}
 
     def seed(self, index: int) -> int:
         return int(np.random.SeedSequence(self.sample_seed, spawn_key=(index,)).generate_state(1)[0])
@@ -171,24 +170,6 @@ def sobol_points(d: int, seed: int, n: int) -> np.ndarray:
     from scipy.stats import qmc
 
     return qmc.Sobol(d=d, scramble=True, seed=seed).random_base2(max(0, math.ceil(math.log2(max(n, 1)))))
-
-
-def value_at(gene, u: float) -> Any:
-    """``gene.from_unit(u)``, with each of a discrete gene's n values given an equal 1/n of [0, 1)."""
-    n = discrete_levels(gene)
-    if n and n > 1:
-        u = min(int(u * n), n - 1) / (n - 1)
-    return gene.from_unit(u)
-
-
-def discrete_levels(gene) -> int | None:
-    """How many values a gene takes when they are evenly spaced in its unit interval (else None)."""
-    if gene.choices is not None:
-        return len(gene.choices)
-    if gene.log or gene.kind.value == "bool":
-        return None
-    step = gene.step or (1 if gene.kind.value == "int" else None)
-    return round((gene.high - gene.low) / step) + 1 if step else None
 
 
 # -- the data file ---------------------------------------------------------------------

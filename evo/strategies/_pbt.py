@@ -86,11 +86,7 @@ def _explore(ctx: RunContext, genome: dict[str, Any], rng: np.random.Generator) 
         return genome
     settings = ctx.settings
     return mutate(
-        SearchSpace(movable),
-        genome,
-        rng,
-        gene_rate=settings.gene_mutation_rate,
-        sigma=settings.mutation_sigma,
+        SearchSpace(movable), genome, rng, gene_rate=settings.gene_mutation_rate, sigma=settings.mutation_sigma
     )
 
 
