@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 from peers import sampler, suggest
-from qlora_surrogate import DATA_FILE, load_data
+from qlora_surrogate import DATA_FILE, load_data, require_data_file
 from surrogate_fitness import SurrogateFitness
 
 from evo._api import start_run
@@ -417,6 +417,8 @@ def main(argv: list[str] | None = None) -> None:
         return merge(args.merge, args.plot)
     if args.quick:
         args.task, args.seeds, args.budget = "synthetic", 3, 16
+    if args.task == SURROGATE:
+        require_data_file(args.data_file)
     task = surrogate_task(args.data_file) if args.task == SURROGATE else TASKS[args.task]
     budget_trials = args.budget or {"synthetic": 40, SURROGATE: 60}.get(args.task, 8)
     unit = task.budget.tokens

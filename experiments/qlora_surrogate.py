@@ -65,6 +65,13 @@ class Data:
     skipped: int  # failed trials and a torn last line
 
 
+def require_data_file(path: Path | str) -> None:
+    """A missing or empty data file: one line naming it, exit 2, before any fitting."""
+    if not Path(path).is_file() or Path(path).stat().st_size == 0:
+        print(f"{path}: no trial data (collect it with experiments/collect_qlora_trials.py)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def load_data(path: Path | str = DATA_FILE, first: int | None = None) -> Data:
     """Read a collection; the collector may be appending, so a line that does not parse is skipped.
     ``first``: only trials of index below it, so a report can be repeated while the file grows."""
@@ -266,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--trials", type=int, help="only the trials of index below this (a repeatable report)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
+    require_data_file(args.data_file)
     data = load_data(args.data_file, args.trials)
     trials = data.trials[:QUICK_TRIALS] if args.quick else data.trials
     folds = 3 if args.quick else FOLDS

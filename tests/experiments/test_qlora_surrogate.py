@@ -158,3 +158,14 @@ def test_benchmark_runs_every_method_on_the_surrogate(data_file):
     for method in ("ga", "ga-plain", "ga-gen", "ga-mf", "ga-es", "pbt", "random", "optuna-tpe", "optuna-tpe-hb"):
         assert f"  {method} " in done.stdout
     assert "task smollm2-surrogate" in done.stdout
+
+
+@pytest.mark.parametrize("script", ["qlora_surrogate.py", "benchmark_fidelity.py"])
+def test_a_missing_data_file_is_one_line_and_exit_2(tmp_path, script):
+    argv = [sys.executable, f"experiments/{script}", "--data-file", str(tmp_path / "none.jsonl")]
+    if script == "benchmark_fidelity.py":
+        argv += ["--task", "smollm2-surrogate"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"{tmp_path / 'none.jsonl'}: no trial data (collect it with experiments/collect_qlora_trials.py)"
+    ]
