@@ -13,6 +13,7 @@ them drive the same fitness object, so the trial cost is the same for everyone):
 - ``ga``: the default GA (steady state, TPE-surrogate screening), population P.
 - ``ga-plain``: the same without the surrogate screening (``surrogate: none``).
 - ``ga-gen``: the same in ``mode: generational`` (the default before steady state).
+- ``ga-near``: the same with ``replacement: nearest`` (a child displaces the closest member it beats).
 - ``ga-mf``: the same with ``multi_fidelity`` (the task's rungs: eta 3, rungs 1/9, 1/3, 1 and
   9 offspring; eta 2, rungs 1/4, 1/2, 1 and 8 offspring on smollm2-surrogate).
 - ``ga-es``: the same with ``early_stopping`` (median rule after 25% of the budget).
@@ -33,6 +34,9 @@ Tasks:
   (``--data-file``, collected by collect_qlora_trials.py), with the data's search space, fixed
   values and 4,096-token budget; a trial answers in about a millisecond, so many seeds. Its
   curves have points at 1/4, 1/2, 3/4 and 1 of the budget, hence its rungs.
+- ``smollm2-direct``: the real trials that ``smollm2-surrogate`` models (the data file's
+  fitness, space, fixed values and budget; no mid-trial evaluations), to confirm its ranking.
+  ``--cache FILE`` keeps every result, so a stopped run resumes at the trial it was on.
 
 Prints the median [interquartile range] of the best validation perplexity at 25/50/75/100%
 of the budget, the budget fraction each method needs to reach the median final result of
@@ -43,6 +47,8 @@ the plain GA and of Optuna TPE, and the wall time per run; writes an anytime plo
     python experiments/benchmark_fidelity.py --task smollm2 --seeds 3 --plot experiments/results/fidelity_smollm2.png
     python experiments/benchmark_fidelity.py --task smollm2-surrogate --seeds 20 --budget 60 \
         --plot experiments/results/surrogate_smollm2.png [--surrogate-noise]
+    OMP_NUM_THREADS=1 python experiments/benchmark_fidelity.py --task smollm2-direct --budget 20 \
+        --methods ga optuna-tpe random --seeds 5 --cache direct.jsonl --save direct.json
     python experiments/benchmark_fidelity.py --quick   # synthetic, 3 seeds, ~5 s
     python experiments/benchmark_fidelity.py --merge a.json b.json   # one report over runs saved with --save
 """
@@ -63,6 +69,7 @@ import numpy as np
 from peers import sampler, suggest
 from qlora_surrogate import DATA_FILE, load_data, require_data_file
 from surrogate_fitness import SurrogateFitness
+from trial_cache import CachedFitness
 
 from evo._api import start_run
 from evo._space import SearchSpace
@@ -74,6 +81,7 @@ METHODS = (
     "ga",
     "ga-plain",
     "ga-gen",
+    "ga-near",
     "ga-mf",
     "ga-es",
     "pbt",
@@ -83,6 +91,7 @@ METHODS = (
     "optuna-tpe-hb",
 )
 SURROGATE = "smollm2-surrogate"
+DIRECT = "smollm2-direct"
 CHECKPOINTS = (0.25, 0.5, 0.75, 1.0)
 
 
@@ -174,6 +183,12 @@ def surrogate_task(data_file: Path | str) -> Task:
     )
 
 
+def direct_task(data_file: Path | str) -> Task:
+    """The surrogate's real trials: the data's own fitness, without its mid-trial evaluations."""
+    header = load_data(data_file).header
+    return replace(surrogate_task(data_file), fitness={**header["fitness"], "eval_every": 0})
+
+
 # -- equal compute ----------------------------------------------------------------------------
 class BudgetSpent(BaseException):
     """Raised past the token budget; a BaseException so that no trial-level handler swallows it."""
@@ -203,6 +218,7 @@ class Ledger(FitnessBase):
             raise BudgetSpent
         result = self.fitness.evaluate(trial)
         self.spent += int(result.metrics.get("train_tokens", 0))
+        self.t0 -= result.metrics.get("replayed_seconds", 0.0)  # a trial answered from --cache: its first time
         value = result.values.get(self.objectives[0].name) if result.ok and trial.fidelity >= 1 else None
         self.points.append((self.spent, value, time.perf_counter() - self.t0))
         return result
@@ -288,6 +304,7 @@ RUNNERS: dict[str, Callable[[Task, Ledger, int, int], None]] = {
     "ga": lambda t, ledger, s, b: run_evo(t, ledger, s, b),
     "ga-plain": lambda t, ledger, s, b: run_evo(t, ledger, s, b, surrogate="none"),
     "ga-gen": lambda t, ledger, s, b: run_evo(t, ledger, s, b, mode="generational"),
+    "ga-near": lambda t, ledger, s, b: run_evo(t, ledger, s, b, replacement="nearest"),
     "ga-mf": lambda t, ledger, s, b: run_evo(
         t, ledger, s, b, offspring_size=t.mf_offspring, multi_fidelity={"eta": t.eta, "min_fidelity": t.rungs[0]}
     ),
@@ -386,17 +403,25 @@ def plot(runs: dict[str, list[Ledger]], limit: int, unit: int, title: str, path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=[*TASKS, SURROGATE], default="synthetic")
+    parser.add_argument("--task", choices=[*TASKS, SURROGATE, DIRECT], default="synthetic")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=100)
+    parser.add_argument(
+        "--seed-stride", type=int, default=1, help="seeds first, first+stride, ... (split seeds between processes)"
+    )
     parser.add_argument(
         "--budget",
         type=int,
         default=None,
         help="training tokens per run, in whole-budget trials (synthetic 40, smollm2 8, smollm2-surrogate 60)",
     )
-    parser.add_argument("--data-file", type=Path, default=DATA_FILE, help=f"the trials of {SURROGATE}")
+    parser.add_argument(
+        "--data-file", type=Path, default=DATA_FILE, help=f"the trials of {SURROGATE} (and the task of {DIRECT})"
+    )
+    parser.add_argument(
+        "--cache", type=Path, help="keep every trial's result in this JSONL file and answer repeated trials from it"
+    )
     parser.add_argument("--trials", type=int, help=f"{SURROGATE}: only the trials of index below this")
     parser.add_argument(
         "--surrogate-noise",
@@ -417,17 +442,18 @@ def main(argv: list[str] | None = None) -> None:
         return merge(args.merge, args.plot)
     if args.quick:
         args.task, args.seeds, args.budget = "synthetic", 3, 16
-    if args.task == SURROGATE:
+    if args.task in (SURROGATE, DIRECT):
         require_data_file(args.data_file)
-    task = surrogate_task(args.data_file) if args.task == SURROGATE else TASKS[args.task]
-    budget_trials = args.budget or {"synthetic": 40, SURROGATE: 60}.get(args.task, 8)
+    tasks = {SURROGATE: surrogate_task, DIRECT: direct_task}
+    task = tasks[args.task](args.data_file) if args.task in tasks else TASKS[args.task]
+    budget_trials = args.budget or {"synthetic": 40, SURROGATE: 60, DIRECT: 20}.get(args.task, 8)
     unit = task.budget.tokens
     limit = budget_trials * unit
     fitnesses: dict[str, Any] = {}  # one per fitness definition, shared by the runs (a QLoRA worker stays up)
     runs: dict[str, list[Ledger]] = {m: [] for m in args.methods}
     t0 = time.perf_counter()
     try:
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds * args.seed_stride, args.seed_stride):
             for m in args.methods:
                 spec = {**task.fitness, **(task.es_fitness if m == "ga-es" else {})}
                 key = repr(sorted(spec.items()))
@@ -438,6 +464,8 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"surrogate: {fitnesses[key].describe()}, fitted in {time.perf_counter() - t0:.1f} s")
                 elif key not in fitnesses:
                     fitnesses[key] = make_fitness(spec)
+                    if args.cache:
+                        fitnesses[key] = CachedFitness(fitnesses[key], args.cache)
                 ledger = Ledger(fitnesses[key], limit)
                 task_for_run = replace(task, fitness=spec)
                 RUNNERS[m](task_for_run, ledger, seed, budget_trials)

@@ -1,0 +1,91 @@
+"""A fitness that remembers: every result is appended to a JSONL file, keyed by the trial.
+
+Makes a long benchmark on real trials resumable at trial granularity. Every method here
+is deterministic given its seed and the values it has seen, so a restarted benchmark asks
+for the same trials in the same order; those already in the file answer at once, and the
+run carries on training where the stopped one was killed. Trials that write a checkpoint
+(Hyperband rungs) always run: the checkpoint is a side effect no cached value gives back. A key covers everything that
+decides a result (the fitness's fingerprint, config, seed, budget, fidelity, where it
+resumes from), so a changed fitness or config never reads a stale value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from evo.trial import FailureReason, FitnessBase, Trial, TrialResult, TrialStatus
+
+
+class CachedFitness(FitnessBase):
+    def __init__(self, fitness: Any, path: Path | str) -> None:
+        self.fitness, self.path = fitness, Path(path)
+        self.objectives = fitness.objectives
+        self.structural_genes, self.genes = fitness.structural_genes, fitness.genes
+        self.intermediate_values = fitness.intermediate_values
+        self.hits = self.misses = 0
+        self._known: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            for number, line in enumerate(self.path.read_text().splitlines(), 1):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by a kill: that trial runs again
+                    continue
+                if not isinstance(row, dict) or "key" not in row:
+                    raise SystemExit(f"{self.path}:{number}: not a trial-cache line")
+                self._known[row["key"]] = row
+
+    def fingerprint(self) -> str:
+        return self.fitness.fingerprint()
+
+    def describe(self) -> dict[str, Any]:
+        return self.fitness.describe()
+
+    def close(self) -> None:
+        self.fitness.close()
+
+    def key(self, trial: Trial) -> str:
+        parts = {
+            "fitness": self.fitness.fingerprint(),
+            "config": trial.config,
+            "seed": trial.seed,
+            "budget": trial.budget.as_dict(),
+            "fidelity": trial.fidelity,
+            "resume_from": Path(trial.resume_from).name if trial.resume_from else None,
+        }
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def evaluate(self, trial: Trial) -> TrialResult:
+        if trial.checkpoint_dir:  # its checkpoint is a side effect a cached answer cannot give back
+            return self.fitness.evaluate(trial)
+        key = self.key(trial)
+        row = self._known.get(key)
+        if row is not None:
+            self.hits += 1
+            return TrialResult(
+                TrialStatus(row["status"]),
+                row["values"],
+                {**row["metrics"], "replayed_seconds": row["seconds"]},
+                FailureReason(row["reason"]) if row["reason"] else None,
+                row["message"],
+            )
+        self.misses += 1
+        started = time.perf_counter()
+        result = self.fitness.evaluate(trial)
+        row = {
+            "key": key,
+            "status": result.status.value,
+            "values": dict(result.values),
+            "metrics": dict(result.metrics),
+            "reason": result.reason.value if result.reason else None,
+            "message": result.message,
+            "seconds": time.perf_counter() - started,
+            "config": trial.config,
+        }
+        self._known[key] = row
+        with self.path.open("a") as f:  # one write per line: a kill leaves at most one partial line
+            f.write(json.dumps(row, default=str) + "\n")
+        return result
