@@ -186,6 +186,7 @@ RUNNERS: dict[str, Callable[[BBOBFitness, int, int], None]] = {
     "ga+tpe-ss-p16": lambda f, b, s: run_ga(f, b, s, **{**_SS, "population_size": 16}),
     # exploration: one random newcomer per 10 children
     "ga+tpe-ss-imm": lambda f, b, s: run_ga(f, b, s, **{**_SS, "immigrants": 1}),
+    "ga+tpe-ss-near": lambda f, b, s: run_ga(f, b, s, **{**_SS, "replacement": "nearest"}),
     "default": lambda f, b, s: run_ga(f, b, s),  # whatever evolution's defaults are now
     "optuna-tpe": run_optuna("tpe"),
     "optuna-nsga2": run_optuna("nsga2"),

@@ -48,6 +48,13 @@ class Init(str, enum.Enum):
     RANDOM = "random"  # independent uniform draws
 
 
+class Replacement(str, enum.Enum):
+    """Which member a finished child displaces in steady-state mode."""
+
+    WORST = "worst"  # the worst member (mu + 1): fast, but the population soon clusters around the best
+    NEAREST = "nearest"  # the member most like the child among those it beats (crowding): keeps niches
+
+
 class Mode(str, enum.Enum):
     """Which strategy runs; one value per strategy module."""
 
@@ -154,6 +161,7 @@ class EvolutionSettings:
     # Steady state by default: on the wide BBOB benchmark (README) it needs fewer evaluations than
     # generations to reach the same result, and no worker waits for the slowest trial of a generation.
     mode: Mode = Mode.STEADY_STATE
+    replacement: Replacement = Replacement.WORST
     # Random by default: on the wide BBOB benchmark's development split a Sobol first population
     # did not reach results sooner (README); it is there for small discrete spaces and for the curious.
     init: Init = Init.RANDOM

@@ -32,6 +32,7 @@ from evo import _deap
 from evo._results import RunResult
 from evo.storage import BASELINE_GENERATION, IndividualRecord, TrialRecord
 from evo.strategies._context import RunContext, job_of
+from evo.strategies._settings import Replacement
 
 STATE_KEY = "steady_state"
 
@@ -104,8 +105,7 @@ class _Population:
         """A finished child joins the population, which drops its worst member."""
         ctx = self.ctx
         self.members[rec.id] = dataclasses.replace(rec, trial_id=trial.id)
-        candidates = self.population + [ctx.individual(rec, trial)]
-        self.population = _deap.best(candidates, ctx.settings.population_size, ctx.multi_objective)
+        self.population = _survivors(ctx, self.population, ctx.individual(rec, trial))
         self.entered.append(rec.id)
         ctx.store.enter(rec.id, STATE_KEY, [i.id for i in self.population])
         self.close_due()
@@ -122,3 +122,16 @@ class _Population:
             self.closed += 1
             if self.closed <= last:
                 ctx.observers.generation(self.closed, lam)
+
+
+def _survivors(ctx: RunContext, population: list, child) -> list:
+    """The population once ``child`` has entered: it displaces the worst member, or with
+    ``replacement: nearest`` the member closest to it among those it beats (none: it is dropped)."""
+    mu = ctx.settings.population_size
+    if len(population) < mu or ctx.multi_objective or ctx.settings.replacement is Replacement.WORST:
+        return _deap.best(population + [child], mu, ctx.multi_objective)
+    beaten = [m for m in population if child.ok and (not m.ok or child.fitness > m.fitness)]
+    if not beaten:
+        return population
+    gone = min(beaten, key=lambda m: (ctx.space.distance(m, child), m.id))
+    return [m for m in population if m is not gone] + [child]

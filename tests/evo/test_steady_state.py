@@ -105,3 +105,62 @@ def test_bad_mode_settings_are_config_errors(synthetic_config, evolution, messag
     synthetic_config["evolution"].update(evolution)
     with pytest.raises(ConfigError, match=message):
         parse_config(synthetic_config)
+
+
+def members_after(replacement, population, child, mu=3):
+    """The population once ``child`` has entered, as (genome x, value) pairs."""
+    from types import SimpleNamespace
+
+    from deap import base
+
+    from evo._space import SearchSpace
+    from evo.strategies._settings import Replacement
+    from evo.strategies._steady_state import _survivors
+
+    class Fitness(base.Fitness):
+        weights = (-1.0,)
+
+    def individual(i, x, value):
+        ind = type("Individual", (dict,), {})(x=x)
+        ind.id, ind.ok = i, value is not None
+        ind.fitness = Fitness((value if value is not None else 1e9,))
+        return ind
+
+    ctx = SimpleNamespace(
+        settings=SimpleNamespace(population_size=mu, replacement=Replacement(replacement)),
+        multi_objective=False,
+        space=SearchSpace.from_spec({"x": {"type": "float", "low": 0.0, "high": 1.0}}),
+    )
+    members = [individual(i, x, v) for i, (x, v) in enumerate(population)]
+    out = _survivors(ctx, members, individual(99, *child))
+    return sorted((m["x"], m.fitness.values[0] if m.ok else None) for m in out)
+
+
+def test_a_child_displaces_the_worst_member_or_the_nearest_one_it_beats():
+    population = [(0.1, 1.0), (0.5, 3.0), (0.9, 5.0)]
+    assert members_after("worst", population, (0.45, 4.0)) == [(0.1, 1.0), (0.45, 4.0), (0.5, 3.0)]
+    # it beats only the member at 0.9, far away: crowding replaces that one too
+    assert members_after("nearest", population, (0.45, 4.0)) == [(0.1, 1.0), (0.45, 4.0), (0.5, 3.0)]
+    # it beats both neighbours: the nearer one goes, the worst member's niche stays
+    assert members_after("nearest", population, (0.45, 2.0)) == [(0.1, 1.0), (0.45, 2.0), (0.9, 5.0)]
+    assert members_after("worst", population, (0.45, 2.0)) == [(0.1, 1.0), (0.45, 2.0), (0.5, 3.0)]
+    # a child no better than anyone is dropped; a failed one too; a failed member is beaten by any child
+    assert members_after("nearest", population, (0.12, 6.0)) == sorted(population)
+    assert members_after("nearest", population, (0.12, None)) == sorted(population)
+    failed = [(0.1, 1.0), (0.5, None), (0.9, 5.0)]
+    assert members_after("nearest", failed, (0.85, 9.0)) == [(0.1, 1.0), (0.85, 9.0), (0.9, 5.0)]
+    # while the population fills up, everyone enters
+    assert members_after("nearest", population[:2], (0.12, 6.0), mu=3) == [(0.1, 1.0), (0.12, 6.0), (0.5, 3.0)]
+
+
+def test_nearest_replacement_keeps_the_population_more_diverse(synthetic_config, tmp_path):
+    from evo.cli import main as cli
+
+    diversity = {}
+    for replacement in ("worst", "nearest"):
+        run(steady(synthetic_config, generations=8, replacement=replacement), tmp_path / replacement)
+        with RunStore.open(tmp_path / replacement) as store:
+            diversity[replacement] = [row["diversity"] for row in store.generation_stats()]
+    assert cli(["status", str(tmp_path / "nearest")]) == 0
+    assert diversity["nearest"][0] == diversity["worst"][0]  # the same first population
+    assert sum(diversity["nearest"][4:]) > sum(diversity["worst"][4:])
