@@ -29,7 +29,11 @@ class CachedFitness(FitnessBase):
         self.hits = self.misses = 0
         self._known: dict[str, dict[str, Any]] = {}
         if self.path.exists():
-            for number, line in enumerate(self.path.read_text().splitlines(), 1):
+            text = self.path.read_text()
+            if text and not text.endswith("\n"):  # cut by a kill: end it, or the next result would join it
+                with self.path.open("a") as f:
+                    f.write("\n")
+            for number, line in enumerate(text.splitlines(), 1):
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:  # a line cut short by a kill: that trial runs again

@@ -67,3 +67,42 @@ def test_saved_runs_merge_into_the_same_report(tmp_path):
     merged = bench("--merge", str(tmp_path / "ga.json"), str(tmp_path / "random.json"))
     table = lambda out: [line[:100] for line in out.splitlines() if line.startswith(("  ga ", "  random "))]  # noqa: E731
     assert table(merged) == table(whole) and len(table(whole)) == 2  # same numbers; wall time aside
+
+
+def test_a_stopped_benchmark_resumes_from_its_trial_cache(tmp_path):
+    """A kill leaves the cache with the trials done so far and maybe a cut line; the rerun
+    answers those from the cache, trains only the rest, and reports the same numbers."""
+    import benchmark_fidelity as bench
+    from trial_cache import CachedFitness
+
+    from fitness.synthetic import SyntheticFitness
+
+    task, cache = bench.TASKS["synthetic"], tmp_path / "trials.jsonl"
+
+    def run(method):
+        fitness = CachedFitness(SyntheticFitness.from_spec(task.fitness), cache)
+        ledger = bench.Ledger(fitness, 8 * task.budget.tokens)
+        bench.RUNNERS[method](task, ledger, 0, 8)
+        return fitness, [(spent, value) for spent, value, _ in ledger.points]
+
+    for method in ("ga", "optuna-tpe", "random"):
+        cache.unlink(missing_ok=True)
+        first, whole = run(method)
+        lines = cache.read_text().splitlines()
+        assert first.hits == 0 and first.misses == len(lines) == len(whole)
+        cache.write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])  # killed while writing the fourth
+        again, resumed = run(method)
+        assert resumed == whole, method
+        assert (again.hits, again.misses) == (3, len(whole) - 3), method
+        assert len(cache.read_text().splitlines()) == len(whole) + 1  # the cut line stays, unread
+
+
+def test_the_direct_task_refuses_a_missing_data_file(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "experiments/benchmark_fidelity.py", "--task", "smollm2-direct", "--data-file", "nope.jsonl"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "nope.jsonl" in done.stderr
