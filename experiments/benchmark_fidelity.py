@@ -13,11 +13,12 @@ them drive the same fitness object, so the trial cost is the same for everyone):
 - ``ga``: the default GA (steady state, TPE-surrogate screening), population P.
 - ``ga-plain``: the same without the surrogate screening (``surrogate: none``).
 - ``ga-gen``: the same in ``mode: generational`` (the default before steady state).
-- ``ga-near``: the same with ``replacement: nearest`` (a child displaces the closest member it beats).
 - ``ga-mf``: the same with ``multi_fidelity`` (the task's rungs: eta 3, rungs 1/9, 1/3, 1 and
   9 offspring; eta 2, rungs 1/4, 1/2, 1 and 8 offspring on smollm2-surrogate).
 - ``ga-es``: the same with ``early_stopping`` (median rule after 25% of the budget).
 - ``pbt``: ``mode: pbt``, a population of ``--budget`` members, 4 intervals.
+- ``--set KEY=VALUE ...`` puts evolution settings under all of these (each method's own win);
+  the table names them, ``ga[replacement=nearest]``, so ``--merge`` can set variants side by side.
 - ``random``: random search.
 - ``optuna-tpe``, ``optuna-nsga2``: Optuna's samplers with their defaults.
 - ``optuna-tpe-hb``: TPE + ``HyperbandPruner(min_resource=1, max_resource=1/first rung,
@@ -58,6 +59,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -66,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from peers import sampler, suggest
 from qlora_surrogate import DATA_FILE, load_data, require_data_file
 from surrogate_fitness import SurrogateFitness
@@ -74,14 +77,13 @@ from trial_cache import CachedFitness
 from evo._api import start_run
 from evo._space import SearchSpace
 from evo.config import parse_config
-from evo.trial import Budget, FitnessBase, Trial, TrialResult
+from evo.trial import Budget, ConfigError, FitnessBase, Trial, TrialResult
 from fitness import make_fitness
 
 METHODS = (
     "ga",
     "ga-plain",
     "ga-gen",
-    "ga-near",
     "ga-mf",
     "ga-es",
     "pbt",
@@ -107,6 +109,7 @@ class Task:
     rungs: tuple[float, ...] = (1 / 9, 1 / 3, 1.0)
     eta: int = 3
     mf_offspring: int = 9  # ga-mf's children per generation
+    evolution: dict[str, Any] = field(default_factory=dict)  # --set: under every method of ours
 
     @property
     def hyperband_resources(self) -> int:
@@ -225,19 +228,23 @@ class Ledger(FitnessBase):
 
 
 # -- the methods ---------------------------------------------------------------------------------
-def run_evo(task: Task, ledger: Ledger, seed: int, budget_trials: int, **evolution: Any) -> None:
+def evo_config(task: Task, seed: int, **evolution: Any) -> Any:
+    """The run config of one of our methods; a bad ``--set`` fails here, before anything trains."""
     raw = {
         "seed": seed,
         "fitness": dict(task.fitness),
-        "budget": task.budget.as_dict(),
+        "budget": {k: v for k, v in task.budget.as_dict().items() if v is not None},
         "search_space": task.space,
         "fixed": task.fixed,
         "artifacts": "none",
-        "evolution": {"population_size": task.population, "generations": 10_000, **evolution},
+        "evolution": {"population_size": task.population, "generations": 10_000, **task.evolution, **evolution},
     }
-    raw["budget"] = {k: v for k, v in raw["budget"].items() if v is not None}
+    return parse_config(raw)
+
+
+def run_evo(task: Task, ledger: Ledger, seed: int, budget_trials: int, **evolution: Any) -> None:
     try:
-        start_run(parse_config(raw), ledger, None)
+        start_run(evo_config(task, seed, **evolution), ledger, None)
     except BudgetSpent:
         pass
 
@@ -304,7 +311,6 @@ RUNNERS: dict[str, Callable[[Task, Ledger, int, int], None]] = {
     "ga": lambda t, ledger, s, b: run_evo(t, ledger, s, b),
     "ga-plain": lambda t, ledger, s, b: run_evo(t, ledger, s, b, surrogate="none"),
     "ga-gen": lambda t, ledger, s, b: run_evo(t, ledger, s, b, mode="generational"),
-    "ga-near": lambda t, ledger, s, b: run_evo(t, ledger, s, b, replacement="nearest"),
     "ga-mf": lambda t, ledger, s, b: run_evo(
         t, ledger, s, b, offspring_size=t.mf_offspring, multi_fidelity={"eta": t.eta, "min_fidelity": t.rungs[0]}
     ),
@@ -315,6 +321,17 @@ RUNNERS: dict[str, Callable[[Task, Ledger, int, int], None]] = {
     "optuna-nsga2": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "nsga2"),
     "optuna-tpe-hb": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "tpe", hyperband=True),
 }
+
+
+OURS = {m for m in METHODS if m.startswith("ga") or m == "pbt"}
+
+
+def setting(text: str) -> tuple[str, Any]:
+    """``--set KEY=VALUE``: the value read as YAML (numbers, true/false, lists)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, yaml.safe_load(value)
 
 
 def _seed(seed: int, i: int) -> int:
@@ -346,7 +363,8 @@ def report(runs: dict[str, list[Ledger]], limit: int, unit: int, task_name: str)
         f"\nbest validation perplexity (median [25%, 75%] over {seeds} seeds) at a share of the budget "
         f"of {limit // unit} whole trials = {limit:,} training tokens; task {task_name}"
     )
-    header = f"  {'method':<15}" + "".join(f"{f'{c:.0%}':>22}" for c in CHECKPOINTS)
+    width = max(15, *(len(m) + 1 for m in methods))
+    header = f"  {'method':<{width}}" + "".join(f"{f'{c:.0%}':>22}" for c in CHECKPOINTS)
     finals = {m: [best_at(ledger.points, limit) for ledger in runs[m]] for m in methods}
     targets = {
         ref: float(np.percentile(finals[ref], 50, method="lower")) for ref in ("ga", "optuna-tpe") if ref in runs
@@ -364,7 +382,7 @@ def report(runs: dict[str, list[Ledger]], limit: int, unit: int, task_name: str)
             spent = float(np.percentile([to_reach(ledger.points, target) for ledger in runs[m]], 50, method="lower"))
             reach.append(f"{spent / limit:.2f}x" if math.isfinite(spent) else "not reached")
         wall = float(np.median([ledger.points[-1][2] if ledger.points else 0.0 for ledger in runs[m]]))
-        print(f"  {m:<15}" + "".join(f"{c:>22}" for c in cells) + "".join(f"{r:>20}" for r in reach) + f"{wall:>12.1f}")
+        print(f"  {m:<{width}}" + "".join(f"{c:>22}" for c in cells) + "".join(f"{r:>20}" for r in reach) + f"{wall:>12.1f}")
     print(
         "\n'to X final': the median share of the budget (training tokens) a method needs to reach the median\n"
         "final result of X ('not reached' within the budget); 1.00x = the whole budget."
@@ -405,6 +423,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=[*TASKS, SURROGATE, DIRECT], default="synthetic")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        type=setting,
+        help="evolution settings under every method of ours (a method's own win), named in the table: ga[KEY=VALUE]",
+    )
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=100)
     parser.add_argument(
@@ -450,7 +476,15 @@ def main(argv: list[str] | None = None) -> None:
     unit = task.budget.tokens
     limit = budget_trials * unit
     fitnesses: dict[str, Any] = {}  # one per fitness definition, shared by the runs (a QLoRA worker stays up)
-    runs: dict[str, list[Ledger]] = {m: [] for m in args.methods}
+    task = replace(task, evolution=dict(args.set))
+    try:
+        evo_config(task, args.first_seed)
+    except ConfigError as e:
+        print(f"--set: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    named = ",".join(f"{k}={v}" for k, v in args.set)
+    label = {m: f"{m}[{named}]" if named and m in OURS else m for m in args.methods}
+    runs: dict[str, list[Ledger]] = {label[m]: [] for m in args.methods}
     t0 = time.perf_counter()
     try:
         for seed in range(args.first_seed, args.first_seed + args.seeds * args.seed_stride, args.seed_stride):
@@ -469,7 +503,7 @@ def main(argv: list[str] | None = None) -> None:
                 ledger = Ledger(fitnesses[key], limit)
                 task_for_run = replace(task, fitness=spec)
                 RUNNERS[m](task_for_run, ledger, seed, budget_trials)
-                runs[m].append(ledger)
+                runs[label[m]].append(ledger)
                 if args.save:  # after every run, so a long benchmark stopped early keeps what it measured
                     saved = {
                         "task": args.task,

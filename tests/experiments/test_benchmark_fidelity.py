@@ -106,3 +106,21 @@ def test_the_direct_task_refuses_a_missing_data_file(tmp_path):
         timeout=60,
     )
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "nope.jsonl" in done.stderr
+
+
+def test_set_puts_settings_under_our_methods_and_refuses_bad_ones():
+    def bench(*argv):
+        return subprocess.run(
+            [sys.executable, "experiments/benchmark_fidelity.py", "--quick", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    done = bench("--methods", "ga", "random", "--set", "replacement=nearest", "tournament_size=5")
+    assert done.returncode == 0, done.stderr
+    assert "  ga[replacement=nearest,tournament_size=5] " in done.stdout and "  random " in done.stdout
+    for bad, culprit in (("tournament_size=0", "evolution.tournament_size"), ("sigma", "'sigma' is not KEY=VALUE")):
+        done = bench("--methods", "ga", "--set", bad)
+        assert done.returncode == 2 and culprit in done.stderr.splitlines()[-1]
