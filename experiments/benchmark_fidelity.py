@@ -382,7 +382,12 @@ def report(runs: dict[str, list[Ledger]], limit: int, unit: int, task_name: str)
             spent = float(np.percentile([to_reach(ledger.points, target) for ledger in runs[m]], 50, method="lower"))
             reach.append(f"{spent / limit:.2f}x" if math.isfinite(spent) else "not reached")
         wall = float(np.median([ledger.points[-1][2] if ledger.points else 0.0 for ledger in runs[m]]))
-        print(f"  {m:<{width}}" + "".join(f"{c:>22}" for c in cells) + "".join(f"{r:>20}" for r in reach) + f"{wall:>12.1f}")
+        print(
+            f"  {m:<{width}}"
+            + "".join(f"{c:>22}" for c in cells)
+            + "".join(f"{r:>20}" for r in reach)
+            + f"{wall:>12.1f}"
+        )
     print(
         "\n'to X final': the median share of the budget (training tokens) a method needs to reach the median\n"
         "final result of X ('not reached' within the budget); 1.00x = the whole budget."

@@ -217,3 +217,8 @@ class EvolutionSettings:
                 "evolution.strategy: steady_state replaces the worst member, which is mu_plus_lambda; "
                 "mu_comma_lambda needs generations"
             )
+        if self.replacement is not Replacement.WORST and self.mode is not Mode.STEADY_STATE:
+            raise ConfigError(
+                f"evolution.replacement: {self.replacement.value} is for mode: steady_state, "
+                f"not {self.mode.value} (generations select their survivors together)"
+            )

@@ -99,6 +99,11 @@ def test_steady_state_resumes_after_sigkill_without_counting_anything_twice(synt
     [
         ({"mode": "asynchronous"}, "evolution.mode: unknown value 'asynchronous'"),
         ({"mode": "steady_state", "strategy": "mu_comma_lambda"}, "evolution.strategy: steady_state"),
+        (
+            {"mode": "generational", "replacement": "nearest"},
+            "evolution.replacement: nearest is for mode: steady_state",
+        ),
+        ({"replacement": "closest"}, "evolution.replacement: unknown value 'closest'"),
     ],
 )
 def test_bad_mode_settings_are_config_errors(synthetic_config, evolution, message):
