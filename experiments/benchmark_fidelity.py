@@ -206,6 +206,7 @@ class Ledger(FitnessBase):
         self.structural_genes, self.genes = fitness.structural_genes, fitness.genes
         self.intermediate_values = fitness.intermediate_values
         self.spent, self.points, self.t0 = 0, [], time.perf_counter()
+        self.seed: int | None = None  # set by main, for the seed-by-seed table
 
     def fingerprint(self) -> str:
         return self.fitness.fingerprint()
@@ -392,6 +393,18 @@ def report(runs: dict[str, list[Ledger]], limit: int, unit: int, task_name: str)
         "\n'to X final': the median share of the budget (training tokens) a method needs to reach the median\n"
         "final result of X ('not reached' within the budget); 1.00x = the whole budget."
     )
+    if seeds <= 10 and all(getattr(ledger, "seed", None) is not None for v in runs.values() for ledger in v):
+        per_seed(runs, limit, width)
+
+
+def per_seed(runs: dict[str, list[Ledger]], limit: int, width: int) -> None:
+    """A few seeds (real trials): every run's final best, seed by seed, so no median hides one."""
+    seeds = sorted({ledger.seed for v in runs.values() for ledger in v})
+    print("\nfinal best validation perplexity, seed by seed (- : that run is missing)")
+    print(f"  {'method':<{width}}" + "".join(f"{s:>10}" for s in seeds))
+    for m, ledgers in runs.items():
+        by_seed = {ledger.seed: best_at(ledger.points, limit) for ledger in ledgers}
+        print(f"  {m:<{width}}" + "".join(f"{_num(by_seed.get(s, math.inf)):>10}" for s in seeds))
 
 
 def _num(x: float) -> str:
@@ -506,6 +519,7 @@ def main(argv: list[str] | None = None) -> None:
                     if args.cache:
                         fitnesses[key] = CachedFitness(fitnesses[key], args.cache)
                 ledger = Ledger(fitnesses[key], limit)
+                ledger.seed = seed
                 task_for_run = replace(task, fitness=spec)
                 RUNNERS[m](task_for_run, ledger, seed, budget_trials)
                 runs[label[m]].append(ledger)
@@ -515,6 +529,7 @@ def main(argv: list[str] | None = None) -> None:
                         "limit": limit,
                         "unit": unit,
                         "runs": {k: [led.points for led in v] for k, v in runs.items() if v},
+                        "seeds": {k: [led.seed for led in v] for k, v in runs.items() if v},
                     }
                     Path(args.save).write_text(json.dumps(saved))
                 print(
@@ -535,8 +550,8 @@ def main(argv: list[str] | None = None) -> None:
 class _Saved:
     """A ledger read back from --save output: the report only needs its points."""
 
-    def __init__(self, points: list) -> None:
-        self.points = [tuple(p) for p in points]
+    def __init__(self, points: list, seed: int | None) -> None:
+        self.points, self.seed = [tuple(p) for p in points], seed
 
 
 def merge(paths: list[str], plot_path: str | None) -> None:
@@ -550,7 +565,8 @@ def merge(paths: list[str], plot_path: str | None) -> None:
             raise SystemExit(f"{path}: task/budget {shape} differs from {first}; cannot merge")
         first = shape
         for method, ledgers in saved["runs"].items():
-            runs.setdefault(method, []).extend(_Saved(points) for points in ledgers)
+            seeds = saved.get("seeds", {}).get(method, [None] * len(ledgers))  # older files: no seeds
+            runs.setdefault(method, []).extend(_Saved(points, seed) for points, seed in zip(ledgers, seeds))
     task, limit, unit = first
     report(runs, limit, unit, task)
     if plot_path:

@@ -66,7 +66,8 @@ def test_saved_runs_merge_into_the_same_report(tmp_path):
     bench("--quick", "--methods", "random", "--save", str(tmp_path / "random.json"))
     merged = bench("--merge", str(tmp_path / "ga.json"), str(tmp_path / "random.json"))
     table = lambda out: [line[:100] for line in out.splitlines() if line.startswith(("  ga ", "  random "))]  # noqa: E731
-    assert table(merged) == table(whole) and len(table(whole)) == 2  # same numbers; wall time aside
+    assert table(merged) == table(whole) and len(table(whole)) == 4  # same numbers; wall time aside
+    assert merged[merged.index("seed by seed") :] == whole[whole.index("seed by seed") :]  # a run per seed, named
 
 
 def test_a_stopped_benchmark_resumes_from_its_trial_cache(tmp_path):
