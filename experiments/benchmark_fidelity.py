@@ -466,6 +466,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--cache", type=Path, help="keep every trial's result in this JSONL file and answer repeated trials from it"
     )
+    parser.add_argument(
+        "--replay-only", action="store_true", help="with --cache: stop (exit 1) at a trial the cache does not hold"
+    )
     parser.add_argument("--trials", type=int, help=f"{SURROGATE}: only the trials of index below this")
     parser.add_argument(
         "--surrogate-noise",
@@ -517,7 +520,7 @@ def main(argv: list[str] | None = None) -> None:
                 elif key not in fitnesses:
                     fitnesses[key] = make_fitness(spec)
                     if args.cache:
-                        fitnesses[key] = CachedFitness(fitnesses[key], args.cache)
+                        fitnesses[key] = CachedFitness(fitnesses[key], args.cache, args.replay_only)
                 ledger = Ledger(fitnesses[key], limit)
                 ledger.seed = seed
                 task_for_run = replace(task, fitness=spec)

@@ -4,7 +4,9 @@ Makes a long benchmark on real trials resumable at trial granularity. Every meth
 is deterministic given its seed and the values it has seen, so a restarted benchmark asks
 for the same trials in the same order; those already in the file answer at once, and the
 run carries on training where the stopped one was killed. Trials that write a checkpoint
-(Hyperband rungs) always run: the checkpoint is a side effect no cached value gives back. A key covers everything that
+(Hyperband rungs) always run: the checkpoint is a side effect no cached value gives back.
+``replay_only`` refuses to train: a published benchmark's cache then proves that today's
+code asks for exactly the trials it recorded. A key covers everything that
 decides a result (the fitness's fingerprint, config, seed, budget, fidelity, where it
 resumes from), so a changed fitness or config never reads a stale value.
 """
@@ -21,8 +23,8 @@ from evo.trial import FailureReason, FitnessBase, Trial, TrialResult, TrialStatu
 
 
 class CachedFitness(FitnessBase):
-    def __init__(self, fitness: Any, path: Path | str) -> None:
-        self.fitness, self.path = fitness, Path(path)
+    def __init__(self, fitness: Any, path: Path | str, replay_only: bool = False) -> None:
+        self.fitness, self.path, self.replay_only = fitness, Path(path), replay_only
         self.objectives = fitness.objectives
         self.structural_genes, self.genes = fitness.structural_genes, fitness.genes
         self.intermediate_values = fitness.intermediate_values
@@ -76,6 +78,8 @@ class CachedFitness(FitnessBase):
                 FailureReason(row["reason"]) if row["reason"] else None,
                 row["message"],
             )
+        if self.replay_only:
+            raise SystemExit(f"{self.path}: trial {trial.trial_id} of this run is not in the cache (--replay-only)")
         self.misses += 1
         started = time.perf_counter()
         result = self.fitness.evaluate(trial)

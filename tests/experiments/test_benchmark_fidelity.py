@@ -125,3 +125,40 @@ def test_set_puts_settings_under_our_methods_and_refuses_bad_ones():
     for bad, culprit in (("tournament_size=0", "evolution.tournament_size"), ("sigma", "'sigma' is not KEY=VALUE")):
         done = bench("--methods", "ga", "--set", bad)
         assert done.returncode == 2 and culprit in done.stderr.splitlines()[-1]
+
+
+def test_the_direct_benchmark_replays_its_committed_real_trials(tmp_path):
+    """The README's real-trial table comes from experiments/results/direct/: today's methods
+    must ask for exactly the trials recorded there and find the same results."""
+    import re
+    import shutil
+
+    cache = tmp_path / "trials.jsonl"
+    shutil.copy(ROOT / "experiments/results/direct/trials_100.jsonl", cache)
+    recorded = cache.read_text()
+    done = subprocess.run(
+        [sys.executable, "experiments/benchmark_fidelity.py", "--task", "smollm2-direct", "--budget", "20"]
+        + ["--methods", "ga", "optuna-tpe", "random", "--seeds", "1", "--first-seed", "100"]
+        + ["--cache", str(cache), "--replay-only"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    per_seed = done.stdout[done.stdout.index("seed by seed") :]
+    assert re.search(r"\n  ga +15\.292\n", per_seed) and re.search(r"\n  optuna-tpe +15\.686\n", per_seed)
+    assert re.search(r"\n  random +16\.058\n", per_seed) and cache.read_text() == recorded
+
+
+def test_replay_only_stops_at_the_first_trial_the_cache_does_not_hold(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "experiments/benchmark_fidelity.py", "--quick", "--methods", "random"]
+        + ["--cache", str(tmp_path / "empty.jsonl"), "--replay-only"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "is not in the cache (--replay-only)" in done.stderr.splitlines()[-1]
+    assert not (tmp_path / "empty.jsonl").exists() or not (tmp_path / "empty.jsonl").read_text()
