@@ -200,13 +200,12 @@ class BudgetSpent(BaseException):
 class Ledger(FitnessBase):
     """Wraps the fitness: counts training tokens, records whole-budget results, stops at the limit."""
 
-    def __init__(self, fitness: Any, limit_tokens: int) -> None:
-        self.fitness, self.limit = fitness, limit_tokens
+    def __init__(self, fitness: Any, limit_tokens: int, seed: int | None = None) -> None:
+        self.fitness, self.limit, self.seed = fitness, limit_tokens, seed  # seed: for the seed-by-seed table
         self.objectives = fitness.objectives
         self.structural_genes, self.genes = fitness.structural_genes, fitness.genes
         self.intermediate_values = fitness.intermediate_values
         self.spent, self.points, self.t0 = 0, [], time.perf_counter()
-        self.seed: int | None = None  # set by main, for the seed-by-seed table
 
     def fingerprint(self) -> str:
         return self.fitness.fingerprint()
@@ -393,7 +392,7 @@ def report(runs: dict[str, list[Ledger]], limit: int, unit: int, task_name: str)
         "\n'to X final': the median share of the budget (training tokens) a method needs to reach the median\n"
         "final result of X ('not reached' within the budget); 1.00x = the whole budget."
     )
-    if seeds <= 10 and all(getattr(ledger, "seed", None) is not None for v in runs.values() for ledger in v):
+    if seeds <= 10 and all(ledger.seed is not None for v in runs.values() for ledger in v):
         per_seed(runs, limit, width)
 
 
@@ -521,8 +520,7 @@ def main(argv: list[str] | None = None) -> None:
                     fitnesses[key] = make_fitness(spec)
                     if args.cache:
                         fitnesses[key] = CachedFitness(fitnesses[key], args.cache, args.replay_only)
-                ledger = Ledger(fitnesses[key], limit)
-                ledger.seed = seed
+                ledger = Ledger(fitnesses[key], limit, seed)
                 task_for_run = replace(task, fitness=spec)
                 RUNNERS[m](task_for_run, ledger, seed, budget_trials)
                 runs[label[m]].append(ledger)

@@ -3,7 +3,8 @@
 Whenever a worker is free it gets a new child, bred from the current population with
 the generational operators (tournament selection, crossover, mutation); a finished
 child joins the population, which then drops its worst member (mu + 1 replacement,
-NSGA-II ranking with several objectives).
+NSGA-II ranking with several objectives), or with ``replacement: nearest`` the member
+most like the child among those it beats (crowding, which keeps niches apart).
 
 The store keeps the generational layout, so status, plots and reports work as they are:
 
@@ -102,7 +103,7 @@ class _Population:
         return rec
 
     def enter(self, rec: IndividualRecord, trial: TrialRecord) -> None:
-        """A finished child joins the population, which drops its worst member."""
+        """A finished child joins the population, which drops a member (see :func:`_survivors`)."""
         ctx = self.ctx
         self.members[rec.id] = dataclasses.replace(rec, trial_id=trial.id)
         self.population = _survivors(ctx, self.population, ctx.individual(rec, trial))
