@@ -72,7 +72,7 @@ import yaml
 from peers import sampler, suggest
 from qlora_surrogate import DATA_FILE, load_data, require_data_file
 from surrogate_fitness import SurrogateFitness
-from trial_cache import CachedFitness
+from trial_cache import CachedFitness, open_cache
 
 from evo._api import start_run
 from evo._space import SearchSpace
@@ -334,6 +334,12 @@ def setting(text: str) -> tuple[str, Any]:
     return key, yaml.safe_load(value)
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _seed(seed: int, i: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(i,)).generate_state(1)[0])
 
@@ -451,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=100)
     parser.add_argument(
-        "--seed-stride", type=int, default=1, help="seeds first, first+stride, ... (split seeds between processes)"
+        "--seed-stride", type=positive, default=1, help="seeds first, first+stride, ... (split seeds between processes)"
     )
     parser.add_argument(
         "--budget",
@@ -488,6 +494,12 @@ def main(argv: list[str] | None = None) -> None:
         return merge(args.merge, args.plot)
     if args.quick:
         args.task, args.seeds, args.budget = "synthetic", 3, 16
+    if args.replay_only and not args.cache:
+        parser.error("--replay-only needs --cache")
+    try:
+        cached = open_cache(args.cache) if args.cache else {}
+    except ValueError as e:
+        parser.error(f"--cache: {e}")
     if args.task in (SURROGATE, DIRECT):
         require_data_file(args.data_file)
     tasks = {SURROGATE: surrogate_task, DIRECT: direct_task}
@@ -519,7 +531,7 @@ def main(argv: list[str] | None = None) -> None:
                 elif key not in fitnesses:
                     fitnesses[key] = make_fitness(spec)
                     if args.cache:
-                        fitnesses[key] = CachedFitness(fitnesses[key], args.cache, args.replay_only)
+                        fitnesses[key] = CachedFitness(fitnesses[key], args.cache, args.replay_only, cached)
                 ledger = Ledger(fitnesses[key], limit, seed)
                 task_for_run = replace(task, fitness=spec)
                 RUNNERS[m](task_for_run, ledger, seed, budget_trials)

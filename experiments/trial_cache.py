@@ -22,27 +22,45 @@ from typing import Any
 from evo.trial import FailureReason, FitnessBase, Trial, TrialResult, TrialStatus
 
 
+def open_cache(path: Path | str) -> dict[str, dict[str, Any]]:
+    """The results a cache file holds, by key (none if it does not exist yet); a line cut by a
+    kill is skipped and ended, so the next result starts a line of its own. A file that is not
+    a trial cache is a ValueError naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: a directory, not a trial-cache file")
+    if not path.exists():
+        return {}
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        with path.open("a") as f:
+            f.write("\n")
+    known = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a kill: that trial runs again
+            continue
+        if not isinstance(row, dict) or "key" not in row:
+            raise ValueError(f"{path}:{number}: not a trial-cache line")
+        known[row["key"]] = row
+    return known
+
+
 class CachedFitness(FitnessBase):
-    def __init__(self, fitness: Any, path: Path | str, replay_only: bool = False) -> None:
+    def __init__(
+        self,
+        fitness: Any,
+        path: Path | str,
+        replay_only: bool = False,
+        known: dict[str, dict[str, Any]] | None = None,  # open_cache(path), if the caller has it already
+    ) -> None:
         self.fitness, self.path, self.replay_only = fitness, Path(path), replay_only
         self.objectives = fitness.objectives
         self.structural_genes, self.genes = fitness.structural_genes, fitness.genes
         self.intermediate_values = fitness.intermediate_values
         self.hits = self.misses = 0
-        self._known: dict[str, dict[str, Any]] = {}
-        if self.path.exists():
-            text = self.path.read_text()
-            if text and not text.endswith("\n"):  # cut by a kill: end it, or the next result would join it
-                with self.path.open("a") as f:
-                    f.write("\n")
-            for number, line in enumerate(text.splitlines(), 1):
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by a kill: that trial runs again
-                    continue
-                if not isinstance(row, dict) or "key" not in row:
-                    raise SystemExit(f"{self.path}:{number}: not a trial-cache line")
-                self._known[row["key"]] = row
+        self._known = open_cache(self.path) if known is None else known
 
     def fingerprint(self) -> str:
         return self.fitness.fingerprint()

@@ -162,3 +162,25 @@ def test_replay_only_stops_at_the_first_trial_the_cache_does_not_hold(tmp_path):
     )
     assert done.returncode == 1 and "is not in the cache (--replay-only)" in done.stderr.splitlines()[-1]
     assert not (tmp_path / "empty.jsonl").exists() or not (tmp_path / "empty.jsonl").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, culprit",
+    [
+        (["--cache", "{tmp}"], "a directory, not a trial-cache file"),
+        (["--cache", "{tmp}/not_a_cache.jsonl"], "not_a_cache.jsonl:1: not a trial-cache line"),
+        (["--replay-only"], "--replay-only needs --cache"),
+        (["--seed-stride", "0"], "--seed-stride: '0' is not a whole number of at least 1"),
+    ],
+)
+def test_bad_cache_and_seed_options_are_refused_before_anything_runs(tmp_path, argv, culprit):
+    (tmp_path / "not_a_cache.jsonl").write_text("[1, 2]\n")
+    done = subprocess.run(
+        [sys.executable, "experiments/benchmark_fidelity.py", "--quick", "--methods", "random"]
+        + [a.format(tmp=tmp_path) for a in argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and culprit in done.stderr.splitlines()[-1] and not done.stdout
