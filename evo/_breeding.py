@@ -136,7 +136,9 @@ def offspring(
                 seen.add(genome_key(child))
                 children.append((child, origin, ids))
     if screening:
-        keep = screen(space, [c[0] for c in children], history, settings.lambda_ - settings.immigrants)
+        keep = screen(
+            space, [c[0] for c in children], history, settings.lambda_ - settings.immigrants, settings.surrogate_gamma
+        )
         children = [children[i] for i in sorted(keep)]  # breeding order, so slots do not encode the score
     for _ in range(settings.immigrants):
         genome = space.sample(rng)

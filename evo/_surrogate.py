@@ -3,8 +3,8 @@
 Crossover and mutation propose; a cheap model of every result in the store decides
 which proposals are worth a real trial. The model is a TPE-style density ratio
 (Bergstra et al. 2011, as in Optuna's multivariate TPE) over the unit-interval genome:
-the observations are split into the best ``gamma`` fraction and the rest, each group
-becomes a Parzen density (product kernels: Gaussian on ordered genes, a smoothed
+the observations are split into the best ``gamma`` fraction (``evolution.surrogate_gamma``)
+and the rest, each group becomes a Parzen density (product kernels: Gaussian on ordered genes, a smoothed
 match kernel on nominal ones, plus a uniform prior component), and a candidate's score
 is ``log l(x) - log g(x)``: high where good trials are dense and bad ones are not.
 
@@ -31,7 +31,7 @@ from evo._space import SearchSpace, genome_key
 
 # BANDWIDTH and NOMINAL_SMOOTHING were chosen on the tuning seeds (0-9) of experiments/benchmark_bbob.py
 # (0.1 against 0.05 and 0.2; 0.3 against 0.5); the README's results use other seeds.
-GAMMA = 0.2  # fraction of observations that form the "good" density
+GAMMA = 0.1  # fraction of observations that form the "good" density (evolution.surrogate_gamma; as Optuna's)
 MAX_GOOD = 25  # as Optuna: past this many, more good points only blur the density
 BANDWIDTH = 0.1  # kernel width on the unit interval for one point, shrinking as n^(-1/(d+4))
 MIN_BANDWIDTH = 0.02
@@ -199,9 +199,14 @@ class DensityRatio:
 
 
 def screen(
-    space: SearchSpace, genomes: Sequence[Mapping[str, Any]], observations: Sequence[Observation], k: int
+    space: SearchSpace,
+    genomes: Sequence[Mapping[str, Any]],
+    observations: Sequence[Observation],
+    k: int,
+    gamma: float = GAMMA,
 ) -> list[int]:
-    """Indices of the ``k`` most promising genomes, best first (ties keep breeding order).
+    """Indices of the ``k`` most promising genomes, best first (ties keep breeding order);
+    ``gamma`` is the share of observations that form the good density.
 
     With fewer than ``MIN_OBSERVATIONS`` observations, or none that succeeded, the
     first ``k`` in breeding order: without data the model would only add noise.
@@ -209,5 +214,5 @@ def screen(
     usable = [o for o in observations if o.score is not None]
     if len(observations) < MIN_OBSERVATIONS or not usable:
         return list(range(min(k, len(genomes))))
-    scores = DensityRatio(space, observations).score(genomes)
+    scores = DensityRatio(space, observations, gamma).score(genomes)
     return [int(i) for i in np.argsort(-scores, kind="stable")[:k]]

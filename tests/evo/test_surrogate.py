@@ -9,7 +9,7 @@ import pytest
 
 from evo import evolve
 from evo._space import SearchSpace
-from evo._surrogate import MIN_OBSERVATIONS, DensityRatio, Observation, screen
+from evo._surrogate import GAMMA, MIN_OBSERVATIONS, DensityRatio, Observation, screen, split
 from evo.storage import RunStore
 from evo.strategies._settings import EvolutionSettings, Surrogate
 from evo.trial import Budget, ConfigError
@@ -100,7 +100,26 @@ def test_screen_keeps_breeding_order_until_there_is_data():
     assert len(best) == 3 and best[0] == 10
 
 
-@pytest.mark.parametrize("settings", [{"surrogate": "gp"}, {"surrogate_candidates": 0}, {"surrogate_candidates": 2.5}])
+def test_gamma_sets_how_many_observations_the_good_density_holds():
+    """With gamma 0.1 only the best 4 of 40 form the good density; with 0.5 the best 20 blur it."""
+    many = sphere_observations(40, np.random.default_rng(0))
+    assert len(split(many, 0.1)[0]) == 4 and len(split(many, 0.5)[0]) == 20
+    candidates = [o.genome for o in many]
+    assert screen(SPACE, candidates, many, 10, gamma=0.1) != screen(SPACE, candidates, many, 10, gamma=0.5)
+    assert EvolutionSettings().surrogate_gamma == GAMMA == 0.1
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"surrogate": "gp"},
+        {"surrogate_candidates": 0},
+        {"surrogate_candidates": 2.5},
+        {"surrogate_gamma": 0},
+        {"surrogate_gamma": 1},
+        {"surrogate_gamma": "a tenth"},
+    ],
+)
 def test_bad_surrogate_settings_are_config_errors(settings):
     with pytest.raises(ConfigError, match="evolution.surrogate"):
         evolve(SPACE, Sphere(SPACE), budget=BUDGET, evolution=settings)
