@@ -268,7 +268,10 @@ def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: 
         if hyperband
         else None
     )
-    study = optuna.create_study(sampler=sampler(name, seed), pruner=pruner, direction="minimize")
+    # Hyperband puts a trial in a bracket by a hash of the study's name: a fixed name makes a seed's run repeatable
+    study = optuna.create_study(
+        study_name=f"benchmark-{seed}", sampler=sampler(name, seed), pruner=pruner, direction="minimize"
+    )
     scratch = tempfile.TemporaryDirectory(prefix="bench-hb-")
 
     def objective(trial: Any) -> float:

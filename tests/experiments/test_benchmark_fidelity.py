@@ -49,6 +49,23 @@ def test_every_method_stops_at_the_same_training_budget():
         assert any(v is not None for _, v, _ in ledger.points), method
 
 
+def test_every_method_repeats_its_run_for_a_seed():
+    """Hyperband's brackets hash the study's name: an unnamed study made optuna-tpe-hb differ run to run."""
+    import benchmark_fidelity as bench
+
+    from fitness.synthetic import SyntheticFitness
+
+    task = bench.TASKS["synthetic"]
+
+    def values(method):
+        ledger = bench.Ledger(SyntheticFitness.from_spec(task.fitness), 6 * task.budget.tokens)
+        bench.RUNNERS[method](task, ledger, 7, 6)
+        return [(tokens, value) for tokens, value, _ in ledger.points]
+
+    for method in bench.RUNNERS:
+        assert values(method) == values(method), method
+
+
 def test_saved_runs_merge_into_the_same_report(tmp_path):
     def bench(*argv):
         done = subprocess.run(
