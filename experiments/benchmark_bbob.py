@@ -166,7 +166,7 @@ def run_optuna(sampler_name: str) -> Callable[[BBOBFitness, int, int], None]:
 
 
 # The engine's default before the wide benchmark (benchmark_bbob_wide.py) moved it, and the steps taken.
-_OLD_DEFAULT = {"surrogate": "tpe", "mode": "generational", "init": "random"}
+_OLD_DEFAULT = {"surrogate": "tpe", "mode": "generational", "init": "random", "surrogate_gamma": 0.2}
 _SS = {**_OLD_DEFAULT, "mode": "steady_state"}
 
 RUNNERS: dict[str, Callable[[BBOBFitness, int, int], None]] = {
