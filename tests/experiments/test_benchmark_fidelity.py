@@ -145,27 +145,33 @@ def test_set_puts_settings_under_our_methods_and_refuses_bad_ones():
 
 
 def test_the_direct_benchmark_replays_its_committed_real_trials(tmp_path):
-    """The README's real-trial table comes from experiments/results/direct/: today's methods
-    must ask for exactly the trials recorded there and find the same results."""
+    """The README's real-trial table comes from experiments/results/direct/: today's methods, and
+    the previous default (surrogate gamma 0.2), must ask for exactly the trials recorded there and
+    find the same results."""
     import re
     import shutil
 
     cache = tmp_path / "trials.jsonl"
     shutil.copy(ROOT / "experiments/results/direct/trials_100.jsonl", cache)
     recorded = cache.read_text()
-    done = subprocess.run(
-        [sys.executable, "experiments/benchmark_fidelity.py", "--task", "smollm2-direct", "--budget", "20"]
-        + ["--methods", "ga", "optuna-tpe", "random", "--seeds", "1", "--first-seed", "100"]
-        + ["--cache", str(cache), "--replay-only"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    per_seed = done.stdout[done.stdout.index("seed by seed") :]
-    assert re.search(r"\n  ga +15\.292\n", per_seed) and re.search(r"\n  optuna-tpe +15\.686\n", per_seed)
-    assert re.search(r"\n  random +16\.058\n", per_seed) and cache.read_text() == recorded
+
+    def replay(*argv):
+        done = subprocess.run(
+            [sys.executable, "experiments/benchmark_fidelity.py", "--task", "smollm2-direct", "--budget", "20"]
+            + ["--seeds", "1", "--first-seed", "100", "--cache", str(cache), "--replay-only", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout[done.stdout.index("seed by seed") :]
+
+    per_seed = replay("--methods", "ga", "optuna-tpe", "random")
+    assert re.search(r"\n  ga +16\.011\n", per_seed) and re.search(r"\n  optuna-tpe +15\.686\n", per_seed)
+    assert re.search(r"\n  random +16\.058\n", per_seed)
+    per_seed = replay("--methods", "ga", "--set", "surrogate_gamma=0.2")
+    assert re.search(r"\n  ga\[surrogate_gamma=0\.2\] +15\.292\n", per_seed) and cache.read_text() == recorded
 
 
 def test_replay_only_stops_at_the_first_trial_the_cache_does_not_hold(tmp_path):
