@@ -4,9 +4,10 @@ Crossover and mutation propose; a cheap model of every result in the store decid
 which proposals are worth a real trial. The model is a TPE-style density ratio
 (Bergstra et al. 2011, as in Optuna's multivariate TPE) over the unit-interval genome:
 the observations are split into the best ``gamma`` fraction (``evolution.surrogate_gamma``)
-and the rest, each group becomes a Parzen density (product kernels: Gaussian on ordered genes, a smoothed
-match kernel on nominal ones, plus a uniform prior component), and a candidate's score
-is ``log l(x) - log g(x)``: high where good trials are dense and bad ones are not.
+and the rest, each group becomes a Parzen density (product kernels: Gaussian on ordered
+genes, a smoothed match kernel on nominal ones, plus a uniform prior component), and a
+candidate's score is ``log l(x) - log g(x)``: high where good trials are dense and bad
+ones are not.
 
 Failed trials count as bad observations (a diverged learning rate is information),
 except trials whose process was killed, which say nothing about the config.
