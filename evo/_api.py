@@ -13,12 +13,11 @@ from evo._preflight import check_run
 from evo._results import RunResult
 from evo._seeding import seed_genomes_from
 from evo._space import SearchSpace, canonical
-from evo.config import RunConfig, parse_config
+from evo.config import EvolutionSettings, RunConfig, parse_config
 from evo.executors import Executor, make_executor
 from evo.storage import RunStore
 from evo.strategies import run_strategy
 from evo.strategies._context import RunContext
-from evo.strategies._settings import EvolutionSettings
 from evo.trial import Budget, ConfigError, Fitness
 
 __all__ = ["evolve", "start_run", "resume_run", "RunAborted"]

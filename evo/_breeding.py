@@ -23,7 +23,7 @@ from evo import _deap
 from evo._operators import CROSSOVERS, mutate
 from evo._space import SearchSpace, genome_key
 from evo._surrogate import Observation, screen
-from evo.strategies._settings import EvolutionSettings, Init, Surrogate
+from evo.config import EvolutionSettings, Init, Surrogate
 
 Member = tuple[dict[str, Any], str, list[int]]
 _RETRIES = 20  # attempts to make a duplicate child new before accepting it (tiny spaces)

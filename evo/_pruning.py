@@ -14,8 +14,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from evo.config import EarlyStopping
 from evo.storage import TrialRecord
-from evo.strategies._settings import EarlyStopping
 from evo.trial import EarlyStop, Objective
 
 GRID = 256  # fractions of the budget are compared on this grid, so curves of any step count line up

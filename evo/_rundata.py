@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evo.config import RunConfig, parse_config
+from evo.config import Mode, RunConfig, parse_config
 from evo.storage import BASELINE_GENERATION, IndividualRecord, RunStore, TrialRecord
-from evo.strategies._settings import Mode
 from evo.trial import Direction, Objective
 
 

@@ -2,34 +2,30 @@
 
 Every mistake is a :class:`~evo.trial.ConfigError` whose one-line message names the key,
 raised before anything is written. The resolved config (defaults filled in) is what the
-run directory keeps. The settings classes live beside the parts that read them
-(``evo.strategies._settings``, ``evo.executors._settings``) and are re-exported here.
+run directory keeps.
 
-A leaf: this package imports only ``evo.trial``, ``evo._space`` and those two settings
-modules. Names are loaded lazily (as in ``evo/__init__.py``) because the settings modules
-import ``evo.config._fields``: an eager import of them here would be a cycle.
+A leaf layer: this package imports only ``evo.trial`` and ``evo._space``; the strategies
+and executors read their settings from here (``_evolution``, ``_executor``).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from evo.config._fields import Rule, build, check_fields, probability, rule
-    from evo.config._run import REPORT_TO, ArtifactPolicy, RunConfig, parse_config, resolved
-    from evo.config._yaml import apply_override, load_config, read_yaml
-    from evo.executors._settings import ExecutorSettings, ExecutorType
-    from evo.strategies._settings import (
-        Crossover,
-        EarlyStopping,
-        EvolutionSettings,
-        Mode,
-        MultiFidelity,
-        PBTSettings,
-        Strategy,
-        Surrogate,
-    )
+from evo.config._evolution import (
+    Crossover,
+    EarlyStopping,
+    EvolutionSettings,
+    Init,
+    Mode,
+    MultiFidelity,
+    PBTSettings,
+    Replacement,
+    Strategy,
+    Surrogate,
+)
+from evo.config._executor import ExecutorSettings, ExecutorType
+from evo.config._fields import Rule, build, check_fields, probability, rule
+from evo.config._run import REPORT_TO, ArtifactPolicy, RunConfig, parse_config, resolved
+from evo.config._yaml import apply_override, load_config, read_yaml
 
 __all__ = [
     "REPORT_TO",
@@ -39,9 +35,11 @@ __all__ = [
     "EvolutionSettings",
     "ExecutorSettings",
     "ExecutorType",
+    "Init",
     "Mode",
     "MultiFidelity",
     "PBTSettings",
+    "Replacement",
     "Rule",
     "RunConfig",
     "Strategy",
@@ -56,30 +54,3 @@ __all__ = [
     "resolved",
     "rule",
 ]
-_HOMES = {
-    "evo.config._fields": ("Rule", "build", "check_fields", "probability", "rule"),
-    "evo.config._run": ("REPORT_TO", "ArtifactPolicy", "RunConfig", "parse_config", "resolved"),
-    "evo.config._yaml": ("apply_override", "load_config", "read_yaml"),
-    "evo.executors._settings": ("ExecutorSettings", "ExecutorType"),
-    "evo.strategies._settings": (
-        "Crossover",
-        "EarlyStopping",
-        "EvolutionSettings",
-        "Mode",
-        "MultiFidelity",
-        "PBTSettings",
-        "Strategy",
-        "Surrogate",
-    ),
-}
-_EXPORTS = {name: module for module, names in _HOMES.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'evo.config' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__

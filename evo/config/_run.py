@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evo._space import SearchSpace
+from evo.config._evolution import EvolutionSettings, Mode, Strategy
+from evo.config._executor import ExecutorSettings
 from evo.config._fields import Rule, build, check_field, check_fields, check_value, rule, unknown_key
-from evo.executors._settings import ExecutorSettings
-from evo.strategies._settings import EvolutionSettings, Mode, Strategy
 from evo.trial import Budget, ConfigError
 
 __all__ = ["REPORT_TO", "ArtifactPolicy", "RunConfig", "parse_config", "resolved"]

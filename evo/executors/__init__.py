@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from evo.executors._settings import ExecutorSettings, ExecutorType
+from evo.config import ExecutorSettings, ExecutorType
 from evo.trial import ConfigError, FailureReason, Fitness, Trial, TrialResult
 
 __all__ = ["Executor", "ExecutorSettings", "ExecutorType", "make_executor", "run_batch", "run_trial"]

@@ -27,10 +27,9 @@ from evo._pruning import MedianRule
 from evo._results import RunResult, build_result
 from evo._stats import generation_record
 from evo._surrogate import MIN_OBSERVATIONS, History, Observation
-from evo.config import RunConfig
+from evo.config import Mode, RunConfig, Strategy, Surrogate
 from evo.executors import Executor
 from evo.storage import BASELINE_GENERATION, IndividualRecord, RunStore, TrialRecord
-from evo.strategies._settings import Mode, Strategy, Surrogate
 from evo.trial import FailureReason, Fitness, TrialStatus
 
 

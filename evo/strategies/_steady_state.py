@@ -31,9 +31,9 @@ from collections import deque
 from evo import _breeding as breeding
 from evo import _deap
 from evo._results import RunResult
+from evo.config import Replacement
 from evo.storage import BASELINE_GENERATION, IndividualRecord, TrialRecord
 from evo.strategies._context import RunContext, job_of
-from evo.strategies._settings import Replacement
 
 STATE_KEY = "steady_state"
 

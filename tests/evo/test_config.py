@@ -7,8 +7,7 @@ import pytest
 
 from evo import Budget, evolve
 from evo._space import SearchSpace
-from evo.config import parse_config, resolved
-from evo.strategies._settings import EvolutionSettings, Mode, MultiFidelity
+from evo.config import EvolutionSettings, Mode, MultiFidelity, parse_config, resolved
 from evo.trial import ConfigError
 from fitness.synthetic import SyntheticFitness
 from tests.conftest import ROOT, SMALL_SPACE
@@ -83,7 +82,7 @@ def test_the_python_api_needs_a_budget():
 def test_importing_the_config_loads_nothing_that_runs():
     code = (
         "import sys; from evo.config import RunConfig, load_config, parse_config, EvolutionSettings, ExecutorSettings; "
-        "import evo.strategies._settings, evo.executors._settings; "
+        "import evo.config._evolution, evo.config._executor; "
         "print(' '.join(sorted(sys.modules)))"
     )
     loaded = set(
@@ -106,5 +105,5 @@ def test_importing_the_config_loads_nothing_that_runs():
     assert not [
         m
         for m in loaded
-        if m.startswith(("deap.", "evo.storage.", "evo.strategies._", "ray")) and m != "evo.strategies._settings"
+        if m.startswith(("deap.", "evo.storage.", "evo.strategies._", "ray")) and m != "evo.config._evolution"
     ]

@@ -7,9 +7,8 @@ import pytest
 
 from evo._api import start_run
 from evo._pruning import MedianRule
-from evo.config import parse_config
+from evo.config import EarlyStopping, parse_config
 from evo.storage import RunStore
-from evo.strategies._settings import EarlyStopping
 from evo.trial import Budget, ConfigError, EarlyStop, Objective, Trial, TrialStatus
 from fitness.synthetic import SyntheticFitness
 

@@ -4,15 +4,14 @@ import numpy as np
 
 from evo._breeding import Prior, initial_members
 from evo._space import SearchSpace
-from evo.config import parse_config
+from evo.config import Init, parse_config
 from evo.storage import RunStore
-from evo.strategies._settings import Init
 from tests.evo.test_loop import run_synthetic
 
 
 def test_an_initial_population_is_seeds_first_then_space_filling():
     from evo._breeding import initial_members
-    from evo.strategies._settings import Init
+    from evo.config import Init
 
     space = SearchSpace.from_spec(
         {"r": {"type": "int", "choices": [8, 16, 32, 64]}, "x": {"type": "float", "low": 0, "high": 1}}

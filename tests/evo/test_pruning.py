@@ -9,8 +9,8 @@ import random
 import numpy as np
 
 from evo._pruning import GRID, MedianRule
+from evo.config import EarlyStopping
 from evo.storage import TrialRecord
-from evo.strategies._settings import EarlyStopping
 from evo.trial import Objective, TrialStatus
 
 

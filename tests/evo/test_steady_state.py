@@ -119,7 +119,7 @@ def members_after(replacement, population, child, mu=3):
     from deap import base
 
     from evo._space import SearchSpace
-    from evo.strategies._settings import Replacement
+    from evo.config import Replacement
     from evo.strategies._steady_state import _survivors
 
     class Fitness(base.Fitness):

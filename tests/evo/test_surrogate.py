@@ -10,8 +10,8 @@ import pytest
 from evo import evolve
 from evo._space import SearchSpace
 from evo._surrogate import GAMMA, MIN_OBSERVATIONS, DensityRatio, Observation, screen, split
+from evo.config import EvolutionSettings, Surrogate
 from evo.storage import RunStore
-from evo.strategies._settings import EvolutionSettings, Surrogate
 from evo.trial import Budget, ConfigError
 from tests.conftest import SMALL_SPACE
 from tests.evo.fitnesses import Sphere

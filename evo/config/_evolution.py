@@ -1,7 +1,7 @@
 """The ``evolution`` section of a run config: how the population evolves.
 
-It lives beside the strategies that read it, and stays a leaf (no DEAP, no numpy, no
-strategy code) because the config imports it. Rates are probabilities per child or per
+Settings only (no DEAP, no numpy, no strategy code): the strategies in
+``evo.strategies`` read them from the config. Rates are probabilities per child or per
 gene; fractions are of the trial budget.
 """
 

@@ -1,6 +1,6 @@
 """The ``executor`` section of a run config: where trials run.
 
-Beside the executors that read it, and a leaf (no Ray) because the config imports it.
+Settings only (no Ray): the executors in ``evo.executors`` read them from the config.
 """
 
 from __future__ import annotations
