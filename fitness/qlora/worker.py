@@ -65,11 +65,6 @@ def _answer_until_stopped(conn: Connection, runner) -> None:
         message = conn.recv()
         if message[0] == "stop":
             return
-        if message[0] == "trial":  # one trial, from a driver started before packing (its own reply shape)
-            result = runner.run(message[1])
-            release_freed_memory()
-            conn.send(("result", result, rss_mb()))
-            continue
         runner.run_pack(message[1], lambda index, result: conn.send(("result", index, result)))
         release_freed_memory()
         conn.send(("done", rss_mb()))
@@ -94,9 +89,6 @@ class TrialWorker:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
-
-    def evaluate(self, trial: Trial) -> TrialResult:
-        return self.evaluate_batch([trial])[0]
 
     def evaluate_batch(self, trials: list[Trial]) -> list[TrialResult]:
         if self._process is not None and not self._process.is_alive():
