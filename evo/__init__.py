@@ -42,7 +42,8 @@ _EXPORTS = {
     "FitnessBase": "evo.trial",
     "GeneDecl": "evo.trial",
     "ValueKind": "evo.trial",
-    "check_value": "evo.trial",
+    "why_refused": "evo.trial",
+    "check_value": "evo.trial",  # deprecated: why_refused
     "ConfigError": "evo.trial",
 }
 __all__ = sorted(_EXPORTS)

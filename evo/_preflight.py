@@ -16,7 +16,7 @@ from typing import Any
 
 from evo._space import Gene, GeneKind
 from evo.config import RunConfig
-from evo.trial import ConfigError, Fitness, GeneDecl, ValueKind, check_value
+from evo.trial import ConfigError, Fitness, GeneDecl, ValueKind, why_refused
 
 
 def check_run(config: RunConfig, fitness: Fitness) -> list[str]:
@@ -74,7 +74,7 @@ def _check_gene(gene: Gene, decl: GeneDecl, kind: str) -> None:
 
 
 def _check(key: str, value: Any, decl: GeneDecl, kind: str, *, bounded: bool = True) -> None:
-    problem = check_value(decl if bounded else GeneDecl(decl.name, decl.kind, 0), value)
+    problem = why_refused(decl if bounded else GeneDecl(decl.name, decl.kind, 0), value)
     if problem is None:
         return
     words = [c for c in decl.choices if isinstance(c, str)]

@@ -12,6 +12,7 @@ import abc
 import difflib
 import enum
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,12 +258,12 @@ class GeneDecl:
             raise ValueError(f"gene {self.name}: a {self.kind.value} gene needs choices")
         if self.names and self.kind is not ValueKind.MODULE_LIST:
             raise ValueError(f"gene {self.name}: only a module_list gene has names")
-        problem = check_value(self, self.default)
+        problem = why_refused(self, self.default)
         if problem is not None:
             raise ValueError(f"gene {self.name}: default {self.default!r} {problem}")
 
 
-def check_value(decl: GeneDecl, value: Any) -> str | None:
+def why_refused(decl: GeneDecl, value: Any) -> str | None:
     """Why ``value`` is not one ``decl`` accepts (e.g. ``"must be in [0, 1)"``), None when it is.
 
     Types are strict (a bool is not a number, a string is not a float); an INT also
@@ -288,6 +289,14 @@ def check_value(decl: GeneDecl, value: Any) -> str | None:
     too_low = decl.low is not None and (value <= decl.low if decl.low_open else value < decl.low)
     too_high = decl.high is not None and (value >= decl.high if decl.high_open else value > decl.high)
     return f"must be {_bounds(decl)}" if too_low or too_high else None
+
+
+def check_value(decl: GeneDecl, value: Any) -> str | None:
+    """Deprecated since 0.2.0: the name read as if it raised. Use :func:`why_refused`."""
+    warnings.warn(
+        "evo.check_value is deprecated: use evo.why_refused (the same answer)", DeprecationWarning, stacklevel=2
+    )
+    return why_refused(decl, value)
 
 
 def _one_of(value: Any, choices: tuple[Any, ...]) -> bool:

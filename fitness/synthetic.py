@@ -43,7 +43,7 @@ from evo.trial import (
     Objective,
     Trial,
     TrialResult,
-    check_value,
+    why_refused,
 )
 from fitness.qlora.export import split_sections
 from fitness.qlora.genes import GENES
@@ -292,7 +292,7 @@ def _check_genes(config: Mapping[str, Any]) -> None:
     The learning rate is left out: a bad one diverges (see ``evaluate``)."""
     for name, value in config.items():
         if name in GENES and name != "learning_rate":
-            problem = check_value(GENES[name], value)
+            problem = why_refused(GENES[name], value)
             if problem is not None:
                 raise ValueError(f"gene {name}={value!r}: {problem}")
 

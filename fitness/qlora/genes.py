@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
-from evo.trial import GeneDecl, ValueKind, check_value
+from evo.trial import GeneDecl, ValueKind, why_refused
 from fitness.qlora.spec import LRScaling
 
 TARGET_MODULE_SETS: dict[str, tuple[str, ...] | str] = {
@@ -214,7 +214,7 @@ def parse_genes(
 def _convert(decl: GeneDecl, value: Any) -> Any:
     """``value`` as TrialConfig holds it; a ValueError naming the gene when GENES refuses it."""
     plain = _coerce(decl, value)
-    problem = check_value(decl, plain)
+    problem = why_refused(decl, plain)
     diverges = decl.name == "learning_rate" and isinstance(plain, float) and not math.isfinite(plain)
     if problem is not None and not diverges:
         raise ValueError(f"gene {decl.name}={value!r}: {problem}")
@@ -225,7 +225,7 @@ def _convert(decl: GeneDecl, value: Any) -> Any:
 
 def _coerce(decl: GeneDecl, value: Any) -> Any:
     """Numbers from strings (YAML reads ``1e-4`` as one) and integral floats, module names as
-    strings; what cannot be converted is returned as it is, for check_value to refuse."""
+    strings; what cannot be converted is returned as it is, for why_refused to refuse."""
     try:
         if isinstance(value, bool) or decl.kind in (ValueKind.BOOL, ValueKind.CATEGORICAL):
             return value

@@ -1,10 +1,10 @@
-"""The contract module: gene declarations, check_value and the fitness defaults."""
+"""The contract module: gene declarations, why_refused and the fitness defaults."""
 
 import math
 
 import pytest
 
-from evo.trial import Budget, Fitness, FitnessBase, GeneDecl, Objective, Trial, TrialResult, ValueKind, check_value
+from evo.trial import Budget, Fitness, FitnessBase, GeneDecl, Objective, Trial, TrialResult, ValueKind, why_refused
 
 RANK = GeneDecl("r", ValueKind.INT, 64, low=1)
 DROPOUT = GeneDecl("lora_dropout", ValueKind.FLOAT, 0.1, low=0.0, high=1.0, high_open=True)
@@ -38,7 +38,7 @@ BITS = GeneDecl("bits", ValueKind.CATEGORICAL, 4, choices=(4, 8))
     ],
 )
 def test_accepted_values(decl, value):
-    assert check_value(decl, value) is None
+    assert why_refused(decl, value) is None
 
 
 NOT_MODULES = "must be one of 'attention', 'mlp' or a non-empty list of module names"
@@ -70,14 +70,14 @@ NOT_MODULES = "must be one of 'attention', 'mlp' or a non-empty list of module n
     ],
 )
 def test_refused_values_say_what_is_accepted(decl, value, problem):
-    assert check_value(decl, value) == problem
+    assert why_refused(decl, value) == problem
 
 
 def test_high_only_and_closed_bounds_read_as_written():
-    assert check_value(GeneDecl("x", ValueKind.FLOAT, 0.0, high=1.0, high_open=True), 1.0) == "must be < 1"
-    assert check_value(GeneDecl("x", ValueKind.INT, 3, low=2, high=8), 9) == "must be in [2, 8]"
+    assert why_refused(GeneDecl("x", ValueKind.FLOAT, 0.0, high=1.0, high_open=True), 1.0) == "must be < 1"
+    assert why_refused(GeneDecl("x", ValueKind.INT, 3, low=2, high=8), 9) == "must be in [2, 8]"
     half_open = GeneDecl("x", ValueKind.FLOAT, 0.5, low=0.0, high=1.0, low_open=True)
-    assert check_value(half_open, 0.0) == "must be in (0, 1]"
+    assert why_refused(half_open, 0.0) == "must be in (0, 1]"
 
 
 LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -87,23 +87,23 @@ LLAMA_MODULES = GeneDecl(
 
 
 def test_module_names_of_the_model_are_accepted_and_others_refused_with_a_suggestion():
-    assert check_value(LLAMA_MODULES, ["q_proj", "down_proj"]) is None
-    assert check_value(LLAMA_MODULES, "mlp") is None  # a named set is a choice, not a module name
+    assert why_refused(LLAMA_MODULES, ["q_proj", "down_proj"]) is None
+    assert why_refused(LLAMA_MODULES, "mlp") is None  # a named set is a choice, not a module name
     listing = "(its linear modules: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"
-    assert check_value(LLAMA_MODULES, ["q_proj", "nope"]) == f"module 'nope' is not in the model {listing}"
+    assert why_refused(LLAMA_MODULES, ["q_proj", "nope"]) == f"module 'nope' is not in the model {listing}"
     assert (
-        check_value(LLAMA_MODULES, ("q_prj", "c_attn"))  # the first unknown one is named
+        why_refused(LLAMA_MODULES, ("q_prj", "c_attn"))  # the first unknown one is named
         == f"module 'q_prj' is not in the model, did you mean 'q_proj'? {listing}"
     )
-    assert check_value(LLAMA_MODULES, ["attention"]).startswith("module 'attention' is not in the model")
-    assert check_value(LLAMA_MODULES, []) == NOT_MODULES  # the shape is checked before the names
-    assert check_value(MODULES, ["anything"]) is None  # no names declared: any names
+    assert why_refused(LLAMA_MODULES, ["attention"]).startswith("module 'attention' is not in the model")
+    assert why_refused(LLAMA_MODULES, []) == NOT_MODULES  # the shape is checked before the names
+    assert why_refused(MODULES, ["anything"]) is None  # no names declared: any names
 
 
 def test_a_long_list_of_module_names_is_shortened():
     names = tuple(f"layer{i}" for i in range(40))
     decl = GeneDecl("target_modules", ValueKind.MODULE_LIST, "all", choices=("all",), names=names)
-    problem = check_value(decl, ["layer_x"])
+    problem = why_refused(decl, ["layer_x"])
     assert problem is not None and "layer11, ... (28 more))" in problem and "layer12" not in problem
 
 
@@ -149,3 +149,11 @@ def test_the_base_still_requires_the_essentials():
 
     with pytest.raises(TypeError, match="evaluate"):
         NoEvaluate()  # type: ignore[abstract]
+
+
+def test_check_value_is_the_deprecated_name_of_why_refused():
+    import evo
+
+    decl = GeneDecl("x", ValueKind.INT, 3, low=2, high=8)
+    with pytest.warns(DeprecationWarning, match="why_refused"):
+        assert evo.check_value(decl, 9) == why_refused(decl, 9) == "must be in [2, 8]"

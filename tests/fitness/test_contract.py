@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from evo.trial import Budget, Direction, Fitness, GeneDecl, Trial, TrialResult, TrialStatus, ValueKind, check_value
+from evo.trial import Budget, Direction, Fitness, GeneDecl, Trial, TrialResult, TrialStatus, ValueKind, why_refused
 
 
 def bad_value(decl: GeneDecl) -> Any:
@@ -69,7 +69,7 @@ class FitnessContract:
 
     def test_genes_are_declared_under_their_names_with_accepted_defaults(self, fitness):
         for name, decl in fitness.genes.items():
-            assert decl.name == name and check_value(decl, decl.default) is None, decl
+            assert decl.name == name and why_refused(decl, decl.default) is None, decl
 
     def test_structural_genes_are_declared_genes(self, fitness):
         assert isinstance(fitness.structural_genes, frozenset)
@@ -100,7 +100,7 @@ class FitnessContract:
     def test_a_refused_value_of_any_declared_gene_never_completes(self, fitness):
         for name, decl in fitness.genes.items():
             value = bad_value(decl)
-            assert check_value(decl, value) is not None
+            assert why_refused(decl, value) is not None
             try:
                 result = self.run(fitness, {**self.defaults(fitness), name: value})
             except Exception:  # the engine records it as a failed trial

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from evo.trial import Budget, ConfigError, Trial, TrialResult, check_value
+from evo.trial import Budget, ConfigError, Trial, TrialResult, why_refused
 from fitness.qlora import QLoRAFitness
 from fitness.qlora.architecture import Architecture, read_architecture
 from fitness.qlora.genes import GENES, genes_for_model
@@ -32,8 +32,8 @@ def tiny_fitness(tiny_spec):
 def test_the_declared_context_is_the_models(tiny_model, tiny_fitness):
     seq = tiny_fitness.genes["max_seq_length"]
     assert seq.high == json.loads((tiny_model / "config.json").read_text())["max_position_embeddings"] == 512
-    assert check_value(seq, 512) is None and check_value(seq, 128) is None
-    assert check_value(seq, 513) == "must be in [2, 512]"
+    assert why_refused(seq, 512) is None and why_refused(seq, 128) is None
+    assert why_refused(seq, 513) == "must be in [2, 512]"
 
 
 def test_the_declared_modules_are_the_models_linear_layers(tiny_fitness):
@@ -41,11 +41,11 @@ def test_the_declared_modules_are_the_models_linear_layers(tiny_fitness):
     assert modules.names == LLAMA_LINEAR  # lm_head (tied to the embeddings) is no target
     assert modules.choices == ("attention", "mlp", "all-linear")
     for accepted in (["q_proj", "v_proj"], "all-linear", "attention", list(LLAMA_LINEAR)):
-        assert check_value(modules, accepted) is None, accepted
-    problem = check_value(modules, ["q_proj", "nope"])
+        assert why_refused(modules, accepted) is None, accepted
+    problem = why_refused(modules, ["q_proj", "nope"])
     assert problem == f"module 'nope' is not in the model (its linear modules: {', '.join(LLAMA_LINEAR)})"
-    assert "did you mean 'up_proj'?" in check_value(modules, ["up_prj"])
-    assert check_value(modules, ["lm_head"]) is not None
+    assert "did you mean 'up_proj'?" in why_refused(modules, ["up_prj"])
+    assert why_refused(modules, ["lm_head"]) is not None
     assert GENES["target_modules"].names == () and GENES["max_seq_length"].high is None  # the static ones stay open
 
 
@@ -94,7 +94,7 @@ def test_a_model_without_the_named_modules_offers_what_it_has():
     genes = genes_for_model(64, ("c_attn", "c_proj", "c_fc"))  # GPT-2's, and a context below the default 128
     modules, seq = genes["target_modules"], genes["max_seq_length"]
     assert modules.choices == ("all-linear",) and modules.default == "all-linear"
-    assert check_value(modules, "attention") is not None and check_value(modules, ["c_attn"]) is None
+    assert why_refused(modules, "attention") is not None and why_refused(modules, ["c_attn"]) is None
     assert (seq.high, seq.default) == (64, 64)
     assert genes_for_model(None, ())["max_seq_length"] == GENES["max_seq_length"]
 
