@@ -34,7 +34,7 @@ class DivergedError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Job:
+class TrainingJob:
     """A trial to train, with its parsed genes and its step budget."""
 
     trial: Trial
@@ -43,7 +43,7 @@ class Job:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class TrainingOutcome:
     """A trial's metrics; ``stopped`` is the message when early stopping ended it (then
     ``reason`` is DIVERGED for a diverging loss, None for the median rule)."""
 
@@ -62,7 +62,7 @@ class Event(enum.Enum):
 
 @dataclass(eq=False)  # compared and hashed by identity: the loop keys events by member
 class Member:
-    job: Job
+    job: TrainingJob
     adapter: Adapter
     optimizer: torch.optim.Optimizer
     scheduler: Any
@@ -84,7 +84,7 @@ class Member:
     packed_with: int = 1  # most trials trained at once, this one included
     every: int = 0  # optimizer steps between intermediate evaluations; 0 = only at the end
     eval_tokens: int = 0  # tokens of the validation set
-    result: Outcome | BaseException | None = None
+    result: TrainingOutcome | BaseException | None = None
 
     def __post_init__(self) -> None:
         self.start_step = self.step
@@ -95,7 +95,7 @@ class Member:
         return self.job.cfg
 
     @classmethod
-    def start(cls, job: Job, base, linear: list[str], data: TokenizedCorpus, device: torch.device) -> Member:
+    def start(cls, job: TrainingJob, base, linear: list[str], data: TokenizedCorpus, device: torch.device) -> Member:
         """A fresh adapter, or the checkpoint's, ready to train; raises for this trial's own faults."""
         trial, cfg = job.trial, job.cfg
         if not 0.0 < trial.fidelity <= 1.0:
@@ -148,7 +148,7 @@ class Member:
                 f"training loss {loss:.4g} at step {step}/{self.job.budget_steps} diverged "
                 f"(non-finite or above {early.loss_ratio:g} x the first loss {self.first_loss:.4g})"
             )
-            self.result = Outcome(
+            self.result = TrainingOutcome(
                 self.metrics(pruned_at_step=step, diverged_step=step), message, FailureReason.DIVERGED
             )
             return Event.ENDED
@@ -179,7 +179,7 @@ class Member:
         message = (
             f"val_perplexity {ppl:.4g} worse than the median {median:.4g} at step {self.step}/{self.job.budget_steps}"
         )
-        self.result = Outcome(self.metrics(val_perplexity=ppl, pruned_at_step=self.step), message)
+        self.result = TrainingOutcome(self.metrics(val_perplexity=ppl, pruned_at_step=self.step), message)
         return True
 
     def finish(self, ppl: float, seconds: float, base_model: str | None) -> None:
@@ -213,7 +213,7 @@ class Member:
             path = trial.artifact_dir / "adapter"
             self.adapter.save_pretrained(path, base_model)
             out["adapter_path"] = str(path)
-        self.result = Outcome(out)
+        self.result = TrainingOutcome(out)
 
     def metrics(self, **extra: Any) -> dict[str, Any]:
         train_tokens = (self.step - self.start_step) * self.cfg.tokens_per_step  # this trial's only

@@ -27,7 +27,15 @@ from fitness.qlora.sizing import PackSizer, pack_plan
 from fitness.qlora.source import default_cache_root, resolve_model
 from fitness.qlora.spec import QLoRASpec
 from fitness.qlora.tokens import tokenize_corpus
-from fitness.qlora.train import DivergedError, Job, Outcome, is_out_of_memory, pack_shape, steps_for, train_pack
+from fitness.qlora.train import (
+    DivergedError,
+    TrainingJob,
+    TrainingOutcome,
+    is_out_of_memory,
+    pack_shape,
+    steps_for,
+    train_pack,
+)
 
 Send = Callable[[int, TrialResult], None]
 
@@ -58,13 +66,13 @@ class TrialRunner:
         """Train ``trials``, packing those that can share a forward; ``send(index, result)`` once for each."""
         start = time.perf_counter()
         self._reset_peak_memory()
-        shapes: dict[Any, list[tuple[int, Job, dict[str, Any], dict[str, Any] | None]]] = {}
+        shapes: dict[Any, list[tuple[int, TrainingJob, dict[str, Any], dict[str, Any] | None]]] = {}
         for index, trial in enumerate(trials):
             metrics: dict[str, Any] = {"device": self.device, "pack_trials": len(trials)}
             applied: dict[str, Any] | None = None
             try:
                 cfg, applied = self._parse(trial, metrics)
-                job = Job(trial, cfg, steps_for(trial.budget, cfg))
+                job = TrainingJob(trial, cfg, steps_for(trial.budget, cfg))
             except Exception as exc:  # a gene it cannot use: this trial alone fails
                 send(index, self._result(exc, metrics, applied, start))
                 continue
@@ -77,7 +85,7 @@ class TrialRunner:
         by_job = {id(job): (index, metrics, applied) for index, job, metrics, applied in members}
         unanswered = set(by_job)
 
-        def answer(job: Job, outcome: Outcome | BaseException) -> None:
+        def answer(job: TrainingJob, outcome: TrainingOutcome | BaseException) -> None:
             index, metrics, applied = by_job[id(job)]
             unanswered.discard(id(job))
             send(index, self._result(outcome, metrics, applied, start))

@@ -26,15 +26,15 @@ from evo.trial import Budget, Trial
 from fitness.qlora.adapter import linear_modules
 from fitness.qlora.evaluate import EvalSettings, perplexities
 from fitness.qlora.genes import TrialConfig
-from fitness.qlora.member import DivergedError, Event, Job, Member, Outcome
+from fitness.qlora.member import DivergedError, Event, Member, TrainingJob, TrainingOutcome
 from fitness.qlora.packing import Pack, causal_lm_loss, hidden_states
 from fitness.qlora.sizing import PackLimit
 from fitness.qlora.tokens import TokenizedCorpus
 
 __all__ = [
     "DivergedError",
-    "Job",
-    "Outcome",
+    "TrainingJob",
+    "TrainingOutcome",
     "is_out_of_memory",
     "pack_shape",
     "steps_for",
@@ -42,7 +42,7 @@ __all__ = [
     "train_pack",
 ]
 
-Answer = Callable[[Job, "Outcome | BaseException"], None]
+Answer = Callable[[TrainingJob, "TrainingOutcome | BaseException"], None]
 
 
 def steps_for(budget: Budget, cfg: TrialConfig) -> int:
@@ -68,14 +68,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def train_and_score(
     base, data: TokenizedCorpus, cfg: TrialConfig, *, trial: Trial, budget_steps: int, evaluation: EvalSettings
-) -> Outcome:
-    """One trial alone (a pack of one): its Outcome, or the exception that failed it raised."""
-    answers: list[Outcome | BaseException] = []
+) -> TrainingOutcome:
+    """One trial alone (a pack of one): its TrainingOutcome, or the exception that failed it raised."""
+    answers: list[TrainingOutcome | BaseException] = []
     limit = PackLimit(1, 1, learning=False)
     train_pack(
         base,
         data,
-        [Job(trial, cfg, budget_steps)],
+        [TrainingJob(trial, cfg, budget_steps)],
         evaluation=evaluation,
         limit=limit,
         answer=lambda _, a: answers.append(a),
@@ -88,7 +88,7 @@ def train_and_score(
 def train_pack(
     base,
     data: TokenizedCorpus,
-    jobs: list[Job],
+    jobs: list[TrainingJob],
     *,
     evaluation: EvalSettings,
     limit: PackLimit,
@@ -97,7 +97,7 @@ def train_pack(
 ) -> None:
     """Train and score every job (all of one :func:`pack_shape`), ``limit.size`` at a time.
 
-    Each job is answered exactly once, as soon as it ends: with its Outcome, or with the
+    Each job is answered exactly once, as soon as it ends: with its TrainingOutcome, or with the
     exception that failed it. A failure of the shared step (out of memory, or any error)
     restarts the trials in it in two halves, from their start (the same seeds, so the same
     numbers); a trial that fails alone fails. The base is restored even when this raises.
