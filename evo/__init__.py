@@ -25,12 +25,14 @@ _EXPORTS = {
     "compare_runs": "evo.plots._compare",
     "SearchSpace": "evo._space",
     "Gene": "evo._space",
+    "GeneKind": "evo._space",
     "EvolutionSettings": "evo.config",
     "RunConfig": "evo.config",
     "Mode": "evo.config",
     "load_config": "evo.config",
     "parse_config": "evo.config",
     "RunStore": "evo.storage",
+    "make_executor": "evo.executors",
     "Trial": "evo.trial",
     "TrialResult": "evo.trial",
     "TrialStatus": "evo.trial",
@@ -45,6 +47,7 @@ _EXPORTS = {
     "why_refused": "evo.trial",
     "check_value": "evo.trial",  # deprecated: why_refused
     "ConfigError": "evo.trial",
+    "Deprecated": "evo.trial",
 }
 __all__ = sorted(_EXPORTS)
 

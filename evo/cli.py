@@ -10,7 +10,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from evo.config import RunConfig, load_config
 from evo.executors import ExecutorType, make_executor
 from evo.plots import NothingToPlot
 from evo.storage import BASELINE_GENERATION, RunDirInUse, RunStore, StoreError
-from evo.trial import ConfigError
+from evo.trial import ConfigError, Deprecated
 
 EXIT_CONFIG = 2  # bad config, data, model path or run directory
 EXIT_FAILED = 1  # the run itself failed (e.g. aborted after consecutive failures)
@@ -368,6 +369,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides or args.command != 'run')}"
         )
     args.overrides = overrides
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_deprecations(warnings.showwarning)
+        return _run_command(args)
+
+
+def _one_line_deprecations(show: Callable[..., None]) -> Callable[..., None]:
+    """A renamed key or flag is one ``evo: warning:`` line; other warnings show as Python shows them."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, Deprecated):
+            print(f"evo: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
+
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except NothingToPlot as exc:

@@ -27,6 +27,16 @@ class ConfigError(ValueError):
     """
 
 
+class Deprecated(FutureWarning):
+    """A key, flag or name that a release renamed: it still works, and the warning says what
+    to use instead. A FutureWarning, so that users see it; the CLI prints it on one line."""
+
+
+def renamed(old: str, new: str, *, stacklevel: int = 3) -> None:
+    """Warn that ``old`` (a config key, a flag, a name) is now ``new``, with the same meaning."""
+    warnings.warn(f"{old} is deprecated since 0.2.0: use {new} (the same setting)", Deprecated, stacklevel=stacklevel)
+
+
 class TrialStatus(str, enum.Enum):
     """Where an evaluation ended. RUNNING exists only in the store, while in flight."""
 
@@ -293,9 +303,7 @@ def why_refused(decl: GeneDecl, value: Any) -> str | None:
 
 def check_value(decl: GeneDecl, value: Any) -> str | None:
     """Deprecated since 0.2.0: the name read as if it raised. Use :func:`why_refused`."""
-    warnings.warn(
-        "evo.check_value is deprecated: use evo.why_refused (the same answer)", DeprecationWarning, stacklevel=2
-    )
+    renamed("evo.check_value", "evo.why_refused")
     return why_refused(decl, value)
 
 
@@ -351,10 +359,10 @@ class Fitness(Protocol):
       A static method: ``evo best`` calls it without building the fitness.
     - ``close()``: release workers; called once or more, so it must be idempotent.
     - ``batch_capacity`` and ``evaluate_batch(trials)``: how many trials the fitness can
-      evaluate together (e.g. QLoRA trials packed on one shared base), and the call that
+      evaluate together (e.g. a cohort of QLoRA trials on one shared base), and the call that
       does it, answering one result per trial, in order. With more than 1, the local
-      executor queues that many submitted trials and hands them over at once. Packing
-      must not change a trial's result: each is the one ``evaluate`` would give.
+      executor queues that many submitted trials and hands them over at once. Evaluating
+      together must not change a trial's result: each is the one ``evaluate`` would give.
     """
 
     objectives: tuple[Objective, ...]

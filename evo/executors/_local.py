@@ -2,7 +2,7 @@
 
 One worker (the default) calls the fitness right in :meth:`LocalExecutor.wait`, exactly
 as the loop always did, so Ctrl-C and signals reach the fitness as before. A fitness
-whose ``batch_capacity`` is above 1 (QLoRA trials packed on one base) gets that capacity:
+whose ``batch_capacity`` is above 1 (a cohort of QLoRA trials on one base) gets that capacity:
 submitted trials queue, and a ``wait`` with no answer ready hands every queued trial to
 ``evaluate_batch`` at once; the answers then come back one per ``wait``, in submission
 order, so the order never depends on timing. More workers share the one fitness object

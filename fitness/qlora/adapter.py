@@ -1,11 +1,11 @@
-"""One trial's LoRA adapter, held apart from the base so that many can share it (see ``packing.py``).
+"""One trial's LoRA adapter, held apart from the base so that many can share it (see ``cohort.py``).
 
 The weights, their initialisation and their names are peft's: ``lora_A`` drawn with
 kaiming-uniform(a=sqrt(5)) from the trial's seed, module by module, ``lora_B`` zero, scale
 ``alpha / r`` (``alpha / sqrt(r)`` with rsLoRA), state-dict keys
 ``base_model.model.<module>.lora_A.weight``, so ``save_pretrained`` writes a directory that
 ``PeftModel.from_pretrained`` loads. Dropout masks come from a generator of the adapter's
-own, reseeded per micro-batch, so a trial's randomness never depends on its pack.
+own, reseeded per micro-batch, so a trial's randomness never depends on its cohort.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Adapter:
         self.weights: dict[str, tuple[torch.nn.Parameter, torch.nn.Parameter]] = {}
         for name in self.targets:
             layer = base.get_submodule(name)
-            layer = getattr(layer, "base_layer", layer)  # already wrapped for another trial of the pack
+            layer = getattr(layer, "base_layer", layer)  # already wrapped for another trial of the cohort
             a = torch.empty(cfg.r, layer.in_features)
             torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=init)
             b = torch.zeros(layer.out_features, cfg.r)

@@ -2,7 +2,7 @@
 
 Every trial is scored on the same fixed validation blocks (``TokenizedCorpus.validation_blocks``),
 independent of its own ``max_seq_length``, so numbers compare across genomes. Trials of a
-pack are scored together: each validation batch is repeated once per adapter, and each
+cohort are scored together: each validation batch is repeated once per adapter, and each
 copy goes through its own adapter, so the base runs once for all of them.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from fitness.qlora.adapter import Adapter
-from fitness.qlora.packing import Pack, causal_lm_loss, hidden_states
+from fitness.qlora.cohort import Cohort, causal_lm_loss, hidden_states
 from fitness.qlora.tokens import IGNORE_INDEX, Blocks
 
 
@@ -27,21 +27,21 @@ class EvalSettings:
 
 
 @torch.no_grad()
-def perplexities(pack: Pack, adapters: list[Adapter], blocks: Blocks, batch_size: int) -> list[float]:
+def perplexities(cohort: Cohort, adapters: list[Adapter], blocks: Blocks, batch_size: int) -> list[float]:
     """Per adapter: exp of the token-weighted mean NLL over every labelled, predicted token."""
-    base, k = pack.base, len(adapters)
+    base, k = cohort.base, len(adapters)
     training = base.training
     base.eval()
-    total_nll, total_tokens = torch.zeros(k, dtype=torch.float64, device=pack.device), 0
+    total_nll, total_tokens = torch.zeros(k, dtype=torch.float64, device=cohort.device), 0
     try:
         for i in range(0, len(blocks), batch_size):
             labels = blocks.labels[i : i + batch_size]
             n = int((labels[:, 1:] != IGNORE_INDEX).sum())  # counted on the host: no device sync
             if not n:
                 continue
-            ids, labels = blocks.ids[i : i + batch_size].to(pack.device), labels.to(pack.device)
+            ids, labels = blocks.ids[i : i + batch_size].to(cohort.device), labels.to(cohort.device)
             rows = len(ids)
-            pack.layout([(adapter, rows) for adapter in adapters], training=False)
+            cohort.layout([(adapter, rows) for adapter in adapters], training=False)
             hidden = hidden_states(base, ids.repeat(k, 1))
             for j in range(k):  # summed on the device: one sync at the end, not one per batch and trial
                 total_nll[j] += causal_lm_loss(base, hidden[j * rows : (j + 1) * rows], labels, reduction="sum")

@@ -19,7 +19,7 @@ from fitness.qlora.source import ModelSource, default_cache_root, resolve_model
 from fitness.qlora.spec import OBJECTIVES, Device, QLoRASpec
 from fitness.qlora.worker import TrialWorker
 
-FITNESS_VERSION = 2  # bump when the loop or scoring changes what a number means (2: packed loop, own dropout RNG)
+FITNESS_VERSION = 2  # bump when the loop or scoring changes what a number means (2: cohort loop, own dropout RNG)
 
 
 class QLoRAFitness(FitnessBase):
@@ -109,22 +109,22 @@ class QLoRAFitness(FitnessBase):
 
     @property
     def batch_capacity(self) -> int:  # type: ignore[override]  # depends on the spec and the device
-        """Trials handed to the worker at once: ``fitness.pack`` (auto: see ``sizing.pack_plan``)."""
-        from fitness.qlora.sizing import pack_plan
+        """Trials handed to the worker at once: ``fitness.cohort`` (auto: see ``sizing.cohort_plan``)."""
+        from fitness.qlora.sizing import cohort_plan
 
-        if self.spec.pack == "auto" and self.spec.device is Device.AUTO:
+        if self.spec.cohort == "auto" and self.spec.device is Device.AUTO:
             from fitness.qlora.model import pick_device  # imports torch, so only here
 
             device = pick_device(self.spec.device)
         else:
             device = "cpu" if self.spec.device is Device.AUTO else self.spec.device.value
-        return pack_plan(self.spec, device).cap
+        return cohort_plan(self.spec, device).cap
 
     def evaluate(self, trial: Trial) -> TrialResult:
         return self.evaluate_batch([trial])[0]
 
     def evaluate_batch(self, trials: Sequence[Trial]) -> list[TrialResult]:
-        """Trials sharing the base and the block shape train packed in one forward (``train.py``)."""
+        """Trials sharing the base and the block shape train as a cohort in one forward (``train.py``)."""
         return self._worker.evaluate_batch([self._with_model_defaults(trial) for trial in trials])
 
     def _with_model_defaults(self, trial: Trial) -> Trial:

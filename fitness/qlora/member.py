@@ -1,7 +1,7 @@
-"""One trial inside a pack: its adapter, optimizer, schedule, data stream and progress.
+"""One trial inside a cohort: its adapter, optimizer, schedule, data stream and progress.
 
 Everything a member does depends on its own trial only (seed, config, checkpoint), never
-on which trials it is packed with: its adapter is initialised from its seed, its
+on which trials share its cohort: its adapter is initialised from its seed, its
 dropout reseeded per micro-batch from its data position, its optimizer is its own.
 The bookkeeping mirrors TrainingArguments: the loss is averaged over accumulation
 micro-batches, gradients are clipped to ``max_grad_norm`` before the step.
@@ -81,7 +81,7 @@ class Member:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     last_eval_seconds: float = 0.0
-    packed_with: int = 1  # most trials trained at once, this one included
+    cohort_size: int = 1  # most trials trained at once, this one included
     every: int = 0  # optimizer steps between intermediate evaluations; 0 = only at the end
     eval_tokens: int = 0  # tokens of the validation set
     result: TrainingOutcome | BaseException | None = None
@@ -232,7 +232,7 @@ class Member:
             "eval_tokens": self.eval_tokens,
             "eval_tokens_per_s": self.eval_tokens / self.last_eval_seconds if self.last_eval_seconds else 0.0,
             "trainable_parameters": sum(p.numel() for p in self.adapter.parameters()),
-            "packed_with": self.packed_with,
+            "cohort_size": self.cohort_size,
         }
 
 

@@ -22,7 +22,7 @@ def build_optimizer(cfg: TrialConfig, params: list[torch.nn.Parameter]) -> torch
     placeholder = 1e-3
     if cfg.optim is Optim.ADAMW_TORCH:
         # fused: one vectorised pass per step; on CPU ~5x faster than the per-tensor loop (same
-        # update up to float rounding), and a pack cannot share this per-trial cost
+        # update up to float rounding), and a cohort cannot share this per-trial cost
         optimizer = torch.optim.AdamW(
             params, lr=placeholder, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay, fused=True
         )

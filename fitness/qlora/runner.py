@@ -1,9 +1,9 @@
 """The worker's side of trials: resident base + tokenized data in, one TrialResult per trial out.
 
-``TrialRunner.run_pack`` never raises: every failure becomes a FAILED result whose reason
+``TrialRunner.run_cohort`` never raises: every failure becomes a FAILED result whose reason
 says what happened (OOM, DIVERGED, EXCEPTION; a bad checkpoint is an EXCEPTION), and a
 trial early stopping ended is PRUNED. Trials that share the base and the block shape
-(``train.pack_shape``) train in one pack; each is answered as soon as it ends. Deaths and
+(``train.cohort_shape``) train in one cohort; each is answered as soon as it ends. Deaths and
 timeouts are the supervisor's to report (see ``worker.py``), since a dead process can't answer.
 """
 
@@ -23,7 +23,7 @@ from fitness.qlora.evaluate import EvalSettings
 from fitness.qlora.genes import QuantSettings, TrialConfig, parse_genes
 from fitness.qlora.memory import address_space_cap, peak_rss_mb, reset_peak_rss
 from fitness.qlora.model import ResidentBase, compute_dtype, load_tokenizer, pick_device
-from fitness.qlora.sizing import PackSizer, pack_plan
+from fitness.qlora.sizing import CohortSizer, cohort_plan
 from fitness.qlora.source import default_cache_root, resolve_model
 from fitness.qlora.spec import QLoRASpec
 from fitness.qlora.tokens import tokenize_corpus
@@ -31,17 +31,17 @@ from fitness.qlora.train import (
     DivergedError,
     TrainingJob,
     TrainingOutcome,
+    cohort_shape,
     is_out_of_memory,
-    pack_shape,
     steps_for,
-    train_pack,
+    train_cohort,
 )
 
 Send = Callable[[int, TrialResult], None]
 
 
 class TrialRunner:
-    """Loads the tokenizer, data and the default base once; runs packs of trials one after another."""
+    """Loads the tokenizer, data and the default base once; runs cohorts of trials one after another."""
 
     def __init__(self, spec: QLoRASpec) -> None:
         self.spec = spec
@@ -55,20 +55,20 @@ class TrialRunner:
         self.evaluation = EvalSettings(
             spec.eval_seq_length, spec.validation_tokens, spec.eval_batch_size, spec.eval_every
         )
-        self.sizer = PackSizer(pack_plan(spec, self.device), device=self.device)
+        self.sizer = CohortSizer(cohort_plan(spec, self.device), device=self.device)
 
     def run(self, trial: Trial) -> TrialResult:
         results: list[TrialResult] = []
-        self.run_pack([trial], lambda _, result: results.append(result))
+        self.run_cohort([trial], lambda _, result: results.append(result))
         return results[0]
 
-    def run_pack(self, trials: list[Trial], send: Send) -> None:
-        """Train ``trials``, packing those that can share a forward; ``send(index, result)`` once for each."""
+    def run_cohort(self, trials: list[Trial], send: Send) -> None:
+        """Train ``trials``, in cohorts of those that can share a forward; ``send(index, result)`` once for each."""
         start = time.perf_counter()
         self._reset_peak_memory()
         shapes: dict[Any, list[tuple[int, TrainingJob, dict[str, Any], dict[str, Any] | None]]] = {}
         for index, trial in enumerate(trials):
-            metrics: dict[str, Any] = {"device": self.device, "pack_trials": len(trials)}
+            metrics: dict[str, Any] = {"device": self.device, "cohort_trials": len(trials)}
             applied: dict[str, Any] | None = None
             try:
                 cfg, applied = self._parse(trial, metrics)
@@ -76,7 +76,7 @@ class TrialRunner:
             except Exception as exc:  # a gene it cannot use: this trial alone fails
                 send(index, self._result(exc, metrics, applied, start))
                 continue
-            shapes.setdefault(pack_shape(cfg), []).append((index, job, metrics, applied))
+            shapes.setdefault(cohort_shape(cfg), []).append((index, job, metrics, applied))
         loaded = self.base.quant
         for shape in sorted(shapes, key=lambda s: s[0] != loaded):  # the resident base's trials first
             self._run_shape(shape, shapes[shape], send, start)
@@ -97,7 +97,7 @@ class TrialRunner:
             for _, _, metrics, _ in members:
                 metrics["base_loads"] = self.base.loads
             with address_space_cap(limit_mb * len(jobs) if limit_mb and self.device == "cpu" else None):
-                train_pack(
+                train_cohort(
                     base,
                     self.data,
                     jobs,
@@ -154,7 +154,7 @@ class TrialRunner:
             torch.cuda.reset_peak_memory_stats()
 
     def _memory_metrics(self) -> dict[str, float]:
-        """Peaks since the pack started; ``peak_memory_mb`` is the one that limits it on its device."""
+        """Peaks since the cohort started; ``peak_memory_mb`` is the one that limits it on its device."""
         out = {"peak_rss_mb": peak_rss_mb()}
         if self.device == "cuda":
             out["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -1,9 +1,9 @@
-"""How many trials train at once (``fitness.pack``), learnt per pack shape on the device.
+"""How many trials train at once (``fitness.cohort``), learnt per cohort shape on the device.
 
-``pack: N`` fixes it. ``auto`` starts small and doubles while the pack's training
+``cohort: N`` fixes it. ``auto`` starts small and doubles while the cohort's training
 tokens/s grows by at least ``GAIN`` per doubling and, on CUDA, while the free memory holds
-twice the pack's share; an out-of-memory error halves it for good. What is learnt is kept
-for the worker's lifetime, per pack shape (quantization, sequence length, checkpointing).
+twice the cohort's share; an out-of-memory error halves it for good. What is learnt is kept
+for the worker's lifetime, per cohort shape (quantization, sequence length, checkpointing).
 """
 
 from __future__ import annotations
@@ -13,23 +13,23 @@ from dataclasses import dataclass, field
 
 from fitness.qlora.spec import QLoRASpec
 
-# What auto means. CPU: one trial at a time. A CPU step is compute-bound, so packing saves no
-# work there, and experiments/benchmark_packing.py measured packs slower than the same trials one
-# after another on 2 cores (README, "Packing"); steady-state evolution also learns from each
+# What auto means. CPU: one trial at a time. A CPU step is compute-bound, so a cohort saves no
+# work there, and experiments/benchmark_cohorts.py measured cohorts slower than the same trials one
+# after another on 2 cores (docs/cohorts.md); steady-state evolution also learns from each
 # result sooner with one trial in flight. CUDA: start at CUDA_START and double while it pays, up to CUDA_CAP.
 CPU_AUTO = 1
 CUDA_START = 2
 CUDA_CAP = 32
-# Objectives that measure a trial's own cost: packed, they would measure its pack's instead.
+# Objectives that measure a trial's own cost: in a cohort, they would measure its cohort's instead.
 PER_TRIAL_COSTS = frozenset({"peak_memory_mb", "wall_seconds", "train_tokens_per_s"})
-GAIN = 1.10  # a doubling must bring 10% more tokens/s, else the smaller pack is kept
-MEMORY_MARGIN = 0.85  # of the free memory a doubled pack may plan to use
+GAIN = 1.10  # a doubling must bring 10% more tokens/s, else the smaller cohort is kept
+MEMORY_MARGIN = 0.85  # of the free memory a doubled cohort may plan to use
 MEASURED_STEPS = 3  # micro-steps timed at a size before deciding (after one warm-up step)
 
 
 @dataclass
-class PackLimit:
-    """The size of one pack shape: ``size`` trials at once, at most ``ceiling``."""
+class CohortLimit:
+    """The size of one cohort shape: ``size`` trials at once, at most ``ceiling``."""
 
     size: int
     ceiling: int
@@ -69,7 +69,7 @@ class PackLimit:
 
     def _memory_allows(self, trials: int) -> bool:
         if self.device != "cuda":
-            return True  # CPU: the pack's memory grows slowly next to the base; an OOM still splits it
+            return True  # CPU: the cohort's memory grows slowly next to the base; an OOM still splits it
         import torch
 
         free, _ = torch.cuda.mem_get_info()
@@ -78,7 +78,7 @@ class PackLimit:
         return per_trial * (trials - self.size) < MEMORY_MARGIN * free
 
     def mark_base(self) -> None:
-        """Remember the memory the base holds before the pack, so the pack's share can be told apart."""
+        """Remember the memory the base holds before the cohort, so the cohort's share can be told apart."""
         if self.device == "cuda":
             import torch
 
@@ -87,34 +87,34 @@ class PackLimit:
 
 
 @dataclass(frozen=True)
-class PackPlan:
-    """Packs start at ``start`` trials and may grow to ``cap`` (equal: a fixed size)."""
+class CohortPlan:
+    """Cohorts start at ``start`` trials and may grow to ``cap`` (equal: a fixed size)."""
 
     start: int
     cap: int
 
 
-def pack_plan(spec: QLoRASpec, device: str) -> PackPlan:
-    """What ``fitness.pack`` means on ``device`` ("cpu" or "cuda") for this spec's objectives."""
-    if spec.pack != "auto":
-        return PackPlan(spec.pack, spec.pack)
+def cohort_plan(spec: QLoRASpec, device: str) -> CohortPlan:
+    """What ``fitness.cohort`` means on ``device`` ("cpu" or "cuda") for this spec's objectives."""
+    if spec.cohort != "auto":
+        return CohortPlan(spec.cohort, spec.cohort)
     if PER_TRIAL_COSTS & set(spec.objectives):
-        return PackPlan(1, 1)
+        return CohortPlan(1, 1)
     if device == "cuda":
-        return PackPlan(CUDA_START, CUDA_CAP)
-    return PackPlan(CPU_AUTO, CPU_AUTO)
+        return CohortPlan(CUDA_START, CUDA_CAP)
+    return CohortPlan(CPU_AUTO, CPU_AUTO)
 
 
-class PackSizer:
-    """The :class:`PackLimit` of every pack shape seen by this worker."""
+class CohortSizer:
+    """The :class:`CohortLimit` of every cohort shape seen by this worker."""
 
-    def __init__(self, plan: PackPlan, *, device: str) -> None:
+    def __init__(self, plan: CohortPlan, *, device: str) -> None:
         self.plan = plan
         self.device = device
-        self._limits: dict[object, PackLimit] = {}
+        self._limits: dict[object, CohortLimit] = {}
 
-    def limit(self, shape: object) -> PackLimit:
+    def limit(self, shape: object) -> CohortLimit:
         if shape not in self._limits:
             start, cap = self.plan.start, self.plan.cap
-            self._limits[shape] = PackLimit(start, cap, learning=start < cap, device=self.device)
+            self._limits[shape] = CohortLimit(start, cap, learning=start < cap, device=self.device)
         return self._limits[shape]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, NoReturn
 
-from evo.trial import ConfigError, Direction
+from evo.trial import ConfigError, Direction, renamed
 
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_DATA = "pydoc"
@@ -72,7 +72,7 @@ class QLoRASpec:
     trial_memory_limit_mb: float | None = None  # CPU: address space a trial may add; None = no cap
     cache_dir: str | None = None  # default: $EVO_CACHE_DIR, else $XDG_CACHE_HOME/evo-qlora
     objectives: tuple[str, ...] = ("val_perplexity",)  # names from OBJECTIVES, val_perplexity first
-    pack: int | str = "auto"  # trials trained at once on the shared base: "auto", or N (1 = one at a time)
+    cohort: int | str = "auto"  # trials trained at once on the shared base: "auto", or N (1 = one at a time)
 
     def __post_init__(self) -> None:
         if self.type != "qlora":
@@ -104,18 +104,26 @@ class QLoRASpec:
             if not isinstance(getattr(self, key), kind):
                 _fail(key, _not_a_member(kind, getattr(self, key)))
         _check_objectives(self.objectives)
-        if self.pack != "auto" and (isinstance(self.pack, bool) or not isinstance(self.pack, int) or self.pack < 1):
-            _fail("pack", f"must be 'auto' or an integer >= 1, got {self.pack!r}")
+        if self.cohort != "auto" and (
+            isinstance(self.cohort, bool) or not isinstance(self.cohort, int) or self.cohort < 1
+        ):
+            _fail("cohort", f"must be 'auto' or an integer >= 1, got {self.cohort!r}")
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> QLoRASpec:
         if not isinstance(spec, Mapping):
             raise ConfigError(f"fitness: must be a mapping, got {type(spec).__name__}")
+        values = dict(spec)  # YAML gives strings and lists: the enums and the tuple are made here
+        for old, new in RENAMED.items():
+            if old in values:
+                if new in values:
+                    _fail(old, f"is the old name of fitness.{new}; give only fitness.{new}")
+                renamed(f"fitness.{old}", f"fitness.{new}")
+                values[new] = values.pop(old)
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(spec) - known)
+        unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"fitness.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
-        values = dict(spec)  # YAML gives strings and lists: the enums and the tuple are made here
         for key, kind in _ENUMS.items():
             if key in values:
                 values[key] = _enum(kind, key, values[key])
@@ -133,6 +141,7 @@ def _fail(key: str, problem: str) -> NoReturn:
     raise ConfigError(f"fitness.{key}: {problem}")
 
 
+RENAMED = {"pack": "cohort"}  # old key: new key (0.2.0: "pack" is sequence packing only)
 _ENUMS: dict[str, type[enum.Enum]] = {"device": Device, "lr_scaling": LRScaling}
 
 

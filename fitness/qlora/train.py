@@ -1,12 +1,12 @@
-"""Training a pack of trials on the resident 4-bit base: one forward and backward per micro-step.
+"""Training a cohort of trials on the resident 4-bit base: one forward and backward per micro-step.
 
 A lean loop instead of ``transformers.Trainer`` (it costs seconds per trial to set up).
 Each micro-step stacks one micro-batch of every training member; the decoder runs once
-over all rows (see ``packing.py``), then each member's loss is taken on its own rows
+over all rows (see ``cohort.py``), then each member's loss is taken on its own rows
 through the head and back-propagated on its own (so only one member's logits are alive
 at a time), and the decoder's backward runs once. Members take their optimizer steps when their own accumulation is complete,
-are scored together when due, and leave the pack when they end; waiting trials take
-their place. A trial alone is a pack of one: the same code path.
+are scored together when due, and leave the cohort when they end; waiting trials take
+their place. A trial alone is a cohort of one: the same code path.
 
 A trial trains from step 0, or from a checkpoint's step, up to ``fidelity`` of the
 budget; the schedule always spans the whole budget, so stopping and continuing is
@@ -24,11 +24,11 @@ import torch
 
 from evo.trial import Budget, Trial
 from fitness.qlora.adapter import linear_modules
+from fitness.qlora.cohort import Cohort, causal_lm_loss, hidden_states
 from fitness.qlora.evaluate import EvalSettings, perplexities
 from fitness.qlora.genes import TrialConfig
 from fitness.qlora.member import DivergedError, Event, Member, TrainingJob, TrainingOutcome
-from fitness.qlora.packing import Pack, causal_lm_loss, hidden_states
-from fitness.qlora.sizing import PackLimit
+from fitness.qlora.sizing import CohortLimit
 from fitness.qlora.tokens import TokenizedCorpus
 
 __all__ = [
@@ -36,10 +36,10 @@ __all__ = [
     "TrainingJob",
     "TrainingOutcome",
     "is_out_of_memory",
-    "pack_shape",
+    "cohort_shape",
     "steps_for",
     "train_and_score",
-    "train_pack",
+    "train_cohort",
 ]
 
 Answer = Callable[[TrainingJob, "TrainingOutcome | BaseException"], None]
@@ -54,8 +54,8 @@ def steps_for(budget: Budget, cfg: TrialConfig) -> int:
     raise ValueError("the budget sets neither steps nor tokens")
 
 
-def pack_shape(cfg: TrialConfig) -> tuple[Any, ...]:
-    """What trials must share to train in one pack: the base and the block shape."""
+def cohort_shape(cfg: TrialConfig) -> tuple[Any, ...]:
+    """What trials must share to train in one cohort: the base and the block shape."""
     return cfg.quant, cfg.max_seq_length, cfg.gradient_checkpointing
 
 
@@ -69,10 +69,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def train_and_score(
     base, data: TokenizedCorpus, cfg: TrialConfig, *, trial: Trial, budget_steps: int, evaluation: EvalSettings
 ) -> TrainingOutcome:
-    """One trial alone (a pack of one): its TrainingOutcome, or the exception that failed it raised."""
+    """One trial alone (a cohort of one): its TrainingOutcome, or the exception that failed it raised."""
     answers: list[TrainingOutcome | BaseException] = []
-    limit = PackLimit(1, 1, learning=False)
-    train_pack(
+    limit = CohortLimit(1, 1, learning=False)
+    train_cohort(
         base,
         data,
         [TrainingJob(trial, cfg, budget_steps)],
@@ -85,24 +85,24 @@ def train_and_score(
     return answers[0]
 
 
-def train_pack(
+def train_cohort(
     base,
     data: TokenizedCorpus,
     jobs: list[TrainingJob],
     *,
     evaluation: EvalSettings,
-    limit: PackLimit,
+    limit: CohortLimit,
     answer: Answer,
     base_model: str | None = None,
 ) -> None:
-    """Train and score every job (all of one :func:`pack_shape`), ``limit.size`` at a time.
+    """Train and score every job (all of one :func:`cohort_shape`), ``limit.size`` at a time.
 
     Each job is answered exactly once, as soon as it ends: with its TrainingOutcome, or with the
     exception that failed it. A failure of the shared step (out of memory, or any error)
     restarts the trials in it in two halves, from their start (the same seeds, so the same
     numbers); a trial that fails alone fails. The base is restored even when this raises.
     """
-    pack = Pack(base)
+    cohort = Cohort(base)
     linear = linear_modules(base)
     val_blocks = data.validation_blocks(evaluation.seq_length, evaluation.max_tokens)
     checkpointing = jobs[0].cfg.gradient_checkpointing
@@ -116,20 +116,20 @@ def train_pack(
             while queue and len(active) < min(limit.size, cap):
                 job = queue.popleft()
                 try:
-                    member = Member.start(job, base, linear, data, pack.device)
+                    member = Member.start(job, base, linear, data, cohort.device)
                 except Exception as exc:  # this trial's own fault (a bad checkpoint, genes): it alone fails
                     answer(job, exc)
                     continue
                 member.every, member.eval_tokens = evaluation.every, int(val_blocks.ids.numel())
-                pack.wrap(member.adapter.targets)
+                cohort.wrap(member.adapter.targets)
                 active.append(member)
             if not active:
                 continue
             try:
-                ended = _iterate(pack, active, val_blocks, evaluation, limit, base_model)
+                ended = _iterate(cohort, active, val_blocks, evaluation, limit, base_model)
             except Exception as exc:
                 failed, active = active, []
-                pack.layout([], training=True)  # drop the masks and groups holding the members
+                cohort.layout([], training=True)  # drop the masks and groups holding the members
                 if len(failed) == 1:
                     answer(failed[0].job, exc)
                     continue
@@ -144,31 +144,33 @@ def train_pack(
                 assert member.result is not None
                 answer(member.job, member.result)
     finally:
-        pack.unwrap()
+        cohort.unwrap()
         if checkpointing:
             base.gradient_checkpointing_disable()
         base.eval()
 
 
-def _iterate(pack: Pack, active: list[Member], val_blocks, evaluation: EvalSettings, limit, base_model) -> list[Member]:
+def _iterate(
+    cohort: Cohort, active: list[Member], val_blocks, evaluation: EvalSettings, limit, base_model
+) -> list[Member]:
     """One micro-step of every active member, then the evaluations it made due; the members that ended."""
     events = {m: Event.FINAL for m in active if m.step >= m.target}  # continued at its target: only scored
     training = [m for m in active if m not in events]
     if training:
         tick = time.perf_counter()
-        tokens, losses = _micro_step(pack, training)
+        tokens, losses = _micro_step(cohort, training)
         seconds = time.perf_counter() - tick
         limit.observe(len(training), tokens, seconds)
         for member, loss in zip(training, losses):
             member.train_seconds += seconds
-            member.packed_with = max(member.packed_with, len(training))
+            member.cohort_size = max(member.cohort_size, len(training))
             event = member.micro_done(loss)
             if event is not None:
                 events[member] = event
     scoring = [m for m, event in events.items() if event is not Event.ENDED]
     if scoring:
         tick = time.perf_counter()
-        scores = perplexities(pack, [m.adapter for m in scoring], val_blocks, evaluation.batch_size)
+        scores = perplexities(cohort, [m.adapter for m in scoring], val_blocks, evaluation.batch_size)
         seconds = time.perf_counter() - tick
         for member, ppl in zip(scoring, scores):
             if events[member] is Event.FINAL:
@@ -181,16 +183,16 @@ def _iterate(pack: Pack, active: list[Member], val_blocks, evaluation: EvalSetti
     return [m for m in events if m.result is not None]
 
 
-def _micro_step(pack: Pack, members: list[Member]) -> tuple[int, list[float]]:
+def _micro_step(cohort: Cohort, members: list[Member]) -> tuple[int, list[float]]:
     """Forward and backward one micro-batch of each member: the tokens, and each member's loss."""
-    batches = [m.next_batch(pack.device) for m in members]
-    pack.layout([(m.adapter, len(ids)) for m, (ids, _) in zip(members, batches)], training=True)
+    batches = [m.next_batch(cohort.device) for m in members]
+    cohort.layout([(m.adapter, len(ids)) for m, (ids, _) in zip(members, batches)], training=True)
     ids = torch.cat([ids for ids, _ in batches])
-    hidden = hidden_states(pack.base, ids)
+    hidden = hidden_states(cohort.base, ids)
     head_input = hidden.detach().requires_grad_()
     start, losses = 0, []
     for member, (rows, labels) in zip(members, batches):
-        loss = causal_lm_loss(pack.base, head_input[start : start + len(rows)], labels)
+        loss = causal_lm_loss(cohort.base, head_input[start : start + len(rows)], labels)
         # a non-finite loss back-propagates NaN into its own rows and adapter only (rows never
         # mix); the member then ends without a step. No sync here: one for all, below.
         (loss / member.cfg.gradient_accumulation_steps).backward()
@@ -201,7 +203,7 @@ def _micro_step(pack: Pack, members: list[Member]) -> tuple[int, list[float]]:
 
 
 def _release(base) -> None:
-    """Hand memory a failed pack held back before its halves start."""
+    """Hand memory a failed cohort held back before its halves start."""
     import gc
 
     gc.collect()

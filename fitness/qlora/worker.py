@@ -65,7 +65,7 @@ def _answer_until_stopped(conn: Connection, runner) -> None:
         message = conn.recv()
         if message[0] == "stop":
             return
-        runner.run_pack(message[1], lambda index, result: conn.send(("result", index, result)))
+        runner.run_cohort(message[1], lambda index, result: conn.send(("result", index, result)))
         release_freed_memory()
         conn.send(("done", rss_mb()))
 
@@ -73,7 +73,7 @@ def _answer_until_stopped(conn: Connection, runner) -> None:
 class TrialWorker:
     """One worker process at a time; ``evaluate_batch`` never raises for trial-level failures.
 
-    A batch is one message: the worker packs what it can. While it runs, each result is
+    A batch is one message: the worker cohorts what it can. While it runs, each result is
     awaited at most ``trial_timeout`` times the trials still unanswered (they may all be
     training side by side); a worker that dies or times out fails only those.
     """
@@ -123,10 +123,10 @@ class TrialWorker:
         """What the trials still unanswered get when the worker timed out (it is killed) or died."""
         if timed_out:
             self._kill()
-            packed = f" (with {trials} trials in its pack)" if trials > 1 else ""
+            cohort = f" (with {trials} trials in its cohort)" if trials > 1 else ""
             return TrialResult.failed(
                 FailureReason.TIMEOUT,
-                f"trial exceeded trial_timeout={self.spec.trial_timeout:g}s{packed}; worker killed",
+                f"trial exceeded trial_timeout={self.spec.trial_timeout:g}s{cohort}; worker killed",
             )
         return TrialResult.failed(FailureReason.KILLED, self._death_message("during the trial"))
 

@@ -4,7 +4,18 @@ import math
 
 import pytest
 
-from evo.trial import Budget, Fitness, FitnessBase, GeneDecl, Objective, Trial, TrialResult, ValueKind, why_refused
+from evo.trial import (
+    Budget,
+    Deprecated,
+    Fitness,
+    FitnessBase,
+    GeneDecl,
+    Objective,
+    Trial,
+    TrialResult,
+    ValueKind,
+    why_refused,
+)
 
 RANK = GeneDecl("r", ValueKind.INT, 64, low=1)
 DROPOUT = GeneDecl("lora_dropout", ValueKind.FLOAT, 0.1, low=0.0, high=1.0, high_open=True)
@@ -155,5 +166,5 @@ def test_check_value_is_the_deprecated_name_of_why_refused():
     import evo
 
     decl = GeneDecl("x", ValueKind.INT, 3, low=2, high=8)
-    with pytest.warns(DeprecationWarning, match="why_refused"):
+    with pytest.warns(Deprecated, match="why_refused"):
         assert evo.check_value(decl, 9) == why_refused(decl, 9) == "must be in [2, 8]"

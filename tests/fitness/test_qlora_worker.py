@@ -161,7 +161,7 @@ def test_a_worker_whose_driver_went_away_returns_quietly(monkeypatch):
         def __init__(self, spec):
             pass
 
-        def run_pack(self, trials, send):
+        def run_cohort(self, trials, send):
             send(0, "a result")
 
     class DriverGone:

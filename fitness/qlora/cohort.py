@@ -1,11 +1,11 @@
 """Many trials' LoRA adapters on one frozen 4-bit base, in one forward and backward.
 
 The batch is the concatenation of every trial's rows. Each targeted Linear4bit is wrapped
-by a :class:`PackedLinear` that runs the base matmul once over all rows, then adds each
+by a :class:`CohortLinear` that runs the base matmul once over all rows, then adds each
 trial's ``B(A(dropout(x))) * scale`` to that trial's rows only; a trial without an
 adapter on a module adds nothing there. Trials of a module with the same row count,
 rank and dropout on/off share one batched matmul (``bmm``), so the number of kernels
-per module does not grow with the pack. Rows never mix (attention is per row, norms per
+per module does not grow with the cohort. Rows never mix (attention is per row, norms per
 token), so a trial's numbers are those it gets alone, up to the last bits of BLAS
 blocking, and a NaN in one trial's rows stays in them.
 """
@@ -31,63 +31,63 @@ class _Group:
     index: torch.Tensor | None  # the rows as one index tensor; None when they are the whole batch
 
 
-class PackedLinear(torch.nn.Module):
-    """A base linear layer plus the adapters of the trials in the pack that target it."""
+class CohortLinear(torch.nn.Module):
+    """A base linear layer plus the adapters of the trials in the cohort that target it."""
 
-    def __init__(self, base_layer: torch.nn.Module, name: str, pack: Pack) -> None:
+    def __init__(self, base_layer: torch.nn.Module, name: str, cohort: Cohort) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.name = name
-        self._pack = [pack]  # in a list: not a submodule, so the base's state dict is unchanged
+        self._cohort = [cohort]  # in a list: not a submodule, so the base's state dict is unchanged
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)
-        pack = self._pack[0]
+        cohort = self._cohort[0]
         # As peft, result + output in the base's dtype, but in place: the 4-bit matmul keeps its
         # input, not its output, for backward, and a copy of the whole output per module costs
         # as much as the adapters on CPU. One in-place op per group, never on a slice: autograd's
         # backward of an in-place op on a view clones the whole gradient, once per trial.
         # Rows without an adapter here pass as they are.
-        for group in pack.groups(self.name):
-            delta = self._delta(pack, group, x, out.shape).to(out.dtype)
+        for group in cohort.groups(self.name):
+            delta = self._delta(cohort, group, x, out.shape).to(out.dtype)
             if group.index is None:
                 out += delta
             else:
                 out.index_add_(0, group.index, delta)
         return out
 
-    def _delta(self, pack: Pack, group: _Group, x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    def _delta(self, cohort: Cohort, group: _Group, x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         n = len(group.adapters)
         rows = [x[start:stop] for start, stop in group.spans]
         xg = rows[0] if len(rows) == 1 else torch.cat(rows)
         xg = xg.reshape(n, -1, x.shape[-1]).to(torch.float32)  # adapters compute in float32, as peft's
         if group.dropping:  # dropout's 1 / (1 - p) is in the scales: one pass over x, not two
-            xg = xg * torch.stack([pack.mask(a, self.name, xg.shape[1]) for a in group.adapters])
+            xg = xg * torch.stack([cohort.mask(a, self.name, xg.shape[1]) for a in group.adapters])
         a = torch.stack([adapter.weights[self.name][0] for adapter in group.adapters])
         b = torch.stack([adapter.weights[self.name][1] for adapter in group.adapters])
         delta = torch.bmm(torch.bmm(xg, a.transpose(1, 2)), b.transpose(1, 2)) * group.scales
         return delta.reshape(n * group.rows, *shape[1:])
 
 
-class Pack:
+class Cohort:
     """The base with its wrapped layers, and which rows of the current batch are whose."""
 
     def __init__(self, base) -> None:
         self.base = base
         self.device = next(base.parameters()).device
-        self._wrapped: dict[str, PackedLinear] = {}
+        self._wrapped: dict[str, CohortLinear] = {}
         self._segments: list[tuple[Adapter, int]] = []
         self._training = False
         self._groups: dict[str, list[_Group]] = {}
         self._masks: dict[int, dict[str, torch.Tensor]] = {}  # by id(adapter), then module
 
     def wrap(self, names: list[str]) -> None:
-        """Put a PackedLinear around each named layer not wrapped yet."""
+        """Put a CohortLinear around each named layer not wrapped yet."""
         for name in names:
             if name not in self._wrapped:
                 parent, _, leaf = name.rpartition(".")
                 owner = self.base.get_submodule(parent) if parent else self.base
-                wrapper = PackedLinear(getattr(owner, leaf), name, self)
+                wrapper = CohortLinear(getattr(owner, leaf), name, self)
                 setattr(owner, leaf, wrapper)
                 self._wrapped[name] = wrapper
 

@@ -1,17 +1,17 @@
-"""One generation of K QLoRA trials: packed on one shared 4-bit base against one after another.
+"""One generation of K QLoRA trials: one cohort on a shared 4-bit base against one after another.
 
 For K = 1, 2, 4, 8, 16 trials of different LoRA genes (rank, alpha, dropout, rsLoRA,
 target modules, learning rate, optimizer) at SmolLM2-135M's shape (4 x 128 tokens a
 step), it measures the makespan of the generation (training and scoring every trial)
-and the training tokens/s, packed (``fitness.pack: K``) against sequential (``pack: 1``,
-what a run did before packing), with each trial's validation perplexity both ways.
+and the training tokens/s, as one cohort (``fitness.cohort: K``) against sequential
+(``cohort: 1``), with each trial's validation perplexity both ways.
 Everything runs in this process on one resident base, as in the fitness's worker; the
-K trials are the first K of the same 16, run one after another and then packed, back to back.
+K trials are the first K of the same 16, run one after another and then as a cohort, back to back.
 
-    python experiments/benchmark_packing.py                            # CPU, 2 steps a trial
-    python experiments/benchmark_packing.py --device cuda --steps 20   # the GPU benchmark
+    python experiments/benchmark_cohorts.py                            # CPU, 2 steps a trial
+    python experiments/benchmark_cohorts.py --device cuda --steps 20   # the GPU benchmark
 
-``--dtype float32`` measures the packing difference without bf16 rounding.
+``--dtype float32`` measures the cohort difference without bf16 rounding.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 
 from evo.trial import Budget, Trial
 from fitness.qlora.runner import TrialRunner
-from fitness.qlora.sizing import PackPlan, PackSizer
+from fitness.qlora.sizing import CohortPlan, CohortSizer
 from fitness.qlora.spec import QLoRASpec
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -52,26 +52,26 @@ def generation(k: int, steps: int, dtype: str) -> list[Trial]:
     return out
 
 
-def run_packed(runner: TrialRunner, trials: list[Trial]) -> tuple[list, float]:
-    runner.sizer = PackSizer(PackPlan(len(trials), len(trials)), device=runner.device)
+def run_cohort(runner: TrialRunner, trials: list[Trial]) -> tuple[list, float]:
+    runner.sizer = CohortSizer(CohortPlan(len(trials), len(trials)), device=runner.device)
     answers: dict = {}
     start = time.perf_counter()
-    runner.run_pack(trials, lambda index, result: answers.setdefault(index, result))
+    runner.run_cohort(trials, lambda index, result: answers.setdefault(index, result))
     return [answers[i] for i in range(len(trials))], time.perf_counter() - start
 
 
 def run_alone(runner: TrialRunner, trial: Trial) -> tuple:
-    runner.sizer = PackSizer(PackPlan(1, 1), device=runner.device)
+    runner.sizer = CohortSizer(CohortPlan(1, 1), device=runner.device)
     start = time.perf_counter()
     result = runner.run(trial)
     return result, time.perf_counter() - start
 
 
-def train_tokens_per_s(results: list, packed: bool) -> float:
-    """Training tokens over training time; a pack's members share their training time."""
+def train_tokens_per_s(results: list, together: bool) -> float:
+    """Training tokens over training time; a cohort's members share their training time."""
     tokens = sum(r.metrics["train_tokens"] for r in results)
     seconds = [r.metrics["train_seconds"] for r in results]
-    return tokens / (max(seconds) if packed else sum(seconds))
+    return tokens / (max(seconds) if together else sum(seconds))
 
 
 def main() -> None:
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
-    parser.add_argument("--ks", default="1,2,4,8,16", help="pack sizes, comma-separated")
+    parser.add_argument("--ks", default="1,2,4,8,16", help="cohort sizes, comma-separated")
     parser.add_argument("--steps", type=int, default=2, help="optimizer steps per trial")
     parser.add_argument("--validation-tokens", type=int, default=512)
     args = parser.parse_args()
@@ -101,10 +101,10 @@ def main() -> None:
     rows, per_trial, alone = [], {}, []
     for k in ks:  # each K's two ways back to back, so both see the same load on a shared machine
         alone = [run_alone(runner, trial) for trial in trials[:k]]
-        results, makespan = run_packed(runner, trials[:k])
+        results, makespan = run_cohort(runner, trials[:k])
         assert all(r.ok for r in results), [r.message for r in results if not r.ok]
         sequential = sum(wall for _, wall in alone)
-        print(f"K={k}: sequential {sequential:.1f} s, packed {makespan:.1f} s", flush=True)
+        print(f"K={k}: sequential {sequential:.1f} s, cohort {makespan:.1f} s", flush=True)
         diffs = [abs(r.values["val_perplexity"] / a.values["val_perplexity"] - 1) for r, (a, _) in zip(results, alone)]
         rows.append(
             (
@@ -112,25 +112,25 @@ def main() -> None:
                 sequential,
                 makespan,
                 sequential / makespan,
-                train_tokens_per_s([a for a, _ in alone], packed=False),
-                train_tokens_per_s(results, packed=True),
+                train_tokens_per_s([a for a, _ in alone], together=False),
+                train_tokens_per_s(results, together=True),
                 max(diffs),
             )
         )
         per_trial[k] = results
     print()
     print(
-        "| K | sequential makespan | packed makespan | speed-up | train tok/s sequential | train tok/s packed "
+        "| K | sequential makespan | cohort makespan | speed-up | train tok/s sequential | train tok/s cohort "
         "| max rel. ppl difference |"
     )
     print("|---|---|---|---|---|---|---|")
-    for k, seq, packed, speedup, tps_seq, tps_packed, diff in rows:
+    for k, seq, together, speedup, tps_seq, tps_cohort, diff in rows:
         print(
-            f"| {k} | {seq:.1f} s | {packed:.1f} s | {speedup:.2f}x | {tps_seq:.0f} | {tps_packed:.0f} | {diff:.1e} |"
+            f"| {k} | {seq:.1f} s | {together:.1f} s | {speedup:.2f}x | {tps_seq:.0f} | {tps_cohort:.0f} | {diff:.1e} |"
         )
     big = max(ks)
     print()
-    print(f"| trial | genes | val ppl alone | val ppl packed (K={big}) |")
+    print(f"| trial | genes | val ppl alone | val ppl in the cohort (K={big}) |")
     print("|---|---|---|---|")
     for (a, _), p, trial in zip(alone, per_trial[big], trials):
         c = trial.config
