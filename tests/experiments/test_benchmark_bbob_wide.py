@@ -16,15 +16,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _wide():
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        import benchmark_bbob_wide
-    finally:
-        sys.path.remove(str(ROOT / "experiments"))
-    return benchmark_bbob_wide
-
-
 def _run(results: Path, table: Path, *methods: str) -> subprocess.CompletedProcess:
     argv = [sys.executable, "experiments/benchmark_bbob_wide.py", "--quick", "--split", "dev", "--jobs", "1"]
     argv += ["--results", str(results), "--table", str(table), "--methods", *methods]
@@ -55,11 +46,13 @@ def test_a_report_without_its_references_says_which_runs_are_missing(tmp_path):
 
 
 def test_curves_survive_compression_and_the_statistics_call_what_is_clear():
-    wide = _wide()
+    from evobench.curves import compress, expand
+    from evobench.stats import compare, median_to_reach
+
     curve = np.minimum.accumulate(np.array([5.0, 3.0, 3.0, 4.0, 1e-3, 2.0] + [1e-3] * 194))
-    steps = wide.compress(curve)
+    steps = compress(curve)
     assert steps == [[1, round(np.log10(5.0), 6)], [2, round(np.log10(3.0), 6)], [5, -3.0]]
-    assert np.allclose(wide.expand(steps, 200), np.log10(curve), atol=1e-6)
+    assert np.allclose(expand(steps, 200), np.log10(curve), atol=1e-6)
     low, high = np.arange(15.0), np.arange(15.0) + 100
-    assert wide.compare(low, high) == 1 and wide.compare(high, low) == -1 and wide.compare(low, low + 0.5) == 0
-    assert wide.to_reach(np.array([np.log10(curve)] * 3), -2.0) == 5
+    assert compare(low, high) == 1 and compare(high, low) == -1 and compare(low, low + 0.5) == 0
+    assert median_to_reach(np.array([np.log10(curve)] * 3), -2.0) == 5

@@ -1,0 +1,1 @@
+"""The tables the benchmark scripts print."""
