@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from evobench.ledger import Ledger
+from evobench.methods.fidelity import RUNNERS
+from evobench.tasks.fidelity import TASKS
+from evobench.trial_cache import CachedFitness
+from fitness.synthetic import SyntheticFitness
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "experiments"))
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("optuna") is None, reason="the bench extra (optuna) is not installed"
@@ -33,14 +38,10 @@ def test_quick_benchmark_prints_the_table_and_writes_the_plot(tmp_path):
 
 
 def test_every_method_stops_at_the_same_training_budget():
-    import benchmark_fidelity as bench
-
-    from fitness.synthetic import SyntheticFitness
-
-    task = bench.TASKS["synthetic"]
+    task = TASKS["synthetic"]
     limit = 6 * task.budget.tokens
-    for method, runner in bench.RUNNERS.items():
-        ledger = bench.Ledger(SyntheticFitness.from_spec(task.fitness), limit)
+    for method, runner in RUNNERS.items():
+        ledger = Ledger(SyntheticFitness.from_spec(task.fitness), limit)
         runner(task, ledger, 0, 6)
         spent = [p[0] for p in ledger.points]
         assert spent == sorted(spent) and spent[-1] >= 0.75 * limit, method  # used (nearly) all of it...
@@ -51,18 +52,14 @@ def test_every_method_stops_at_the_same_training_budget():
 
 def test_every_method_repeats_its_run_for_a_seed():
     """Hyperband's brackets hash the study's name: an unnamed study made optuna-tpe-hb differ run to run."""
-    import benchmark_fidelity as bench
-
-    from fitness.synthetic import SyntheticFitness
-
-    task = bench.TASKS["synthetic"]
+    task = TASKS["synthetic"]
 
     def values(method):
-        ledger = bench.Ledger(SyntheticFitness.from_spec(task.fitness), 6 * task.budget.tokens)
-        bench.RUNNERS[method](task, ledger, 7, 6)
+        ledger = Ledger(SyntheticFitness.from_spec(task.fitness), 6 * task.budget.tokens)
+        RUNNERS[method](task, ledger, 7, 6)
         return [(tokens, value) for tokens, value, _ in ledger.points]
 
-    for method in bench.RUNNERS:
+    for method in RUNNERS:
         assert values(method) == values(method), method
 
 
@@ -90,17 +87,12 @@ def test_saved_runs_merge_into_the_same_report(tmp_path):
 def test_a_stopped_benchmark_resumes_from_its_trial_cache(tmp_path):
     """A kill leaves the cache with the trials done so far and maybe a cut line; the rerun
     answers those from the cache, trains only the rest, and reports the same numbers."""
-    import benchmark_fidelity as bench
-    from trial_cache import CachedFitness
-
-    from fitness.synthetic import SyntheticFitness
-
-    task, cache = bench.TASKS["synthetic"], tmp_path / "trials.jsonl"
+    task, cache = TASKS["synthetic"], tmp_path / "trials.jsonl"
 
     def run(method):
         fitness = CachedFitness(SyntheticFitness.from_spec(task.fitness), cache)
-        ledger = bench.Ledger(fitness, 8 * task.budget.tokens)
-        bench.RUNNERS[method](task, ledger, 0, 8)
+        ledger = Ledger(fitness, 8 * task.budget.tokens)
+        RUNNERS[method](task, ledger, 0, 8)
         return fitness, [(spent, value) for spent, value, _ in ledger.points]
 
     for method in ("ga", "optuna-tpe", "random"):

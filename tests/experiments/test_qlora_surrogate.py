@@ -1,10 +1,11 @@
-"""experiments/qlora_surrogate.py on a small fake collection: the fit report, the fitness contract
+"""experiments/qlora_surrogate.py on a small fake collection: the fit report, evobench's surrogate fitness contract
 (deterministic, tokens by fidelity, checkpoints pay only the increment, early stopping), and
 benchmark_fidelity.py's smollm2-surrogate task end to end."""
 
 import importlib.util
 import json
 import math
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evo.trial import Budget, EarlyStop, Trial, TrialStatus
+from evobench.tasks.qlora_data import load_data
+from evobench.tasks.surrogate_fitness import CHECKPOINT_FILE, SurrogateFitness
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "experiments"))
-
-import qlora_surrogate as qs  # noqa: E402
-from surrogate_fitness import SurrogateFitness  # noqa: E402
-
-from evo.trial import EarlyStop, Trial, TrialStatus  # noqa: E402
 
 SPACE = {
     "learning_rate": {"type": "log_float", "low": 1e-4, "high": 1e-2},
@@ -32,7 +31,7 @@ EIGHT_STEPS = {**FIXED, "learning_rate": 3e-3, "r": 16, "lr_scheduler_type": "li
     "per_device_train_batch_size": 4,
     "max_seq_length": 128,
 }  # 4,096 tokens / (4 x 128) = 8 steps: validations at 2, 4, 6, 8
-BUDGET = qs.Budget(tokens=4096)
+BUDGET = Budget(tokens=4096)
 
 
 def final_log_ppl(genome, fraction):
@@ -78,12 +77,14 @@ def fitness(data_file):
 
 
 def test_loading_skips_the_torn_last_line(data_file):
-    data = qs.load_data(data_file)
+    data = load_data(data_file)
     assert len(data.trials) == 40 and data.skipped == 1 and data.budget == BUDGET
 
 
-def test_quick_fit_report_prints_the_selection_and_the_held_out_spearman(data_file, capsys):
-    qs.main(["--data-file", str(data_file), "--quick"])
+def test_quick_fit_report_prints_the_selection_and_the_held_out_spearman(data_file, capsys, monkeypatch):
+    script = str(ROOT / "experiments/qlora_surrogate.py")
+    monkeypatch.setattr(sys, "argv", [script, "--data-file", str(data_file), "--quick"])
+    runpy.run_path(script, run_name="__main__")
     out = capsys.readouterr().out
     assert "gp-matern32" in out and "random-forest" in out and "k-nn" in out and "one-hot" in out
     held_out = out.split("held out:")[1]
@@ -128,7 +129,7 @@ def test_a_continued_trial_pays_only_the_increment_and_ends_where_one_run_does(f
 
 def test_a_continued_trial_may_change_genes_but_not_structural_ones(fitness, tmp_path):
     fitness.evaluate(Trial(0, EIGHT_STEPS, BUDGET, 1, fidelity=0.5, checkpoint_dir=tmp_path))
-    halfway = json.loads((tmp_path / qs.CHECKPOINT_FILE).read_text())["val_perplexity_curve"][-1][1]
+    halfway = json.loads((tmp_path / CHECKPOINT_FILE).read_text())["val_perplexity_curve"][-1][1]
     changed = fitness.evaluate(Trial(0, {**EIGHT_STEPS, "learning_rate": 1e-4}, BUDGET, 1, resume_from=tmp_path))
     assert changed.ok and changed.metrics["val_perplexity_curve"][1][1] == halfway  # its past stays
     with pytest.raises(RuntimeError, match="r is 32"):

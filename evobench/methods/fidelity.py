@@ -1,0 +1,145 @@
+"""Every method of the fidelity benchmark, each driving the same fitness through a Ledger.
+
+Ours run through ``evo.start_run``, the peers through Optuna's own API; all of them drive
+the same fitness object, so the trial cost is the same for everyone, and each stops when
+the ledger says the tokens are spent.
+
+- ``ga``: the default GA (steady state, TPE-surrogate screening), population P;
+  ``ga-plain`` without the screening, ``ga-gen`` in ``mode: generational``;
+  ``ga-mf`` with ``multi_fidelity`` on the task's rungs; ``ga-es`` with ``early_stopping``
+  (median rule after 25% of the budget); ``pbt``: a population of the budget's trials, 4 intervals.
+- ``random``: random search; ``optuna-tpe``, ``optuna-nsga2``: Optuna's samplers with their defaults.
+- ``optuna-tpe-hb``: TPE + Hyperband on the task's rungs; a trial trains in chunks to the rungs,
+  continuing its checkpoint, and reports after each.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evo import SearchSpace, start_run
+from evo.config import RunConfig, parse_config
+from evo.trial import Trial
+from evobench import peers
+from evobench.ledger import BudgetSpent, Ledger
+from evobench.tasks.fidelity import Task
+
+METHODS = (
+    "ga",
+    "ga-plain",
+    "ga-gen",
+    "ga-mf",
+    "ga-es",
+    "pbt",
+    "random",
+    "optuna-tpe",
+    "optuna-nsga2",
+    "optuna-tpe-hb",
+)
+OURS = {m for m in METHODS if m.startswith("ga") or m == "pbt"}
+Runner = Callable[[Task, Ledger, int, int], None]  # task, ledger, seed, budget in whole trials
+
+
+def fitness_spec(task: Task, method: str) -> dict[str, Any]:
+    """The fitness a method runs on: early stopping needs mid-trial evaluations on some tasks."""
+    return {**task.fitness, **(task.es_fitness if method == "ga-es" else {})}
+
+
+def trial_seed(seed: int, i: int) -> int:
+    """The training seed of a peer's trial ``i`` in the run of ``seed``."""
+    return int(np.random.SeedSequence(seed, spawn_key=(i,)).generate_state(1)[0])
+
+
+def evo_config(task: Task, seed: int, **evolution: Any) -> RunConfig:
+    """The run config of one of our methods; a bad ``--set`` fails here, before anything trains."""
+    raw = {
+        "seed": seed,
+        "fitness": dict(task.fitness),
+        "budget": {k: v for k, v in task.budget.as_dict().items() if v is not None},
+        "search_space": task.space,
+        "fixed": task.fixed,
+        "artifacts": "none",
+        "evolution": {"population_size": task.population, "generations": 10_000, **task.evolution, **evolution},
+    }
+    return parse_config(raw)
+
+
+def run_evo(task: Task, ledger: Ledger, seed: int, budget_trials: int, **evolution: Any) -> None:
+    try:
+        start_run(evo_config(task, seed, **evolution), ledger, None)
+    except BudgetSpent:
+        pass
+
+
+def run_random(task: Task, ledger: Ledger, seed: int, budget_trials: int) -> None:
+    space, rng = SearchSpace.from_spec(task.space), np.random.default_rng(seed)
+    try:
+        for i in range(10**6):
+            ledger.evaluate(Trial(i, {**task.fixed, **space.sample(rng)}, task.budget, trial_seed(seed, i)))
+    except BudgetSpent:
+        pass
+
+
+def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: str, hyperband: bool = False) -> None:
+    import optuna
+
+    space = SearchSpace.from_spec(task.space)
+    resources = task.hyperband_resources
+    study = peers.study(name, seed, pruner=peers.hyperband(resources, task.eta) if hyperband else None)
+    scratch = tempfile.TemporaryDirectory(prefix="bench-hb-")
+
+    def objective(trial: Any) -> float:
+        config = {**task.fixed, **peers.suggest(trial, space)}
+        seed_i = trial_seed(seed, trial.number)
+        if not hyperband:
+            result = ledger.evaluate(Trial(trial.number, config, task.budget, seed_i))
+            return result.values["val_perplexity"] if result.ok else float("nan")
+        previous = None
+        for rung, fidelity in enumerate(task.rungs):
+            here = Path(scratch.name) / f"{trial.number}-{rung}"
+            result = ledger.evaluate(
+                Trial(
+                    trial.number,
+                    config,
+                    task.budget,
+                    seed_i,
+                    fidelity=fidelity,
+                    resume_from=previous,
+                    checkpoint_dir=here if fidelity < 1 else None,
+                )
+            )
+            if not result.ok:
+                return float("nan")
+            trial.report(result.values["val_perplexity"], step=round(fidelity * resources))
+            if fidelity < 1 and trial.should_prune():
+                raise optuna.TrialPruned()
+            previous = here
+        return result.values["val_perplexity"]
+
+    try:
+        study.optimize(objective, n_trials=10**6)
+    except BudgetSpent:
+        pass
+    finally:
+        scratch.cleanup()
+
+
+RUNNERS: dict[str, Runner] = {
+    "ga": lambda t, ledger, s, b: run_evo(t, ledger, s, b),
+    "ga-plain": lambda t, ledger, s, b: run_evo(t, ledger, s, b, surrogate="none"),
+    "ga-gen": lambda t, ledger, s, b: run_evo(t, ledger, s, b, mode="generational"),
+    "ga-mf": lambda t, ledger, s, b: run_evo(
+        t, ledger, s, b, offspring_size=t.mf_offspring, multi_fidelity={"eta": t.eta, "min_fidelity": t.rungs[0]}
+    ),
+    "ga-es": lambda t, ledger, s, b: run_evo(t, ledger, s, b, early_stopping={"warmup": 0.25}),
+    "pbt": lambda t, ledger, s, b: run_evo(t, ledger, s, b, population_size=b, mode="pbt", pbt={"interval": 0.25}),
+    "random": run_random,
+    "optuna-tpe": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "tpe"),
+    "optuna-nsga2": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "nsga2"),
+    "optuna-tpe-hb": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "tpe", hyperband=True),
+}
