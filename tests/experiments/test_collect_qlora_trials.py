@@ -2,18 +2,18 @@
 resuming to a larger target, determinism by index, a torn last line, a refused mismatch."""
 
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from evobench.collect.plan import load_plan
+from tests.fitness.conftest import build_tiny_llama
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "experiments"))
-
-import collect_qlora_trials as collect  # noqa: E402
-
-from tests.fitness.conftest import build_tiny_llama  # noqa: E402
+SCRIPT = runpy.run_path(str(ROOT / "experiments/collect_qlora_trials.py"))  # its parse_args and main, not run
 
 FIELDS = {
     "kind",
@@ -46,7 +46,7 @@ def setup(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("EVO_CACHE_DIR", str(tmp_path_factory.mktemp("evo-cache")))  # the worker inherits it
         model = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
-        plan = collect.load_plan(collect.parse_args(["--quick", "--model", str(model)]))
+        plan = load_plan(SCRIPT["parse_args"](["--quick", "--model", str(model)]))
         from fitness import make_fitness
 
         fitness = make_fitness(plan.fitness_spec)
@@ -57,7 +57,7 @@ def setup(tmp_path_factory):
 def run(setup, data_file, *extra):
     model, fitness = setup
     argv = ["--quick", "--model", str(model), "--data-file", str(data_file), *extra]
-    return collect.main(argv, fitness=fitness)
+    return SCRIPT["main"](argv, fitness=fitness)
 
 
 def rows(path):
