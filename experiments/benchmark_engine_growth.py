@@ -15,66 +15,13 @@ not pass for growth. Prints one row per strategy with the cost around 1k, 5k, 10
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from evo import RunStore, parse_config, start_run
+from evobench.engine import STRATEGIES, engine_ms_per_evaluation
 from fitness.synthetic import SyntheticFitness
-
-ROOT = Path(__file__).resolve().parents[1]
-POPULATION = 16
-
-
-def _base(trials: int, per_generation: int, **evolution: Any) -> dict[str, Any]:
-    raw = yaml.safe_load((ROOT / "experiments" / "synthetic.yaml").read_text())
-    generations = max(1, math.ceil((trials - POPULATION) / per_generation))
-    raw["evolution"].update(population_size=POPULATION, generations=generations, **evolution)
-    return raw
-
-
-def _pbt(trials: int) -> dict[str, Any]:
-    intervals = 40
-    raw = _base(trials, 1, mode="pbt", pbt={"interval": 1 / intervals, "quantile": 0.25})
-    raw["evolution"].update(population_size=max(2, math.ceil(trials / intervals)))
-    raw["evolution"].pop("generations")
-    raw["evolution"].pop("immigrants")
-    return raw
-
-
-# strategy -> run config holding about ``trials`` trials
-STRATEGIES: dict[str, Callable[[int], dict[str, Any]]] = {
-    "generational": lambda n: _base(n, POPULATION, mode="generational"),
-    "generational, no surrogate": lambda n: _base(n, POPULATION, mode="generational", surrogate="none"),
-    "steady-state (default)": lambda n: _base(n, POPULATION, mode="steady_state"),
-    "multi-fidelity": lambda n: _base(n, POPULATION + 6 + 2, multi_fidelity={"eta": 3, "min_fidelity": 1 / 9}),
-    "pbt": _pbt,
-}
-
-
-def engine_ms_per_evaluation(run_dir: Path, marks: list[int], window: int) -> dict[int, float]:
-    """Engine milliseconds per evaluation at each mark: the median over five windows of
-    ``window`` trials ending there."""
-    with RunStore.open(run_dir) as store:
-        trials = [t for t in store.trials() if t.finished_at is not None and t.generation >= 0]
-    out = {}
-    for mark in marks:
-        if mark > len(trials) or mark <= 5 * window:
-            continue
-        costs = []
-        for end in range(mark - 4 * window, mark + 1, window):
-            chunk = trials[end - window : end]
-            wall = chunk[-1].finished_at - trials[end - window - 1].finished_at
-            inside = sum(t.duration or 0.0 for t in chunk)
-            costs.append(1000 * (wall - inside) / window)
-        out[mark] = statistics.median(costs)
-    return out
 
 
 def main() -> None:

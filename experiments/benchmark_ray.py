@@ -21,46 +21,15 @@ import argparse
 import functools
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import ray
-import yaml
 
-from evo._api import start_run
-from evo.config import parse_config
-from evo.executors._ray import RayExecutor
-from evo.storage import RunStore
-from evo.trial import Trial
+from evo import make_executor
+from evo.config import ExecutorSettings, ExecutorType
+from evobench.parallel import run_once
+from evobench.paths import ROOT, run_config
 from fitness.synthetic import SyntheticFitness
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_once(raw: dict, executor: RayExecutor, run_dir: Path) -> dict[str, float]:
-    config = parse_config(raw)
-    fitness = SyntheticFitness.from_spec(config.fitness)
-    t0 = time.perf_counter()
-    start_run(config, fitness, run_dir, executor=executor)
-    wall = time.perf_counter() - t0
-    with RunStore.open(run_dir) as store:
-        trials = store.trials()
-    slept = [_slept(fitness, t, config.budget) for t in trials]
-    return {
-        "trials": len(trials),
-        "wall": wall,
-        "per_hour": len(trials) / wall * 3600,
-        "utilisation": sum(slept) / (executor.capacity * wall),
-        "overhead_ms": 1000 * sum(t.duration - s for t, s in zip(trials, slept)) / len(trials),
-    }
-
-
-def _slept(fitness: SyntheticFitness, trial, budget) -> float:
-    """The trial's own sleep: the whole-budget duration times the share of steps it trained
-    (a diverged trial stops early and sleeps less)."""
-    whole = fitness.duration(Trial(trial.id, trial.config, budget, trial.seed))
-    steps, start, total = (trial.metrics.get(k) for k in ("steps", "start_step", "budget_steps"))
-    return whole * max(steps - (start or 0), 1) / total if steps and total else whole
 
 
 def main() -> None:
@@ -72,7 +41,7 @@ def main() -> None:
     parser.add_argument("--cpus", type=float, default=os.cpu_count(), help="CPUs of the local Ray cluster")
     args = parser.parse_args()
 
-    raw = yaml.safe_load((ROOT / "experiments/synthetic.yaml").read_text())
+    raw = run_config("synthetic")
     raw.pop("baseline", None)
     raw["fitness"].update(seconds_per_trial=args.mean, duration_spread=args.spread)
     ray.init(
@@ -85,7 +54,8 @@ def main() -> None:
     try:
         for workers in args.workers:
             factory = functools.partial(SyntheticFitness.from_spec, raw["fitness"])
-            executor = RayExecutor(factory, workers=workers, cpus_per_trial=args.cpus / workers)
+            settings = ExecutorSettings(type=ExecutorType.RAY, workers=workers, cpus_per_trial=args.cpus / workers)
+            executor = make_executor(settings, factory(), factory)
             try:
                 for mode in ("generational", "steady_state"):
                     size = max(8, 2 * workers)  # two waves of trials per generation
