@@ -15,7 +15,8 @@ _EXPORTS = {
     "start_run": "evo._api",
     "resume_run": "evo._api",
     "RunAborted": "evo._evaluation",
-    "seed_genomes_from": "evo._seeding",
+    "genomes_from_run": "evo._warm_start",
+    "seed_genomes_from": "evo._warm_start",  # deprecated: genomes_from_run
     "RunResult": "evo._results",
     "build_result": "evo._results",
     "RunObserver": "evo._observers",

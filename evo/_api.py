@@ -11,14 +11,14 @@ from evo._evaluation import RunAborted, run_fingerprint
 from evo._observers import RunObserver
 from evo._preflight import check_run
 from evo._results import RunResult
-from evo._seeding import seed_genomes_from
 from evo._space import SearchSpace, canonical
+from evo._warm_start import genomes_from_run
 from evo.config import EvolutionSettings, RunConfig, parse_config
 from evo.executors import Executor, make_executor
 from evo.storage import RunStore
 from evo.strategies import run_strategy
 from evo.strategies._context import RunContext
-from evo.trial import Budget, ConfigError, Fitness
+from evo.trial import Budget, ConfigError, Fitness, renamed
 
 __all__ = ["evolve", "start_run", "resume_run", "RunAborted"]
 
@@ -33,9 +33,10 @@ def evolve(
     fixed: Mapping[str, Any] | None = None,
     baseline: Mapping[str, Any] | None = None,
     run_dir: Path | str | None = None,
-    seed_genomes: Sequence[Mapping[str, Any]] = (),
+    warm_start: Sequence[Mapping[str, Any]] = (),
     observers: Sequence[RunObserver] = (),
     executor: Executor | Mapping[str, Any] | None = None,
+    **deprecated: Any,
 ) -> RunResult:
     """Evolve ``fitness`` over ``space`` and return the best configs and the history.
 
@@ -43,8 +44,10 @@ def evolve(
     config; ``budget`` (steps or tokens) is what every trial may train. With ``run_dir``
     the run is stored there and can be resumed; without it everything stays in memory.
     ``executor`` is an :class:`~evo.executors.Executor` or an ``executor`` mapping as
-    in a run config (e.g. ``{"type": "ray"}``).
+    in a run config (e.g. ``{"type": "ray"}``). ``warm_start``: genomes the first
+    population starts with.
     """
+    warm_start = _renamed_kwargs(deprecated, {"seed_genomes": warm_start}, "evolve")["seed_genomes"]
     if isinstance(evolution, EvolutionSettings):
         evolution = {
             f.name: getattr(getattr(evolution, f.name), "value", getattr(evolution, f.name))
@@ -64,7 +67,7 @@ def evolve(
         raw["executor"], executor = dict(executor), None
     spec = space.to_spec() if isinstance(space, SearchSpace) else dict(space)
     config = parse_config({**raw, "search_space": spec})
-    return start_run(config, fitness, run_dir, seed_genomes=seed_genomes, observers=observers, executor=executor)
+    return start_run(config, fitness, run_dir, warm_start=warm_start, observers=observers, executor=executor)
 
 
 def start_run(
@@ -72,34 +75,50 @@ def start_run(
     fitness: Fitness,
     run_dir: Path | str | None,
     *,
-    seed_genomes: Sequence[Mapping[str, Any]] = (),
-    seed_from: Path | str | None = None,
-    seed_generation: int | None = None,
-    seed_top_k: int | None = None,
+    warm_start: Sequence[Mapping[str, Any]] = (),
+    warm_start_from: Path | str | None = None,
+    warm_start_generation: int | None = None,
+    warm_start_top_k: int | None = None,
     observers: Sequence[RunObserver] = (),
     warn: Callable[[str], None] = lambda message: None,
     executor: Executor | None = None,
+    **deprecated: Any,
 ) -> RunResult:
     """Start a new run of ``config`` in ``run_dir`` (None: in memory).
 
-    Trials run on ``executor``; without one, on the executor ``config.executor``
-    describes, built here and closed at the end.
+    The first population starts with the ``warm_start`` genomes, then the population of
+    generation ``warm_start_generation`` (default: the last) of the run in
+    ``warm_start_from``, its ``warm_start_top_k`` best. Trials run on ``executor``;
+    without one, on the executor ``config.executor`` describes, built here and closed
+    at the end.
     """
+    given = _renamed_kwargs(
+        deprecated,
+        {
+            "seed_genomes": warm_start,
+            "seed_from": warm_start_from,
+            "seed_generation": warm_start_generation,
+            "seed_top_k": warm_start_top_k,
+        },
+        "start_run",
+    )
+    warm_start, warm_start_from = given["seed_genomes"], given["seed_from"]
+    warm_start_generation, warm_start_top_k = given["seed_generation"], given["seed_top_k"]
     for message in check_run(config, fitness):
         warn(message)
     fingerprint = run_fingerprint(fitness, config.budget)
-    genomes = [dict(g) for g in seed_genomes]
+    genomes = [dict(g) for g in warm_start]
     source = None
-    if seed_from is not None:
-        found, warnings, source = seed_genomes_from(
-            seed_from, config.space, generation=seed_generation, top_k=seed_top_k, seed=config.seed
+    if warm_start_from is not None:
+        found, warnings, source = genomes_from_run(
+            warm_start_from, config.space, generation=warm_start_generation, top_k=warm_start_top_k, seed=config.seed
         )
         for message in warnings:
             warn(message)
         genomes.extend(found)
     for genome in genomes:
         if not config.space.contains(genome):
-            raise ConfigError(f"seed genome {genome!r} does not fit the search space")
+            raise ConfigError(f"warm-start genome {genome!r} does not fit the search space")
 
     store = RunStore.create(
         run_dir,
@@ -107,14 +126,14 @@ def start_run(
         fingerprint=fingerprint,
         objectives=fitness.objectives,
         environment=describe_environment(fitness),
-        seed_genomes=genomes,
-        seeded_from=str(Path(seed_from).resolve()) if seed_from is not None else None,
+        warm_start=genomes,
+        warm_started_from=str(Path(warm_start_from).resolve()) if warm_start_from is not None else None,
     )
     try:
         if source is not None:
             _import_results(source, store, config, genomes, fingerprint, warn)
             source.close()
-        return _evolve(config, fitness, store, fingerprint, executor, seed_genomes=genomes, observers=observers)
+        return _evolve(config, fitness, store, fingerprint, executor, warm_start=genomes, observers=observers)
     finally:
         store.close()
 
@@ -141,8 +160,8 @@ def resume_run(
             raise ConfigError(
                 f"{run_dir}: the fitness definition (model, data or budget) differs from the one the run started with"
             )
-        genomes = store.meta("seed_genomes", [])
-        return _evolve(config, fitness, store, fingerprint, executor, seed_genomes=genomes, observers=observers)
+        genomes = store.meta("warm_start_genomes", [])
+        return _evolve(config, fitness, store, fingerprint, executor, warm_start=genomes, observers=observers)
     finally:
         store.close()
 
@@ -195,9 +214,11 @@ def _import_results(
     fingerprint: str,
     warn: Callable[[str], None],
 ) -> None:
-    """Copy the seed genomes' finished trials, but only under the same fitness definition."""
+    """Copy the warm-start genomes' finished trials, but only under the same fitness definition."""
     if source.meta("fingerprint") != fingerprint:
-        warn("the seed run used another fitness definition (model, data or budget): seeds are evaluated anew")
+        warn(
+            "the warm-start run used another fitness definition (model, data or budget): its genomes are evaluated anew"
+        )
         return
     for genome in genomes:
         key = canonical(config.trial_config(genome))
@@ -206,3 +227,23 @@ def _import_results(
             store.copy_trial(
                 record, fingerprint=fingerprint, config_key=key, note=f"reused from {source.run_dir} trial {record.id}"
             )
+
+
+def _renamed_kwargs(deprecated: Mapping[str, Any], current: Mapping[str, Any], call: str) -> dict[str, Any]:
+    """``current`` (keyed by the old names, valued by the new arguments) with any old-name
+    argument of 0.1 (``seed_genomes``, ``seed_from``, ...) moved in, each with a warning."""
+    out = dict(current)
+    for old, value in deprecated.items():
+        if old not in _OLD_NAMES or old not in out:
+            raise TypeError(f"{call}() got an unexpected keyword argument {old!r}")
+        renamed(f"{call}({old}=...)", f"{call}({_OLD_NAMES[old]}=...)", stacklevel=4)
+        out[old] = value
+    return out
+
+
+_OLD_NAMES = {  # 0.1's names: "seed" is the random seed only since 0.2
+    "seed_genomes": "warm_start",
+    "seed_from": "warm_start_from",
+    "seed_generation": "warm_start_generation",
+    "seed_top_k": "warm_start_top_k",
+}

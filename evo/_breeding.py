@@ -1,6 +1,6 @@
 """Breeding: the initial population and each generation's offspring.
 
-A member is ``(genome, origin, parent ids)``; origins are ``init``, ``seed``,
+A member is ``(genome, origin, parent ids)``; origins are ``init``, ``warm_start``,
 ``prior``, ``crossover``, ``mutation``, ``crossover+mutation`` and ``immigrant``. Children that
 repeat a genome already in the population or among their siblings are mutated again,
 so that no offspring slot is spent on a genome whose fitness is already known.
@@ -35,16 +35,16 @@ def initial_members(
     space: SearchSpace,
     size: int,
     rng: np.random.Generator,
-    seeds: Sequence[Mapping[str, Any]] = (),
+    warm_start: Sequence[Mapping[str, Any]] = (),
     init: Init = Init.RANDOM,
     prior: Prior | None = None,
 ) -> list[Member]:
-    """Seed genomes first (at most ``size``), then ``prior``'s share drawn around its centre,
+    """Warm-start genomes first (at most ``size``), then ``prior``'s share drawn around its centre,
     then distinct new genomes drawn as ``init`` says."""
     members: list[Member] = []
     seen: set[str] = set()
-    for genome in seeds[:size]:
-        members.append((dict(genome), "seed", []))
+    for genome in warm_start[:size]:
+        members.append((dict(genome), "warm_start", []))
         seen.add(genome_key(genome))
     around = round(prior.share * (size - len(members))) if prior else 0
     plan = ["prior"] * min(around, size - len(members))

@@ -127,7 +127,7 @@ def _metadata(data: RunData) -> str:
         "fitness": data.config.fitness.get("type"),
         "budget": ", ".join(f"{k} {v}" for k, v in data.config.budget.as_dict().items() if v) or "-",
         "fitness fingerprint": data.meta.get("fingerprint"),
-        "seeded from": data.meta.get("seeded_from") or "-",
+        "warm-started from": data.meta.get("warm_started_from") or "-",
         "python": env.get("python", platform.python_version()),
         **{k: v for k, v in env.items() if k != "python"},
     }

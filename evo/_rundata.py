@@ -98,7 +98,7 @@ def load_run(run_dir: Path | str) -> RunData:
         populations = {g: store.population(g) for g in store.finished_generations()}
         meta = {
             key: store.meta(key)
-            for key in ("created_at", "fingerprint", "seeded_from", "environment", "best_artifacts")
+            for key in ("created_at", "fingerprint", "warm_started_from", "environment", "best_artifacts")
         }
         return RunData(
             run_dir=Path(run_dir),

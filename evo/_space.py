@@ -339,7 +339,7 @@ class SearchSpace:
         for gene in self:
             if gene.name not in genome:
                 out[gene.name] = gene.sample(rng)
-                warnings.append(f"{gene.name}: not in the seed genome, sampled {out[gene.name]!r}")
+                warnings.append(f"{gene.name}: not in the warm-start genome, sampled {out[gene.name]!r}")
                 continue
             value = genome[gene.name]
             if gene.contains(value):

@@ -240,7 +240,7 @@ CASES = [
     run_dir_case("resume-changed-fitness", changed_fitness, "fitness definition"),
     run_dir_case("resume-unborn-run", unborn_run, "holds no run"),
     Case("resume-not-a-run", lambda w, e: ["resume", str(w)], "not a run directory"),
-    Case("seed-from-missing", lambda w, e: _run(w, SYNTHETIC, "--seed-from", str(w / "nothing")), "--seed-from"),
+    Case("warm-start-missing", lambda w, e: _run(w, SYNTHETIC, "--warm-start", str(w / "nothing")), "--warm-start"),
 ]
 
 

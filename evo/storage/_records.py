@@ -20,7 +20,7 @@ GENOME_FORMAT = 1
 # ``generation > BASELINE_GENERATION`` selects the search's own rows and
 # ``generation >= BASELINE_GENERATION`` adds the baseline (never imported trials).
 BASELINE_GENERATION = -1  # the untuned reference config, evaluated once
-IMPORTED_GENERATION = -2  # a trial copied from a seed run, not run here
+IMPORTED_GENERATION = -2  # a trial copied from the run a warm start came from, not run here
 
 # Besides complete trials, the failures that belong to the genome itself are reused;
 # an OOM, a timeout or a crash may not happen again, so those genomes are evaluated anew.

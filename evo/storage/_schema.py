@@ -16,7 +16,7 @@ import yaml
 
 from evo.storage._records import StoreError, meta_json, to_json
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # The current schema, one statement each (executed inside the creating transaction).
 DDL: tuple[str, ...] = (
@@ -87,6 +87,15 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
         (
             "CREATE INDEX trials_by_generation ON trials (generation)",
             "CREATE TABLE entries (seq INTEGER PRIMARY KEY, individual_id INTEGER NOT NULL REFERENCES individuals (id))",
+        ),
+    ),
+    # 4 -> 5: a first population from an earlier run is a warm start ("seed" is the random seed).
+    (
+        4,
+        (
+            "UPDATE meta SET key = 'warm_start_genomes' WHERE key = 'seed_genomes'",
+            "UPDATE meta SET key = 'warm_started_from' WHERE key = 'seeded_from'",
+            "UPDATE individuals SET origin = 'warm_start' WHERE origin = 'seed'",
         ),
     ),
 ]

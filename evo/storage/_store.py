@@ -76,8 +76,8 @@ class RunStore:
         fingerprint: str,
         objectives: Sequence[Objective] = (),
         environment: Mapping[str, Any] | None = None,
-        seed_genomes: Sequence[Mapping[str, Any]] = (),
-        seeded_from: str | None = None,
+        warm_start: Sequence[Mapping[str, Any]] = (),
+        warm_started_from: str | None = None,
     ) -> RunStore:
         """A new run in ``run_dir`` (locked for this driver), or in memory for None."""
         lock = None
@@ -108,10 +108,10 @@ class RunStore:
                 "fingerprint": fingerprint,
                 "objectives": [{"name": o.name, "direction": o.direction.value} for o in objectives],
                 "environment": dict(environment or {}),
-                "seed_genomes": [dict(g) for g in seed_genomes],
+                "warm_start_genomes": [dict(g) for g in warm_start],
             }
-            if seeded_from is not None:
-                meta["seeded_from"] = seeded_from
+            if warm_started_from is not None:
+                meta["warm_started_from"] = warm_started_from
             with store._transaction() as db:
                 _schema.create(db)
                 db.executemany(

@@ -40,7 +40,7 @@ class RunContext:
     store: RunStore
     evaluator: Evaluator
     observers: Fanout
-    seed_genomes: list[dict[str, Any]]
+    warm_start: list[dict[str, Any]]
     by_fidelity: bool  # an individual's fitness is (fidelity, values...): whole-budget trials rank first
 
     @classmethod
@@ -52,7 +52,7 @@ class RunContext:
         fingerprint: str,
         *,
         executor: Executor,
-        seed_genomes: Sequence[Mapping[str, Any]] = (),
+        warm_start: Sequence[Mapping[str, Any]] = (),
         observers: Sequence[RunObserver] = (),
     ) -> RunContext:
         settings = config.evolution
@@ -73,7 +73,7 @@ class RunContext:
             pruner=pruner,
         )
         by_fidelity = settings.mode is Mode.MULTI_FIDELITY
-        return cls(config, fitness, store, evaluator, fanout, [dict(g) for g in seed_genomes], by_fidelity)
+        return cls(config, fitness, store, evaluator, fanout, [dict(g) for g in warm_start], by_fidelity)
 
     def __post_init__(self) -> None:
         self.settings = self.config.evolution
@@ -148,20 +148,20 @@ class RunContext:
 
     # -- breeding and selection ------------------------------------------------------------
     def breed(self, population: list, rng: np.random.Generator) -> list[breeding.Member]:
-        """The initial population (seed genomes first), or a generation's offspring."""
+        """The initial population (warm-start genomes first), or a generation's offspring."""
         if not population:
             return self.initial_members(rng)
         history = self.history()
         return breeding.offspring(self.space, population, self.settings, rng, history.window(), history.known)
 
     def initial_members(self, rng: np.random.Generator) -> list[breeding.Member]:
-        """Seed genomes, then draws around the baseline (``prior_share``), then draws as ``init`` says."""
+        """Warm-start genomes, then draws around the baseline (``prior_share``), then draws as ``init`` says."""
         prior = None
         if self.settings.prior_share > 0 and self.config.baseline:
             centre, _ = self.space.adapt({k: v for k, v in self.config.baseline.items() if k in self.space.genes}, rng)
             prior = breeding.Prior(centre, self.settings.prior_share)
         return breeding.initial_members(
-            self.space, self.settings.population_size, rng, self.seed_genomes, self.settings.init, prior
+            self.space, self.settings.population_size, rng, self.warm_start, self.settings.init, prior
         )
 
     def survivors(self, population: list, new: list) -> list:

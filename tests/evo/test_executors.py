@@ -39,7 +39,7 @@ def test_identical_genomes_in_flight_together_are_trained_once(tmp_path):
         fitness,
         budget=BUDGET,
         evolution={"population_size": 3, "generations": 0},
-        seed_genomes=[twin, twin],
+        warm_start=[twin, twin],
         executor={"workers": 3},
     )
     assert [c["x"] for c in fitness.calls].count(0.25) == 1

@@ -1,4 +1,4 @@
-"""The initial population: seed genomes, then draws around the baseline (the prior), then space-filling ones."""
+"""The initial population: warm-start genomes, then draws around the baseline (the prior), then space-filling ones."""
 
 import numpy as np
 
@@ -9,19 +9,19 @@ from evo.storage import RunStore
 from tests.evo.test_loop import run_synthetic
 
 
-def test_an_initial_population_is_seeds_first_then_space_filling():
+def test_an_initial_population_is_the_warm_start_first_then_space_filling():
     from evo._breeding import initial_members
     from evo.config import Init
 
     space = SearchSpace.from_spec(
         {"r": {"type": "int", "choices": [8, 16, 32, 64]}, "x": {"type": "float", "low": 0, "high": 1}}
     )
-    seed = {"r": 64, "x": 0.5}
-    members = initial_members(space, 5, np.random.default_rng(0), [seed], Init.SOBOL)
-    assert members[0] == (seed, "seed", [])
+    warm = {"r": 64, "x": 0.5}
+    members = initial_members(space, 5, np.random.default_rng(0), [warm], Init.SOBOL)
+    assert members[0] == (warm, "warm_start", [])
     assert [origin for _, origin, _ in members[1:]] == ["init"] * 4
     assert sorted(g["r"] for g, _, _ in members[1:]) == [8, 16, 32, 64]
-    plain = initial_members(space, 5, np.random.default_rng(0), [seed], Init.RANDOM)
+    plain = initial_members(space, 5, np.random.default_rng(0), [warm], Init.RANDOM)
     assert [g for g, _, _ in plain] != [g for g, _, _ in members]
 
 

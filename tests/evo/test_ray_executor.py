@@ -105,7 +105,7 @@ def test_a_trial_that_always_kills_its_actor_fails_as_killed_and_the_run_goes_on
         budget=BUDGET,
         evolution={"population_size": 4, "generations": 2},
         run_dir=tmp_path / "run",
-        seed_genomes=[deadly],
+        warm_start=[deadly],
         executor={**RAY, "max_retries": 1},
     )
     with RunStore.open(tmp_path / "run") as store:

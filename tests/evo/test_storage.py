@@ -49,7 +49,7 @@ class StoreContract:
             {"name": "params", "direction": "maximize"},
         ]
         assert store.meta("environment") == {"python": "3"}
-        assert store.meta("seed_genomes") == [{"lr": 0.1}]
+        assert store.meta("warm_start_genomes") == [{"lr": 0.1}]
 
     def test_meta_round_trips_json_and_has_a_default(self, store: RunStore) -> None:
         store.set_meta("state", {"a": [1, 2.5, None], "b": "x"})
@@ -157,7 +157,7 @@ def _create(run_dir: Path | None, config: dict | None = None) -> RunStore:
         fingerprint="fp",
         objectives=OBJECTIVES,
         environment={"python": "3"},
-        seed_genomes=[{"lr": 0.1}],
+        warm_start=[{"lr": 0.1}],
     )
 
 
@@ -217,13 +217,29 @@ def _tables(run_dir: Path) -> set[str]:
 def test_an_old_run_dir_is_migrated_to_the_current_schema(tmp_path: Path, ddl: str, version: int) -> None:
     run_dir = _old_run(tmp_path / "old", ddl, version)
     with RunStore.open(run_dir) as store:
-        assert store.meta("schema_version") == SCHEMA_VERSION == 4
+        assert store.meta("schema_version") == SCHEMA_VERSION == 5
         (trial,) = store.trials()
         assert trial.ok and trial.full and trial.resumed_from is None and trial.values == {"loss": 1}
         assert store.find_reusable("fp", "k") == trial
     assert "events" not in _tables(run_dir)
     with RunStore.open(run_dir) as store:  # opening again changes nothing
         assert store.meta("schema_version") == SCHEMA_VERSION
+
+
+def test_a_schema_4_run_calls_its_first_population_a_warm_start(tmp_path: Path) -> None:
+    """0.1 stored a warm start as "seed" genomes and origins; 0.2 reserves "seed" for the random seed."""
+    with _create(tmp_path / "v4") as store:
+        store.add_individuals(0, [({"lr": 0.1}, "warm_start", []), ({"lr": 0.2}, "init", [])])
+    with sqlite3.connect(tmp_path / "v4" / "run.db") as db:  # back to what 0.1 wrote
+        db.execute("UPDATE meta SET key = 'seed_genomes' WHERE key = 'warm_start_genomes'")
+        db.execute("INSERT INTO meta VALUES ('seeded_from', '\"/runs/old\"')")
+        db.execute("UPDATE individuals SET origin = 'seed' WHERE origin = 'warm_start'")
+        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    with RunStore.open(tmp_path / "v4") as store:
+        assert store.meta("schema_version") == 5
+        assert store.meta("warm_start_genomes") == [{"lr": 0.1}] and store.meta("seed_genomes") is None
+        assert store.meta("warm_started_from") == "/runs/old"
+        assert [i.origin for i in store.individuals(0)] == ["warm_start", "init"]
 
 
 @pytest.mark.parametrize("version", [SCHEMA_VERSION + 1, 0, '"x"'])

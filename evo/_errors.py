@@ -1,0 +1,22 @@
+"""What every layer may raise or warn: a bad input, and a name a release renamed."""
+
+from __future__ import annotations
+
+import warnings
+
+
+class ConfigError(ValueError):
+    """A bad run config, search space, data set or model path.
+
+    The message is one line that names the culprit; the CLI prints it and exits 2.
+    """
+
+
+class Deprecated(FutureWarning):
+    """A key, flag or name that a release renamed: it still works, and the warning says what
+    to use instead. A FutureWarning, so that users see it; the CLI prints it on one line."""
+
+
+def renamed(old: str, new: str, *, stacklevel: int = 3) -> None:
+    """Warn that ``old`` (a config key, a flag, a name) is now ``new``, with the same meaning."""
+    warnings.warn(f"{old} is deprecated since 0.2.0: use {new} (the same setting)", Deprecated, stacklevel=stacklevel)
