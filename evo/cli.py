@@ -18,14 +18,16 @@ from typing import Any
 import yaml
 
 from evo._api import RunAborted, load_stored_config, resume_run, start_run
+from evo._cli_parser import build_parser, one_line_deprecations
 from evo._observers import RunObserver
 from evo._progress import TerminalProgress
 from evo._results import build_result
 from evo.config import RunConfig, load_config
+from evo.config._reference import reference
 from evo.executors import ExecutorType, make_executor
 from evo.plots import NothingToPlot
 from evo.storage import BASELINE_GENERATION, RunDirInUse, RunStore, StoreError
-from evo.trial import ConfigError, Deprecated
+from evo.trial import ConfigError
 
 EXIT_CONFIG = 2  # bad config, data, model path or run directory
 EXIT_FAILED = 1  # the run itself failed (e.g. aborted after consecutive failures)
@@ -99,9 +101,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             config,
             fitness,
             args.out,
-            seed_from=args.seed_from,
-            seed_generation=args.seed_generation,
-            seed_top_k=args.seed_top_k,
+            warm_start_from=args.warm_start,
+            warm_start_generation=args.warm_start_generation,
+            warm_start_top_k=args.warm_start_top_k,
             observers=observers,
             warn=lambda message: print(f"warning: {message}", file=sys.stderr),
             executor=executor,
@@ -147,6 +149,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     series = compare_runs(args.run_dirs, args.out)
     print(f"{args.out} ({len(series['runs'])} runs, compute in {series['compute_unit']})")
+    return 0
+
+
+def cmd_reference(args: argparse.Namespace) -> int:
+    from fitness import config_reference
+
+    text = reference(config_reference())
+    if args.out is None:
+        print(text, end="")
+    else:
+        Path(args.out).write_text(text)
     return 0
 
 
@@ -278,89 +291,25 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
 
 
-def _executor_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--executor",
-        choices=[t.value for t in ExecutorType],
-        help="where trials run (default: the config's executor.type, else local)",
-    )
-    parser.add_argument(
-        "--ray-address",
-        metavar="ADDRESS",
-        help="run trials on this Ray cluster ('auto', 'ray://head:10001'); implies --executor ray",
-    )
-
-
-def _driver_arguments(parser: argparse.ArgumentParser) -> None:
-    """What evo run and evo resume share: output and where trials run."""
-    parser.add_argument("--quiet", action="store_true", help="no live progress")
-    parser.add_argument("--no-plots", action="store_true", help="do not refresh RUN_DIR/plots during the run")
-    _executor_arguments(parser)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evo", description="Evolve QLoRA fine-tuning hyperparameters.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser(
-        "run",
-        help="start an evolutionary run from a YAML config",
-        usage="evo run CONFIG [KEY=VALUE ...] [options]",
-        description="Start an evolutionary run. KEY=VALUE arguments override config values, "
-        "e.g. evolution.generations=3 budget.steps=20 (values are parsed as YAML).",
-    )
-    run.add_argument("config", help="run config (YAML), e.g. experiments/synthetic.yaml")
-    run.add_argument("--out", type=Path, help="run directory (default: runs/<config>-<time>)")
-    run.add_argument("--seed-from", type=Path, metavar="RUN_DIR", help="start from the population of an earlier run")
-    run.add_argument(
-        "--seed-generation", type=int, metavar="G", help="with --seed-from: that generation (default: last)"
-    )
-    run.add_argument("--seed-top-k", type=int, metavar="K", help="with --seed-from: only its K best")
-    run.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="the same as a positional KEY=VALUE (repeatable)"
-    )
-    _driver_arguments(run)
-    run.set_defaults(func=cmd_run)
-
-    resume = sub.add_parser("resume", help="continue a stopped or killed run")
-    resume.add_argument("run_dir", type=Path)
-    _driver_arguments(resume)
-    resume.set_defaults(func=cmd_resume)
-
-    status = sub.add_parser("status", help="a table per generation and the best so far")
-    status.add_argument("run_dir", type=Path)
-    status.set_defaults(func=cmd_status)
-
-    plot = sub.add_parser("plot", help="write PNG plots of a run into RUN_DIR/plots")
-    plot.add_argument("run_dir", type=Path)
-    plot.add_argument("--out", type=Path, help="another directory for the PNGs")
-    plot.set_defaults(func=cmd_plot)
-
-    report = sub.add_parser("report", help="write one self-contained HTML report of a run")
-    report.add_argument("run_dir", type=Path)
-    report.add_argument("--out", type=Path, help="the HTML file (default RUN_DIR/report.html)")
-    report.set_defaults(func=cmd_report)
-
-    compare = sub.add_parser("compare", help="overlay the best-so-far curves of several runs")
-    compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
-    compare.add_argument("--out", type=Path, default=Path("compare.png"), help="the PNG (default compare.png)")
-    compare.set_defaults(func=cmd_compare)
-
-    best = sub.add_parser("best", help="print the best config (or export it as YAML)")
-    best.add_argument("run_dir", type=Path)
-    best.add_argument("--export", type=Path, metavar="FILE", help="write the YAML to FILE instead of printing it")
-    best.add_argument("--format", default="hf", help="hf (default), trl, llamafactory or axolotl: whose file to write")
-    best.add_argument(
-        "--top",
-        type=int,
-        default=None,
-        help="the K best trials (default: the best one; with several objectives the Pareto front)",
-    )
-    best.set_defaults(func=cmd_best)
-    return parser
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "status": cmd_status,
+    "plot": cmd_plot,
+    "report": cmd_report,
+    "compare": cmd_compare,
+    "best": cmd_best,
+    "reference": cmd_reference,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line_deprecations(warnings.showwarning)
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
@@ -369,26 +318,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides or args.command != 'run')}"
         )
     args.overrides = overrides
-    with warnings.catch_warnings():
-        warnings.showwarning = _one_line_deprecations(warnings.showwarning)
-        return _run_command(args)
-
-
-def _one_line_deprecations(show: Callable[..., None]) -> Callable[..., None]:
-    """A renamed key or flag is one ``evo: warning:`` line; other warnings show as Python shows them."""
-
-    def showwarning(message, category, filename, lineno, file=None, line=None) -> None:
-        if issubclass(category, Deprecated):
-            print(f"evo: warning: {message}", file=sys.stderr)
-        else:
-            show(message, category, filename, lineno, file, line)
-
-    return showwarning
+    return _run_command(args)
 
 
 def _run_command(args: argparse.Namespace) -> int:
     try:
-        return args.func(args)
+        return COMMANDS[args.command](args)
     except NothingToPlot as exc:
         print(f"evo: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from evo.trial import ConfigError, Fitness, FitnessBase
+from evo.trial import ConfigError, Fitness, FitnessBase, GeneDecl
 
 KINDS = ("synthetic", "qlora")
 
@@ -25,6 +25,18 @@ def _fitness_class(kind: Any) -> Any:
 
         return QLoRAFitness
     return None
+
+
+def config_reference() -> dict[str, tuple[type, Mapping[str, GeneDecl]]]:
+    """Each ``fitness.type``'s settings class and the genes it reads, for ``evo reference``.
+
+    The QLoRA genes are those of any model; a run narrows them to its model's (its
+    context length, its linear modules)."""
+    from fitness.qlora.genes import GENES
+    from fitness.qlora.spec import QLoRASpec
+    from fitness.synthetic import SyntheticSpec
+
+    return {"qlora": (QLoRASpec, GENES), "synthetic": (SyntheticSpec, GENES)}
 
 
 def make_fitness(spec: Mapping[str, Any]) -> Fitness:

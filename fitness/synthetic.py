@@ -65,14 +65,24 @@ _METRICS = {  # objectives this fitness can report, besides perplexity
 class SyntheticSpec:
     """The ``fitness:`` section of a run config for ``type: synthetic``."""
 
-    type: str = "synthetic"
-    base_perplexity: float = 12.0  # the perplexity of a perfectly tuned config trained to convergence
-    noise: float = 0.01  # log-normal sigma of the measurement noise
-    failure_rate: float = 0.0  # fraction of trials that raise an error (seeded), to exercise failures
-    seconds_per_trial: float = 0.0  # sleep per trial, to simulate training time (the mean, with a spread)
-    duration_spread: float = 0.0  # log-normal sigma of the sleep; 0.5-1 looks like real trials of mixed configs
-    objectives: tuple[str, ...] = ("val_perplexity",)
-    eval_every: float = 0.125  # intermediate validations, as a fraction of the budget
+    type: str = field(default="synthetic", metadata={"help": "a LoRA-like landscape that answers in microseconds"})
+    base_perplexity: float = field(
+        default=12.0, metadata={"help": "the perplexity of a perfectly tuned config trained to convergence"}
+    )
+    noise: float = field(default=0.01, metadata={"help": "log-normal sigma of the measurement noise"})
+    failure_rate: float = field(
+        default=0.0, metadata={"help": "fraction of trials that raise an error (seeded), to exercise failures"}
+    )
+    seconds_per_trial: float = field(
+        default=0.0, metadata={"help": "sleep per trial, to simulate training time (the mean, with a spread)"}
+    )
+    duration_spread: float = field(
+        default=0.0, metadata={"help": "log-normal sigma of the sleep; 0.5-1 looks like real trials of mixed configs"}
+    )
+    objectives: tuple[str, ...] = field(
+        default=("val_perplexity",), metadata={"help": "what a trial reports to select on"}
+    )
+    eval_every: float = field(default=0.125, metadata={"help": "intermediate validations, as a fraction of the budget"})
 
     def __post_init__(self) -> None:
         if self.base_perplexity <= 1:

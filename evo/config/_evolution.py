@@ -42,7 +42,7 @@ class Surrogate(str, enum.Enum):
 
 
 class Init(str, enum.Enum):
-    """How the initial population is drawn (after any seed genomes)."""
+    """How the initial population is drawn (after any warm-start genomes)."""
 
     SOBOL = "sobol"  # space-filling: scrambled Sobol points, each gene's range covered evenly
     RANDOM = "random"  # independent uniform draws
@@ -136,15 +136,23 @@ class EvolutionSettings:
     """How the population evolves. Read ``planned_generations``, not ``generations``:
     PBT derives its count from ``pbt.interval``."""
 
-    population_size: int = field(default=8, metadata=rule(ge=2, le=MAX_INDIVIDUALS, help="mu"))
+    population_size: int = field(
+        default=8, metadata=rule(ge=2, le=MAX_INDIVIDUALS, help="mu: members of the population")
+    )
     generations: int = field(
         default=10, metadata=rule(ge=0, le=1_000_000, help="generations after the initial one (not in pbt mode)")
     )
     offspring_size: int | None = field(
-        default=None, metadata=rule(ge=1, le=MAX_INDIVIDUALS, help="lambda; null: population_size")
+        default=None,
+        metadata=rule(ge=1, le=MAX_INDIVIDUALS, help="lambda: children per generation; null: population_size"),
     )
-    strategy: Strategy = Strategy.MU_PLUS_LAMBDA
-    crossover: Crossover = Crossover.BLEND
+    strategy: Strategy = field(
+        default=Strategy.MU_PLUS_LAMBDA, metadata=rule(help="survivors from parents + offspring, or offspring only")
+    )
+    crossover: Crossover = field(
+        default=Crossover.BLEND,
+        metadata=rule(help="blend: BLX-alpha in each gene's unit interval; uniform: gene by gene"),
+    )
     crossover_rate: float = field(default=0.6, metadata=probability("chance a child is bred from two parents"))
     mutation_rate: float = field(
         default=0.5, metadata=probability("chance a crossed child is also mutated (uncrossed ones always are)")
@@ -153,18 +161,25 @@ class EvolutionSettings:
     mutation_sigma: float = field(
         default=0.15, metadata=rule(gt=0, le=1, help="Gaussian step, as a fraction of a gene's (log) range")
     )
-    tournament_size: int = field(default=3, metadata=rule(ge=1, le=1000))
+    tournament_size: int = field(default=3, metadata=rule(ge=1, le=1000, help="contestants per parent selection"))
     elitism: int = field(default=1, metadata=rule(ge=0, help="best individuals that always survive mu_comma_lambda"))
     immigrants: int = field(default=0, metadata=rule(ge=0, help="random newcomers per generation, for diversity"))
-    hall_of_fame: int = field(default=5, metadata=rule(ge=1, le=MAX_INDIVIDUALS))
+    hall_of_fame: int = field(
+        default=5,
+        metadata=rule(
+            ge=1, le=MAX_INDIVIDUALS, help="best individuals kept (the Pareto front with several objectives)"
+        ),
+    )
     max_consecutive_failures: int = field(default=10, metadata=rule(ge=1, help="stop when the fitness keeps failing"))
     # Steady state by default: on the wide BBOB benchmark (README) it needs fewer evaluations than
     # generations to reach the same result, and no worker waits for the slowest trial of a generation.
-    mode: Mode = Mode.STEADY_STATE
-    replacement: Replacement = Replacement.WORST
+    mode: Mode = field(default=Mode.STEADY_STATE, metadata=rule(help="which strategy runs"))
+    replacement: Replacement = field(
+        default=Replacement.WORST, metadata=rule(help="steady state: the member a finished child displaces")
+    )
     # Random by default: on the wide BBOB benchmark's development split a Sobol first population
     # did not reach results sooner (README); it is there for small discrete spaces and for the curious.
-    init: Init = Init.RANDOM
+    init: Init = field(default=Init.RANDOM, metadata=rule(help="how the first population is drawn"))
     # A prior, as PriorBand's: this share of the initial population is drawn around the run's
     # ``baseline`` config (ordered genes a Gaussian step away, nominal ones mostly kept), the rest as ``init``.
     prior_share: float = field(
@@ -172,7 +187,10 @@ class EvolutionSettings:
     )
     # Screen bred children with a model of all results so far (evo._surrogate). TPE by default: on the BBOB
     # benchmark (README) it needs ~0.7x the evaluations of plain evolution to reach Optuna TPE's result at 100.
-    surrogate: Surrogate = Surrogate.TPE
+    surrogate: Surrogate = field(
+        default=Surrogate.TPE,
+        metadata=rule(help="screen bred children with a TPE-style model of all results; none: plain GA"),
+    )
     surrogate_candidates: int = field(
         default=10, metadata=rule(ge=1, le=1000, help="children bred per evaluated child when a surrogate screens them")
     )
@@ -182,9 +200,13 @@ class EvolutionSettings:
         default=0.1, metadata=rule(gt=0, lt=1, help="share of finished trials (at most 25) the model calls good")
     )
     # Set exactly when mode is multi_fidelity (the parser sets the mode when a config has the block).
-    multi_fidelity: MultiFidelity | None = None
-    early_stopping: EarlyStopping | None = None  # None: every trial runs to its budget
-    pbt: PBTSettings = field(default_factory=PBTSettings)  # used by mode: pbt
+    multi_fidelity: MultiFidelity | None = field(
+        default=None, metadata=rule(help="successive halving inside each generation; true: the defaults")
+    )
+    early_stopping: EarlyStopping | None = field(
+        default=None, metadata=rule(help="the median stopping rule; null: every trial runs to its budget")
+    )
+    pbt: PBTSettings = field(default_factory=PBTSettings, metadata=rule(help="used by mode: pbt"))
 
     @property
     def lambda_(self) -> int:

@@ -25,7 +25,9 @@ class ExecutorSettings:
     on Ray, as many as the cluster's resources hold (one per GPU, or per
     ``cpus_per_trial`` CPUs on CPU-only clusters)."""
 
-    type: ExecutorType = ExecutorType.LOCAL
+    type: ExecutorType = field(
+        default=ExecutorType.LOCAL, metadata=rule(help="local: in the driver; ray: on Ray actors")
+    )
     address: str | None = field(
         default=None,
         metadata=rule(
@@ -33,7 +35,9 @@ class ExecutorSettings:
             help="Ray cluster address ('auto', 'ray://head:10001'); null starts one",
         ),
     )
-    workers: int | None = field(default=None, metadata=rule(ge=1))
+    workers: int | None = field(
+        default=None, metadata=rule(ge=1, help="trials at once; null: 1 locally, on Ray what the cluster holds")
+    )
     cpus_per_trial: float = field(
         default=1.0,
         metadata=rule(gt=0, help="Ray resources reserved per actor; fractions share a CPU between sleepers"),

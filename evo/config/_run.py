@@ -50,16 +50,27 @@ class ArtifactPolicy(str, enum.Enum):
 class RunConfig:
     """Everything a run needs, validated. ``raw`` is the resolved YAML, for the run directory."""
 
-    space: SearchSpace
-    fitness: Mapping[str, Any]
-    budget: Budget  # steps or tokens, always: a run without one would train forever or not at all
-    seed: int = field(default=0, metadata=rule(ge=0))
-    fixed: Mapping[str, Any] = field(default_factory=dict)
-    evolution: EvolutionSettings = field(default_factory=EvolutionSettings)
-    baseline: Mapping[str, Any] | None = None
-    artifacts: ArtifactPolicy = ArtifactPolicy.BEST
-    report_to: tuple[str, ...] = ()  # experiment trackers, from REPORT_TO
-    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    space: SearchSpace = field(metadata=rule(help="the genes: name: {type, low, high | choices, ...} (required)"))
+    fitness: Mapping[str, Any] = field(metadata=rule(help="what scores a genome: type and its settings (required)"))
+    # steps or tokens, always: a run without one would train forever or not at all
+    budget: Budget = field(metadata=rule(help="training compute per genome, the same for all (required)"))
+    seed: int = field(
+        default=0, metadata=rule(ge=0, help="master seed: every generation's and trial's seed derives from it")
+    )
+    fixed: Mapping[str, Any] = field(default_factory=dict, metadata=rule(help="config values set, not searched"))
+    evolution: EvolutionSettings = field(
+        default_factory=EvolutionSettings, metadata=rule(help="how the population evolves")
+    )
+    baseline: Mapping[str, Any] | None = field(
+        default=None, metadata=rule(help="an untuned config, evaluated once and reported beside the best")
+    )
+    artifacts: ArtifactPolicy = field(
+        default=ArtifactPolicy.BEST, metadata=rule(help="whose artifacts (LoRA adapters) are kept")
+    )
+    report_to: tuple[str, ...] = field(
+        default=(), metadata=rule(help=f"experiment trackers: {', '.join(REPORT_TO)} (each an extra)")
+    )
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings, metadata=rule(help="where trials run"))
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NoReturn
 
 from evo.trial import ConfigError, Direction, renamed
@@ -47,32 +47,71 @@ class LRScaling(str, enum.Enum):
 
 @dataclass(frozen=True)
 class QLoRASpec:
-    type: str = "qlora"
-    model: str = DEFAULT_MODEL  # "smollm2-135m", a local directory, a .gguf file or a hub id
-    gguf_file: str | None = None  # file name inside ``model`` (a dir or hub repo) to load from GGUF
-    data: str = DEFAULT_DATA  # pydoc, .txt, .jsonl, .json, .parquet, .arrow, .csv, save_to_disk dir, hf:hub/id
-    validation_data: str | None = None  # the same kinds as data: validate on it instead of an automatic split
-    data_split: str | None = None  # of a dataset with splits (save_to_disk, hub): the one to train on; None = "train"
-    validation_split: str | None = None  # the one to validate on (of validation_data, else data): "validation"
-    data_subset: str | None = None  # a hub dataset's configuration name
-    text_field: str = "text"  # record fields (columns) read as plain text,
-    messages_field: str = "messages"  # a chat conversation (a list of {role, content}),
-    prompt_field: str = "prompt"  # or a prompt and the completion the loss is on
-    completion_field: str = "completion"
-    validation_fraction: float = 0.1  # of topics / files / lines / records, held out when validation_data is unset
-    validation_tokens: int = 4096  # cap on the fixed validation set, same for every trial
-    eval_seq_length: int = 256  # block length of the validation set (independent of the gene)
-    eval_every: int = 0  # optimizer steps between intermediate evaluations; 0 = only at the end
-    eval_batch_size: int = 8
-    device: Device = Device.AUTO
-    trial_timeout: float = 1800.0  # seconds per trial before the worker is killed
-    lr_scaling: LRScaling = LRScaling.NONE
-    lr_reference_batch: int = 8  # effective batch at which the learning_rate gene applies unscaled
-    max_worker_rss_growth_mb: float = 2048.0  # worker replaced when its RSS grew more than this
-    trial_memory_limit_mb: float | None = None  # CPU: address space a trial may add; None = no cap
-    cache_dir: str | None = None  # default: $EVO_CACHE_DIR, else $XDG_CACHE_HOME/evo-qlora
-    objectives: tuple[str, ...] = ("val_perplexity",)  # names from OBJECTIVES, val_perplexity first
-    cohort: int | str = "auto"  # trials trained at once on the shared base: "auto", or N (1 = one at a time)
+    type: str = field(default="qlora", metadata={"help": "the QLoRA fitness: a real 4-bit LoRA fine-tune per trial"})
+    model: str = field(
+        default=DEFAULT_MODEL, metadata={"help": '"smollm2-135m", a local directory, a .gguf file or a hub id'}
+    )
+    gguf_file: str | None = field(
+        default=None, metadata={"help": "the file in `model` (a directory or hub repo) to load from GGUF"}
+    )
+    data: str = field(
+        default=DEFAULT_DATA,
+        metadata={"help": "pydoc, .txt, .jsonl, .json, .parquet, .arrow, .csv, save_to_disk dir, hf:hub/id"},
+    )
+    validation_data: str | None = field(
+        default=None, metadata={"help": "the same kinds as data: validate on it instead of an automatic split"}
+    )
+    data_split: str | None = field(
+        default=None, metadata={"help": 'a dataset with splits (save_to_disk, hub): the one to train on; null: "train"'}
+    )
+    validation_split: str | None = field(
+        default=None, metadata={"help": 'the split to validate on (of validation_data, else data); null: "validation"'}
+    )
+    data_subset: str | None = field(default=None, metadata={"help": "a hub dataset's configuration name"})
+    text_field: str = field(default="text", metadata={"help": "the record field (column) read as plain text"})
+    messages_field: str = field(
+        default="messages", metadata={"help": "the field holding a chat conversation (a list of {role, content})"}
+    )
+    prompt_field: str = field(default="prompt", metadata={"help": "the field holding a prompt (no loss on it)"})
+    completion_field: str = field(
+        default="completion", metadata={"help": "the field holding the completion the loss is on"}
+    )
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "of topics / files / lines / records, held out when validation_data is unset"}
+    )
+    validation_tokens: int = field(
+        default=4096, metadata={"help": "cap on the fixed validation set, same for every trial"}
+    )
+    eval_seq_length: int = field(
+        default=256, metadata={"help": "block length of the validation set (independent of the gene)"}
+    )
+    eval_every: int = field(
+        default=0, metadata={"help": "optimizer steps between intermediate evaluations; 0 = only at the end"}
+    )
+    eval_batch_size: int = field(default=8, metadata={"help": "validation blocks per forward pass"})
+    device: Device = field(default=Device.AUTO, metadata={"help": "auto: a GPU when there is one, else the CPU"})
+    trial_timeout: float = field(default=1800.0, metadata={"help": "seconds per trial before the worker is killed"})
+    lr_scaling: LRScaling = field(
+        default=LRScaling.NONE, metadata={"help": "rescale the learning_rate gene with the effective batch"}
+    )
+    lr_reference_batch: int = field(
+        default=8, metadata={"help": "effective batch at which the learning_rate gene applies unscaled"}
+    )
+    max_worker_rss_growth_mb: float = field(
+        default=2048.0, metadata={"help": "worker replaced when its RSS grew more than this"}
+    )
+    trial_memory_limit_mb: float | None = field(
+        default=None, metadata={"help": "CPU: address space a trial may add; null: no cap"}
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "model and token caches; null: $EVO_CACHE_DIR, else $XDG_CACHE_HOME/evo-qlora"}
+    )
+    objectives: tuple[str, ...] = field(
+        default=("val_perplexity",), metadata={"help": "what a trial reports to select on, val_perplexity first"}
+    )
+    cohort: int | str = field(
+        default="auto", metadata={"help": 'trials trained at once on the shared base: "auto", or N (1 = one at a time)'}
+    )
 
     def __post_init__(self) -> None:
         if self.type != "qlora":

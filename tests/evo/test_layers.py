@@ -13,7 +13,7 @@ from pathlib import Path
 EVO = Path(__file__).resolve().parents[2] / "evo"
 
 LAYERS = [
-    ("contract", ["evo.trial", "evo.storage._lock"]),
+    ("contract", ["evo._errors", "evo._gene_decl", "evo.trial", "evo.storage._lock"]),
     ("values", ["evo.config._fields", "evo._space", "evo.storage._records"]),
     (
         "settings and pure operators",
@@ -33,6 +33,7 @@ LAYERS = [
             "evo.config",
             "evo.config._run",
             "evo.config._yaml",
+            "evo.config._reference",
             "evo.storage",
             "evo.storage._store",
             "evo.storage._files",
@@ -44,7 +45,7 @@ LAYERS = [
             "evo._breeding",
             "evo._pruning",
             "evo._observers",
-            "evo._seeding",
+            "evo._warm_start",
             "evo._rundata",
             "evo._preflight",
             "evo.executors",
@@ -77,7 +78,7 @@ LAYERS = [
             "evo._report",
         ],
     ),
-    ("entry points", ["evo.cli", "evo"]),
+    ("entry points", ["evo._cli_parser", "evo.cli", "evo"]),
 ]
 LAYER = {module: rank for rank, (_, modules) in enumerate(LAYERS) for module in modules}
 
