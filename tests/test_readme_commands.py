@@ -1,0 +1,58 @@
+"""The README's commands are what CI runs, and its tour runs as shown.
+
+A newcomer copies the README's two set-up commands and the tour's ``evo`` lines: CI must
+run exactly those, and every tour line must work on the synthetic config.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+from evo.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+CI = (ROOT / ".ci" / "run").read_text()
+
+
+def section(heading: str) -> str:
+    """The README's text under ``## heading``, up to the next ``## ``."""
+    start = README.index(f"\n## {heading}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end != -1 else None]
+
+
+def bash_blocks(text: str) -> list[str]:
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+
+
+def test_ci_runs_the_readmes_two_commands_verbatim():
+    main_job, tests = bash_blocks(section("Two commands, on a fresh machine"))
+    lines = CI.splitlines()
+    assert tests in lines, "the README's test command is not a line of .ci/run"
+    (cut_down,) = [line for line in lines if line.startswith(main_job)]
+    extra = shlex.split(cut_down[len(main_job) :])
+    assert extra and all(re.fullmatch(r"[a-z_.]+=\S+|--quiet|--no-plots", arg) for arg in extra), extra
+
+
+def test_ci_builds_its_own_clean_environment():
+    assert "python3 -m venv" in CI and "--system-site-packages" not in CI
+    assert "git clone" in CI  # a fresh clone: only what is committed
+
+
+def test_every_command_of_the_tour_runs_on_the_synthetic_config(tmp_path, monkeypatch, capsys):
+    commands = [line for block in bash_blocks(section("A short tour")) for line in block.splitlines()]
+    assert len(commands) >= 9 and all(line.startswith("evo ") for line in commands), commands
+    shown = {shlex.split(line)[1] for line in commands}
+    assert shown >= {"run", "status", "best", "plot", "report", "resume", "compare"}
+    assert any("--warm-start" in line for line in commands) and any("--export" in line for line in commands)
+    (tmp_path / "experiments").mkdir()
+    shutil.copy(ROOT / "experiments" / "synthetic.yaml", tmp_path / "experiments")
+    monkeypatch.chdir(tmp_path)
+    for line in commands:
+        assert main(shlex.split(line)[1:]) == 0, f"{line}: {capsys.readouterr().err}"
+    assert (tmp_path / "runs" / "demo" / "report.html").is_file()
+    assert (tmp_path / "runs" / "compare.png").is_file() and (tmp_path / "runs" / "best.yaml").is_file()
