@@ -1,13 +1,5 @@
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 
 SMALL_SPACE = {
     "learning_rate": {"type": "log_float", "low": 1e-5, "high": 1e-2},
