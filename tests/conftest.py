@@ -1,5 +1,9 @@
+from pathlib import Path
+
 import pytest
 import yaml
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: its experiments/ configs and data
 
 SMALL_SPACE = {
     "learning_rate": {"type": "log_float", "low": 1e-5, "high": 1e-2},
