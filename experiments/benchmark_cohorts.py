@@ -23,9 +23,9 @@ import statistics
 import time
 
 from evo.trial import Budget, Trial
-from fitness.qlora.runner import TrialRunner
-from fitness.qlora.sizing import CohortPlan, CohortSizer
 from fitness.qlora.spec import QLoRASpec
+from fitness.qlora.training.sizing import CohortPlan, CohortSizer
+from fitness.qlora.worker.runner import TrialRunner
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

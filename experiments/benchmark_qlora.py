@@ -26,13 +26,13 @@ import time
 import torch
 
 from evo.trial import Budget, Trial
-from fitness.qlora.corpus import load_corpus
+from fitness.qlora.base.model import load_base, load_tokenizer, pick_device
+from fitness.qlora.base.source import default_cache_root, resolve_model
+from fitness.qlora.data.corpus import load_corpus
+from fitness.qlora.data.tokens import tokenize_corpus
 from fitness.qlora.genes import QuantSettings, parse_genes
-from fitness.qlora.model import load_base, load_tokenizer, pick_device
-from fitness.qlora.source import default_cache_root, resolve_model
 from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.tokens import tokenize_corpus
-from fitness.qlora.train import EvalSettings, train_and_score
+from fitness.qlora.training.train import EvalSettings, train_and_score
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

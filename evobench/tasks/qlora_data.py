@@ -77,7 +77,7 @@ def trial_config(config: Mapping[str, Any]) -> TrialConfig:
 
 def budget_steps(budget: Budget, config: Mapping[str, Any]) -> int:
     """Optimizer steps of a whole-budget trial, as the QLoRA fitness counts them."""
-    from fitness.qlora.train import steps_for  # imports torch, so only here
+    from fitness.qlora.training.train import steps_for  # imports torch, so only here
 
     return steps_for(budget, trial_config(config))
 

@@ -207,7 +207,7 @@ FORMATS: dict[str, Callable[[ExportRequest], _File]] = {"trl": _trl, "llamafacto
 def model_location(spec: Mapping[str, Any]) -> tuple[str, list[str]]:
     """What the trainer loads, and notes on it: a GGUF model's dequantized copy is what the
     trials trained on (the trainers don't load GGUF for training)."""
-    from fitness.qlora.source import converted_gguf_dir, default_cache_root, resolve_model
+    from fitness.qlora.base.source import converted_gguf_dir, default_cache_root, resolve_model
     from fitness.qlora.spec import DEFAULT_MODEL, QLoRASpec
 
     try:

@@ -10,14 +10,14 @@ from types import MappingProxyType
 from typing import Any
 
 from evo.trial import ConfigError, FitnessBase, GeneDecl, Objective, Trial, TrialResult
-from fitness.qlora.architecture import read_architecture
-from fitness.qlora.chat import check_chat_data
-from fitness.qlora.corpus import Corpus, corpus_for
+from fitness.qlora.base.architecture import read_architecture
+from fitness.qlora.base.source import ModelSource, default_cache_root, resolve_model
+from fitness.qlora.data.chat import check_chat_data
+from fitness.qlora.data.corpus import Corpus, corpus_for
 from fitness.qlora.export import split_sections
 from fitness.qlora.genes import GENES, STRUCTURAL_GENES, genes_for_model
-from fitness.qlora.source import ModelSource, default_cache_root, resolve_model
 from fitness.qlora.spec import OBJECTIVES, Device, QLoRASpec
-from fitness.qlora.worker import TrialWorker
+from fitness.qlora.worker.supervisor import TrialWorker
 
 FITNESS_VERSION = 2  # bump when the loop or scoring changes what a number means (2: cohort loop, own dropout RNG)
 
@@ -72,7 +72,7 @@ class QLoRAFitness(FitnessBase):
         return self._worker.pid
 
     def fingerprint(self) -> str:
-        from fitness.qlora.model import device_kind  # imports torch, so only here
+        from fitness.qlora.base.model import device_kind  # imports torch, so only here
 
         spec = self.spec
         # not the objectives: they choose which measures are reported, not what val_perplexity means
@@ -94,7 +94,7 @@ class QLoRAFitness(FitnessBase):
         """Model, device and library versions, for the run's report."""
         from importlib import metadata
 
-        from fitness.qlora.model import device_kind
+        from fitness.qlora.base.model import device_kind
 
         env: dict[str, Any] = {"model": self.source.name_or_path, "device": device_kind(self.spec.device)}
         if self.source.gguf_file:
@@ -110,10 +110,10 @@ class QLoRAFitness(FitnessBase):
     @property
     def batch_capacity(self) -> int:  # type: ignore[override]  # depends on the spec and the device
         """Trials handed to the worker at once: ``fitness.cohort`` (auto: see ``sizing.cohort_plan``)."""
-        from fitness.qlora.sizing import cohort_plan
+        from fitness.qlora.training.sizing import cohort_plan
 
         if self.spec.cohort == "auto" and self.spec.device is Device.AUTO:
-            from fitness.qlora.model import pick_device  # imports torch, so only here
+            from fitness.qlora.base.model import pick_device  # imports torch, so only here
 
             device = pick_device(self.spec.device)
         else:

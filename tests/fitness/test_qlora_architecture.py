@@ -15,9 +15,9 @@ import pytest
 
 from evo.trial import Budget, ConfigError, Trial, TrialResult, why_refused
 from fitness.qlora import QLoRAFitness
-from fitness.qlora.architecture import Architecture, read_architecture
+from fitness.qlora.base.architecture import Architecture, read_architecture
+from fitness.qlora.base.source import resolve_model
 from fitness.qlora.genes import GENES, genes_for_model
-from fitness.qlora.source import resolve_model
 from fitness.qlora.spec import QLoRASpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ def test_an_unreadable_config_leaves_the_genes_unchecked(tmp_path, caplog):
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
     spec = {"type": "qlora", "model": str(model), "cache_dir": str(tmp_path / "cache")}
-    with caplog.at_level(logging.WARNING, logger="fitness.qlora.architecture"):
+    with caplog.at_level(logging.WARNING, logger="fitness.qlora.base.architecture"):
         fitness = QLoRAFitness.from_spec(spec)
     assert dict(fitness.genes) == dict(GENES)
     assert "could not read the config" in caplog.text and "not checked" in caplog.text
@@ -114,7 +114,7 @@ class _Recorder:
 
 
 def test_trials_without_the_key_get_the_models_own_default(tiny_spec):
-    from fitness.qlora.corpus import load_corpus
+    from fitness.qlora.data.corpus import load_corpus
 
     parsed = QLoRASpec.from_dict(tiny_spec)
     genes = genes_for_model(64, ("c_attn", "c_proj", "c_fc"))
@@ -129,7 +129,7 @@ def test_trials_without_the_key_get_the_models_own_default(tiny_spec):
 
 def test_the_architecture_of_a_converted_gguf_is_read_from_its_cache_dir(tiny_model, tmp_path):
     """A GGUF model's config comes from its converted copy when there is one, not from the GGUF."""
-    from fitness.qlora.source import ModelSource, converted_gguf_dir
+    from fitness.qlora.base.source import ModelSource, converted_gguf_dir
 
     gguf = ModelSource(str(tmp_path), "model.Q4.gguf", "local:test-gguf", is_local=True)  # no such file
     converted = converted_gguf_dir(gguf, tmp_path / "cache")

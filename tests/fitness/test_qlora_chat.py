@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from evo.trial import Budget, ConfigError, Trial
-from fitness.qlora.chat import chat_tokens, render_with_spans, tokens_by_pieces
-from fitness.qlora.corpus import load_corpus
-from fitness.qlora.records import Chat, Fields, record_doc
-from fitness.qlora.tokens import IGNORE_INDEX, TokenStream, pack, tokenize_corpus, tokenize_docs
+from fitness.qlora.data.chat import chat_tokens, render_with_spans, tokens_by_pieces
+from fitness.qlora.data.corpus import load_corpus
+from fitness.qlora.data.records import Chat, Fields, record_doc
+from fitness.qlora.data.tokens import IGNORE_INDEX, TokenStream, pack, tokenize_corpus, tokenize_docs
 from tests.fitness.chatdata import TINY_TEMPLATE, chat_model, conversations, write_jsonl
 
 CHAT = Chat(

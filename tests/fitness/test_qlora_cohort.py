@@ -32,7 +32,7 @@ MIXED = [
 
 @pytest.fixture(scope="module")
 def runner(tiny_spec):
-    from fitness.qlora.runner import TrialRunner
+    from fitness.qlora.worker.runner import TrialRunner
 
     return TrialRunner(QLoRASpec.from_dict({**tiny_spec, "eval_every": 2, "cohort": 4}))
 
@@ -130,8 +130,8 @@ def test_saved_adapters_load_in_peft_and_score_the_same(runner, tmp_path):
     import torch
     from peft import PeftModel
 
+    from fitness.qlora.base.model import load_base
     from fitness.qlora.genes import parse_genes
-    from fitness.qlora.model import load_base
 
     configs = [MIXED[1], {**MIXED[0], "use_rslora": True}]
     batch = [replace(t, artifact_dir=tmp_path / str(t.trial_id)) for t in trials(configs, first_id=50)]
@@ -155,8 +155,8 @@ def test_out_of_memory_splits_the_cohort_and_loses_no_trial(runner):
     import torch
 
     from fitness.qlora.genes import parse_genes
-    from fitness.qlora.sizing import CohortLimit
-    from fitness.qlora.train import cohort_shape
+    from fitness.qlora.training.sizing import CohortLimit
+    from fitness.qlora.training.train import cohort_shape
 
     def small_device(module, args, kwargs):
         if kwargs["input_ids"].shape[0] > 6:
@@ -194,7 +194,7 @@ def test_cohorts_through_the_worker(tiny_spec):
 @pytest.mark.gpu
 def test_a_cohort_equals_alone_on_cuda(tiny_spec):
     """The same on a GPU: float32 to 1e-5; bfloat16 to the 2% that bf16 rounding drifts to in 8 steps."""
-    from fitness.qlora.runner import TrialRunner
+    from fitness.qlora.worker.runner import TrialRunner
 
     runner = TrialRunner(QLoRASpec.from_dict({**tiny_spec, "device": "cuda", "eval_every": 2, "cohort": 4}))
     for dtype, rel in (("float32", REL), ("bfloat16", 2e-2)):

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from fitness.qlora.corpus import load_corpus
-from fitness.qlora.tokens import IGNORE_INDEX, pack, tokenize_corpus, tokenize_docs
+from fitness.qlora.data.corpus import load_corpus
+from fitness.qlora.data.tokens import IGNORE_INDEX, pack, tokenize_corpus, tokenize_docs
 
 
 @pytest.fixture(scope="module")

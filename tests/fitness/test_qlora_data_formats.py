@@ -12,8 +12,8 @@ import yaml
 
 from evo.cli import main
 from evo.trial import ConfigError
-from fitness.qlora.corpus import load_corpus
-from fitness.qlora.records import Chat, Fields
+from fitness.qlora.data.corpus import load_corpus
+from fitness.qlora.data.records import Chat, Fields
 from tests.fitness.chatdata import conversations, write_jsonl
 
 datasets = pytest.importorskip("datasets")

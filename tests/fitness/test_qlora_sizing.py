@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from evo.trial import ConfigError, Deprecated
-from fitness.qlora.sizing import CPU_AUTO, CUDA_CAP, CUDA_START, MEASURED_STEPS, CohortLimit, CohortPlan, cohort_plan
 from fitness.qlora.spec import QLoRASpec
+from fitness.qlora.training.sizing import (
+    CPU_AUTO,
+    CUDA_CAP,
+    CUDA_START,
+    MEASURED_STEPS,
+    CohortLimit,
+    CohortPlan,
+    cohort_plan,
+)
 
 
 def test_cohort_setting_is_checked():

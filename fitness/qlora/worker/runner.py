@@ -18,16 +18,15 @@ from typing import Any
 import torch
 
 from evo.trial import FailureReason, Trial, TrialResult
-from fitness.qlora.corpus import corpus_for
-from fitness.qlora.evaluate import EvalSettings
+from fitness.qlora.base.model import ResidentBase, compute_dtype, load_tokenizer, pick_device
+from fitness.qlora.base.source import default_cache_root, resolve_model
+from fitness.qlora.data.corpus import corpus_for
+from fitness.qlora.data.tokens import tokenize_corpus
 from fitness.qlora.genes import QuantSettings, TrialConfig, parse_genes
-from fitness.qlora.memory import address_space_cap, peak_rss_mb, reset_peak_rss
-from fitness.qlora.model import ResidentBase, compute_dtype, load_tokenizer, pick_device
-from fitness.qlora.sizing import CohortSizer, cohort_plan
-from fitness.qlora.source import default_cache_root, resolve_model
 from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.tokens import tokenize_corpus
-from fitness.qlora.train import (
+from fitness.qlora.training.evaluate import EvalSettings
+from fitness.qlora.training.sizing import CohortSizer, cohort_plan
+from fitness.qlora.training.train import (
     DivergedError,
     TrainingJob,
     TrainingOutcome,
@@ -36,6 +35,7 @@ from fitness.qlora.train import (
     steps_for,
     train_cohort,
 )
+from fitness.qlora.worker.memory import address_space_cap, peak_rss_mb, reset_peak_rss
 
 Send = Callable[[int, TrialResult], None]
 

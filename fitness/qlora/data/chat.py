@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from evo.trial import ConfigError
-from fitness.qlora.corpus import Corpus
-from fitness.qlora.records import Chat
-from fitness.qlora.source import ModelSource, converted_gguf_dir
+from fitness.qlora.base.source import ModelSource, converted_gguf_dir
+from fitness.qlora.data.corpus import Corpus
+from fitness.qlora.data.records import Chat
 
 log = logging.getLogger(__name__)
 

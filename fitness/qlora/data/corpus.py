@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evo.trial import ConfigError
-from fitness.qlora.records import Chat, Doc, Fields, record_doc
+from fitness.qlora.data.records import Chat, Doc, Fields, record_doc
 from fitness.qlora.spec import DEFAULT_DATA, QLoRASpec
 
 SPLIT_SEED = 1234  # fixed: every run and every trial sees the same validation documents
@@ -64,7 +64,7 @@ class _Read:
 
 def corpus_for(spec: QLoRASpec) -> Corpus:
     """The corpus a spec describes (the driver validates with it, the worker trains on it)."""
-    from fitness.qlora.source import default_cache_root
+    from fitness.qlora.base.source import default_cache_root
 
     fields = Fields(spec.text_field, spec.messages_field, spec.prompt_field, spec.completion_field)
     return load_corpus(
@@ -119,7 +119,7 @@ def _read(
     source: str, key: str, fields: Fields, *, split: tuple[str | None, str, str], subset: str | None, cache
 ) -> _Read:
     """The documents of one source. ``split`` is (the split named, the default, the spec key naming it)."""
-    from fitness.qlora import hfdata
+    from fitness.qlora.data import hfdata
 
     wanted, default_split, split_key = split
 

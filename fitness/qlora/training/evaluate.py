@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from fitness.qlora.adapter import Adapter
-from fitness.qlora.cohort import Cohort, causal_lm_loss, hidden_states
-from fitness.qlora.tokens import IGNORE_INDEX, Blocks
+from fitness.qlora.data.tokens import IGNORE_INDEX, Blocks
+from fitness.qlora.training.adapter import Adapter
+from fitness.qlora.training.cohort import Cohort, causal_lm_loss, hidden_states
 
 
 @dataclass(frozen=True)

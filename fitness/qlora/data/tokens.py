@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from fitness.qlora.chat import chat_tokens
-from fitness.qlora.corpus import Corpus
-from fitness.qlora.records import Chat, Doc
+from fitness.qlora.data.chat import chat_tokens
+from fitness.qlora.data.corpus import Corpus
+from fitness.qlora.data.records import Chat, Doc
 
 IGNORE_INDEX = -100  # label value the Hugging Face causal-LM loss skips
 CHAT_TOKENS_VERSION = 1  # bump when rendering or masking of conversations changes (keys the cache)

@@ -23,13 +23,13 @@ from typing import Any
 import torch
 
 from evo.trial import Budget, Trial
-from fitness.qlora.adapter import linear_modules
-from fitness.qlora.cohort import Cohort, causal_lm_loss, hidden_states
-from fitness.qlora.evaluate import EvalSettings, perplexities
+from fitness.qlora.data.tokens import TokenizedCorpus
 from fitness.qlora.genes import TrialConfig
-from fitness.qlora.member import DivergedError, Event, Member, TrainingJob, TrainingOutcome
-from fitness.qlora.sizing import CohortLimit
-from fitness.qlora.tokens import TokenizedCorpus
+from fitness.qlora.training.adapter import linear_modules
+from fitness.qlora.training.cohort import Cohort, causal_lm_loss, hidden_states
+from fitness.qlora.training.evaluate import EvalSettings, perplexities
+from fitness.qlora.training.member import DivergedError, Event, Member, TrainingJob, TrainingOutcome
+from fitness.qlora.training.sizing import CohortLimit
 
 __all__ = [
     "DivergedError",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fitness.qlora.adapter import Adapter
+from fitness.qlora.training.adapter import Adapter
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class Checkpoint:
             )
 
     def restore(self, adapter, optimizer: torch.optim.Optimizer) -> None:
-        """Load the adapter weights and optimizer state into a fresh :class:`~fitness.qlora.adapter.Adapter`.
+        """Load the adapter weights and optimizer state into a fresh :class:`~fitness.qlora.training.adapter.Adapter`.
 
         ``optimizer.load_state_dict`` also brings back the source's learning rate and weight
         decay: the caller re-applies the resumed trial's own afterwards.

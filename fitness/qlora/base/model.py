@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
+from fitness.qlora.base.source import ModelSource, converted_gguf_dir
 from fitness.qlora.genes import ComputeDtype, QuantSettings
-from fitness.qlora.source import ModelSource, converted_gguf_dir
 from fitness.qlora.spec import Device
 
 _DTYPES = {

@@ -18,11 +18,11 @@ from typing import Any
 import torch
 
 from evo.trial import FailureReason, Trial
-from fitness.qlora import checkpoint
-from fitness.qlora.adapter import Adapter, resolve_targets
+from fitness.qlora.data.tokens import TokenizedCorpus, shuffled_batches
 from fitness.qlora.genes import TrialConfig
-from fitness.qlora.optim import apply_hyperparameters, build_optimizer, build_schedule
-from fitness.qlora.tokens import TokenizedCorpus, shuffled_batches
+from fitness.qlora.training import checkpoint
+from fitness.qlora.training.adapter import Adapter, resolve_targets
+from fitness.qlora.training.optim import apply_hyperparameters, build_optimizer, build_schedule
 
 
 class DivergedError(RuntimeError):

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from fitness.qlora.source import ModelSource, converted_gguf_dir
+from fitness.qlora.base.source import ModelSource, converted_gguf_dir
 
 log = logging.getLogger(__name__)
 

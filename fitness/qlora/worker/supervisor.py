@@ -19,8 +19,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from evo.trial import FailureReason, Trial, TrialResult
-from fitness.qlora.memory import release_freed_memory, rss_mb
 from fitness.qlora.spec import QLoRASpec
+from fitness.qlora.worker.memory import release_freed_memory, rss_mb
 
 STARTUP_TIMEOUT_S = 3600.0  # first start may convert a GGUF or download a 7B checkpoint
 
@@ -46,7 +46,7 @@ def _serve(conn: Connection, spec_dict: dict[str, Any]) -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     logging.getLogger(_KERNELS_NOTICE_LOGGER).addFilter(_not_the_kernels_notice)  # before bitsandbytes loads
     try:
-        from fitness.qlora.runner import TrialRunner
+        from fitness.qlora.worker.runner import TrialRunner
 
         runner = TrialRunner(QLoRASpec.from_dict(spec_dict))
     except Exception as exc:  # reported to the driver, which fails the trial with it
