@@ -11,6 +11,7 @@ from typing import Any
 
 from evo.trial import ConfigError, FitnessBase, GeneDecl, Objective, Trial, TrialResult
 from fitness.qlora.base.architecture import read_architecture
+from fitness.qlora.base.hub import find_model_config
 from fitness.qlora.base.source import ModelSource, default_cache_root, resolve_model
 from fitness.qlora.data.chat import check_chat_data
 from fitness.qlora.data.corpus import Corpus, corpus_for
@@ -49,9 +50,11 @@ class QLoRAFitness(FitnessBase):
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> QLoRAFitness:
         parsed = QLoRASpec.from_dict(spec)
-        source = resolve_model(parsed)
-        corpus = check_chat_data(corpus_for(parsed), source, default_cache_root(parsed), parsed.model)
-        model = read_architecture(source, default_cache_root(parsed))
+        source, cache_root = resolve_model(parsed), default_cache_root(parsed)
+        # a hub model first: a missing, gated or unreachable one is refused in seconds, before the data is read
+        config_file = None if source.is_local else find_model_config(source, cache_root)
+        corpus = check_chat_data(corpus_for(parsed), source, cache_root, parsed.model)
+        model = read_architecture(source, cache_root, config_file)
         if model is None:
             return cls(parsed, source=source, corpus=corpus)
         if model.context_length is not None and parsed.eval_seq_length > model.context_length:

@@ -136,3 +136,17 @@ def test_the_architecture_of_a_converted_gguf_is_read_from_its_cache_dir(tiny_mo
     converted.mkdir(parents=True)
     (converted / "config.json").write_text((Path(tiny_model) / "config.json").read_text())
     assert read_architecture(gguf, tmp_path / "cache") == Architecture(512, LLAMA_LINEAR)
+
+
+def test_a_hub_models_config_is_read_from_the_file_found_and_an_unreadable_one_is_refused(tiny_model, tmp_path):
+    """A hub model's config comes from the config.json hub.find_model_config found; one that
+    transformers cannot read is a ConfigError, not a warning: its weights would not load either."""
+    from fitness.qlora.base.source import ModelSource
+
+    hub = ModelSource("someone/tiny", None, "hub:someone/tiny", is_local=False)
+    assert read_architecture(hub, tmp_path, Path(tiny_model) / "config.json") == Architecture(512, LLAMA_LINEAR)
+    odd = tmp_path / "config.json"
+    odd.write_text(json.dumps({"model_type": "no-such-architecture"}))
+    with pytest.raises(ConfigError, match=r"^fitness\.model: transformers \S+ cannot read the config of someone/tiny"):
+        read_architecture(hub, tmp_path, odd)
+    assert not (tmp_path / "architecture").exists()  # a hub repo may change under its id: nothing cached

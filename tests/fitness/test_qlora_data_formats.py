@@ -89,8 +89,19 @@ def test_splits_of_a_saved_dataset_dict(tmp_path):
     assert len(load_corpus(path, 0.2).train) == 8  # the train split, split automatically
 
 
+def asked_hub(monkeypatch) -> list:
+    """The hub check before load_dataset, recorded instead of asked (tests/fitness/test_qlora_hub.py asks a fake hub)."""
+    from fitness.qlora.base import hub
+
+    asked: list = []
+    monkeypatch.setattr(
+        hub, "check_dataset", lambda repo, **named: asked.append((repo, named["subset"], named["split"]))
+    )
+    return asked
+
+
 def test_a_hub_id_goes_to_load_dataset_with_its_subset_and_split(tmp_path, monkeypatch):
-    calls = []
+    calls, asked = [], asked_hub(monkeypatch)
 
     def offline_hub(name, subset=None, **kwargs):
         calls.append((name, subset))
@@ -99,12 +110,15 @@ def test_a_hub_id_goes_to_load_dataset_with_its_subset_and_split(tmp_path, monke
     monkeypatch.setattr(datasets, "load_dataset", offline_hub)
     corpus = load_corpus("someone/chats", 0.2, validation_split="validation", data_subset="en")
     assert calls == [("someone/chats", "en"), ("someone/chats", "en")]
+    assert asked == [("someone/chats", "en", None), ("someone/chats", "en", "validation")]  # the hub first, each time
     assert (len(corpus.train), len(corpus.validation)) == (10, 3)
     load_corpus("hf:someone/chats", 0.2)
     assert calls[-1] == ("someone/chats", None)
 
 
 def test_an_unreachable_hub_dataset_is_one_line(monkeypatch):
+    asked_hub(monkeypatch)  # the hub answered; load_dataset then failed
+
     def unreachable(name, subset=None, **kwargs):
         raise ConnectionError(f"Couldn't reach '{name}' on the Hub (LocalEntryNotFoundError)\nmore detail")
 

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from evo.trial import ConfigError
 from fitness.qlora.base.source import ModelSource, converted_gguf_dir
 
 log = logging.getLogger(__name__)
@@ -34,19 +35,26 @@ class Architecture:
     linear_modules: tuple[str, ...]
 
 
-def read_architecture(source: ModelSource, cache_root: Path) -> Architecture | None:
-    """The model's architecture from its config; None when the config can't be read (a hub
-    id offline, custom code, an architecture transformers lacks)."""
+def read_architecture(source: ModelSource, cache_root: Path, config_file: Path | None = None) -> Architecture | None:
+    """The model's architecture from its config (``config_file``: a hub model's, as
+    ``hub.find_model_config`` found it). None when a local model's config can't be read
+    (custom code, an architecture transformers lacks); for a hub model that is a ConfigError:
+    its weights will not load either."""
     cached = _cache_file(source, cache_root)
     if cached is not None and cached.is_file():
         saved = _load(cached)
         if saved is not None:
             return saved
     try:
-        config = _config(source, cache_root)
+        config = _config(source, cache_root, config_file)
         found = Architecture(_context_length(config), _linear_modules(config))
-    except Exception as exc:  # the run can still go ahead, only unchecked
+    except Exception as exc:  # a local model can still go ahead, only unchecked
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        if not source.is_local:
+            raise ConfigError(
+                f"fitness.model: transformers {metadata.version('transformers')} cannot read the config of "
+                f"{source.name_or_path} ({reason}), nor load the model: upgrade it, or choose another model"
+            ) from None
         log.warning(
             "could not read the config of %s (%s); module names and context length are not checked",
             source.name_or_path,
@@ -84,9 +92,11 @@ def _cache_file(source: ModelSource, cache_root: Path) -> Path | None:
     return cache_root / "architecture" / f"{key}.json"
 
 
-def _config(source: ModelSource, cache_root: Path) -> Any:
+def _config(source: ModelSource, cache_root: Path, config_file: Path | None) -> Any:
     from transformers import AutoConfig
 
+    if config_file is not None:
+        return AutoConfig.from_pretrained(config_file)
     if source.gguf_file is None:
         return AutoConfig.from_pretrained(source.name_or_path)
     converted = converted_gguf_dir(source, cache_root)

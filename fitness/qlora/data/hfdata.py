@@ -42,6 +42,8 @@ def dataset_rows(
     are the spec keys errors name.
     """
     datasets = _library(key, source)
+    if kind == "hub":  # asked first, in seconds: load_dataset retries an unreachable hub for ~25 s
+        _check_hub(datasets, source, key=key, subset=subset, split=split, split_key=split_key, cache_dir=cache_dir)
     try:
         if kind == "disk":
             loaded = datasets.load_from_disk(source)
@@ -77,6 +79,28 @@ def _pick_split(loaded: Any, split: str | None, default: str, *, key: str, sourc
         only = next(iter(loaded))
         return loaded[only], only
     raise ConfigError(f"fitness.{key}: {source} has no split {wanted!r} (it has: {', '.join(loaded)})")
+
+
+def _check_hub(
+    datasets: Any, repo: str, *, key: str, subset: str | None, split: str | None, split_key: str, cache_dir: Path | None
+) -> None:
+    """Offline, the datasets cache must hold it (load_dataset reads nothing else then); online, ask the hub."""
+    from datasets.naming import camelcase_to_snakecase
+
+    from fitness.qlora.base import hub
+
+    root = Path(cache_dir or datasets.config.HF_DATASETS_CACHE).expanduser()
+    *owner, name = repo.split("/")
+    folder = root / "___".join([*owner, camelcase_to_snakecase(name)])  # as datasets' CachedDatasetModuleFactory looks
+    cached = any(p.is_dir() for p in folder.glob("*/*/*"))
+    if not datasets.config.HF_HUB_OFFLINE:
+        hub.check_dataset(repo, key=key, subset=subset, split=split, split_key=split_key, cached=cached)
+    elif not cached:
+        raise ConfigError(
+            f"fitness.{key}: cannot load the hub dataset {repo}: HF_HUB_OFFLINE is set and the datasets cache "
+            f"({root}) has no copy of it: load it once where the hub is reachable, or use a local copy "
+            "(a save_to_disk folder or data files)"
+        )
 
 
 def _library(key: str, source: str) -> Any:
