@@ -44,6 +44,8 @@ class TerminalProgress(RunObserver):
         self.index = getattr(self, "index", 0) + 1
         self._remember(record, count_best=True)
         tag = "cached" if cached else f"{record.duration or 0:.1f}s"
+        if not cached and "device_label" in record.metrics:  # several devices finish in any order
+            tag += f" on {record.metrics['device_label']}"
         best = f"{self.best:.4g}" if self.best is not None else "-"
         self._print(
             f"  gen {self.gen} trial {self.index}/{self.size} [{tag}] {self._outcome(record)}"

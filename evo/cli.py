@@ -22,7 +22,7 @@ from evo._cli_parser import build_parser, one_line_deprecations
 from evo._observers import RunObserver
 from evo._progress import TerminalProgress
 from evo._results import build_result
-from evo.config import RunConfig, load_config
+from evo.config import AUTO_DEVICES, ExecutorSettings, RunConfig, load_config
 from evo.config._reference import reference
 from evo.executors import ExecutorType, make_executor
 from evo.plots import NothingToPlot
@@ -116,14 +116,28 @@ def cmd_resume(args: argparse.Namespace) -> int:
     with RunStore.open(args.run_dir) as store:
         config = load_stored_config(store)
     if args.executor or args.ray_address:  # this time only; the stored config keeps its executor
-        kind = ExecutorType(args.executor or "ray")
-        address = args.ray_address or (config.executor.address if kind is ExecutorType.RAY else None)
-        config = dataclasses.replace(config, executor=dataclasses.replace(config.executor, type=kind, address=address))
+        config = dataclasses.replace(config, executor=_moved(config.executor, args))
     observers = _observers(args, config)
     with _fitness_and_executor(config) as (fitness, executor):
         result = resume_run(args.run_dir, fitness, observers=observers, executor=executor)
     _print_best(result.best_trials[:1], fitness.objectives)
     return 0
+
+
+def _moved(settings: ExecutorSettings, args: argparse.Namespace) -> ExecutorSettings:
+    """The stored executor settings on the executor --executor / --ray-address name: what
+    only the other one reads (a cluster address, GPUs per actor, a list of devices) is dropped."""
+    kind = ExecutorType(args.executor or "ray")
+    if kind is settings.type and not args.ray_address:
+        return settings
+    ray = kind is ExecutorType.RAY
+    return dataclasses.replace(
+        settings,
+        type=kind,
+        address=args.ray_address or (settings.address if ray else None),
+        gpus_per_trial=settings.gpus_per_trial if ray or settings.gpus_per_trial == 1 else None,
+        devices=AUTO_DEVICES if ray else settings.devices,
+    )
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -182,6 +196,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"\ngenerations finished: {len(stats)}/{planned}; trials: "
             + ", ".join(f"{n} {k}" for k, n in sorted(by_status.items()))
         )
+        by_device: dict[str, int] = {}
+        for t in trials:
+            if "device_label" in t.metrics:
+                by_device[str(t.metrics["device_label"])] = by_device.get(str(t.metrics["device_label"]), 0) + 1
+        if by_device:  # trials that ran on a device of the local executor's or of a Ray actor's
+            print("trials by device: " + ", ".join(f"{label} {n}" for label, n in sorted(by_device.items())))
         baseline = [t for t in trials if t.generation == BASELINE_GENERATION]
         if baseline and baseline[0].ok:
             name = next(iter(baseline[0].values))

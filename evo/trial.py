@@ -259,6 +259,11 @@ class Fitness(Protocol):
       does it, answering one result per trial, in order. With more than 1, the local
       executor queues that many submitted trials and hands them over at once. Evaluating
       together must not change a trial's result: each is the one ``evaluate`` would give.
+    - ``visible_devices()`` and ``for_device(label)``: the devices this machine shows the
+      fitness (labels as ``CUDA_VISIBLE_DEVICES`` takes them; empty: none to pin to), and a
+      fitness whose trials run on that device alone. With ``executor.devices`` the local
+      executor builds one per device and runs them side by side, each from its own thread,
+      and closes them at the end; ``auto`` means ``visible_devices()``.
     """
 
     objectives: tuple[Objective, ...]
@@ -278,6 +283,10 @@ class Fitness(Protocol):
     def export_sections(self, config: Mapping[str, Any]) -> dict[str, dict[str, Any]]: ...
 
     def close(self) -> None: ...
+
+    def visible_devices(self) -> tuple[str, ...]: ...
+
+    def for_device(self, label: str) -> Fitness: ...
 
 
 class FitnessBase(abc.ABC):
@@ -310,3 +319,13 @@ class FitnessBase(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional: most fitnesses hold nothing to release
         pass
+
+    def visible_devices(self) -> tuple[str, ...]:
+        """None: ``executor.devices: auto`` runs one worker, on this fitness itself."""
+        return ()
+
+    def for_device(self, label: str) -> Fitness:
+        """The fitness itself: one that holds no device answers every device's trials. The
+        executor then calls it from one thread per device, so it must be thread-safe (as
+        with ``executor.workers``); a fitness that trains on a device returns its own copy."""
+        return self

@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(only) - set(gpu_check.LIMITS))
     if unknown:
         raise SystemExit(f"gpu_check: no step {unknown[0]!r} (steps: {', '.join(gpu_check.LIMITS)})")
+    if args.device == "cpu":  # torch's threads spin against other jobs: on a busy 2-core machine 5 min, not 1
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
     options = gpu_check.Options(device=args.device, quick=args.quick, ks=ks, root=str(ROOT))
     budget = args.budget or (gpu_check.QUICK_BUDGET_S if args.quick else gpu_check.BUDGET_S)
     started, start = report.now(), time.monotonic()

@@ -26,7 +26,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +116,14 @@ class SyntheticFitness(FitnessBase):
     intermediate_values = True  # validates every ``eval_every`` of the budget
     genes: Mapping[str, GeneDecl] = GENES
 
-    def __init__(self, spec: SyntheticSpec = SyntheticSpec()):
+    def __init__(self, spec: SyntheticSpec = SyntheticSpec(), *, device: str | None = None):
         self.spec = spec
         self.objectives = tuple(Objective(n, _METRICS[n]) for n in spec.objectives)
+        self.device = device  # the label it was built for (for_device), reported as pinned_device
+
+    def for_device(self, label: str) -> SyntheticFitness:
+        """A copy for one device: it holds nothing to pin, but each answer says which copy gave it."""
+        return SyntheticFitness(self.spec, device=label)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> SyntheticFitness:
@@ -154,6 +159,12 @@ class SyntheticFitness(FitnessBase):
         return self.spec.seconds_per_trial * math.exp(sigma * z - sigma**2 / 2)
 
     def evaluate(self, trial: Trial) -> TrialResult:
+        result = self._evaluate(trial)
+        if self.device is None:
+            return result
+        return replace(result, metrics={**result.metrics, "pinned_device": self.device})
+
+    def _evaluate(self, trial: Trial) -> TrialResult:
         rng = np.random.default_rng(trial.seed)
         if rng.random() < self.spec.failure_rate:
             raise RuntimeError(f"synthetic failure (seed {trial.seed})")

@@ -22,12 +22,13 @@ from evo.config._evolution import (
     Strategy,
     Surrogate,
 )
-from evo.config._executor import ExecutorSettings, ExecutorType
+from evo.config._executor import AUTO_DEVICES, ExecutorSettings, ExecutorType
 from evo.config._fields import Rule, build, check_fields, probability, rule
 from evo.config._run import REPORT_TO, ArtifactPolicy, RunConfig, parse_config, resolved
 from evo.config._yaml import apply_override, load_config, read_yaml
 
 __all__ = [
+    "AUTO_DEVICES",
     "REPORT_TO",
     "ArtifactPolicy",
     "Crossover",

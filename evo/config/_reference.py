@@ -80,6 +80,8 @@ def _row(key: str, f: dataclasses.Field, cls: type) -> tuple[str, str, str, str]
 def _accepts(kind: Any, rule: Rule) -> str:
     options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
     words = [_noun(option, rule) for option in options if option is not type(None)]
+    if rule.what and not set(options) & {int, float}:  # the field says it better than its types (numbers: bounds)
+        words = [rule.what]
     if type(None) in options:
         words.append("null")
     return " or ".join(dict.fromkeys(words))

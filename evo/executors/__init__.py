@@ -7,22 +7,33 @@ An executor runs up to ``capacity`` trials at once and answers in completion ord
 
 ``local`` runs them in the driver (one at a time, a batch at a time for a fitness whose
 ``batch_capacity`` is above 1, or on threads for fitnesses that only wait, such as a
-sleeping synthetic one); ``ray`` runs them on actors of a Ray cluster, one fitness per
-actor, built once. Ray is imported only when asked for.
+sleeping synthetic one), or with several ``devices`` one worker per device, side by
+side; ``ray`` runs them on actors of a Ray cluster, one fitness per actor, built once.
+Ray is imported only when asked for.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from evo.config import ExecutorSettings, ExecutorType
+from evo.config import AUTO_DEVICES, ExecutorSettings, ExecutorType
 from evo.trial import ConfigError, FailureReason, Fitness, Trial, TrialResult
 
-__all__ = ["Executor", "ExecutorSettings", "ExecutorType", "make_executor", "run_batch", "run_trial"]
+__all__ = [
+    "Executor",
+    "ExecutorSettings",
+    "ExecutorType",
+    "device_labels",
+    "labelled",
+    "make_executor",
+    "run_batch",
+    "run_trial",
+]
 
 
 class Executor(Protocol):
@@ -73,6 +84,24 @@ def _failure(exc: Exception) -> TrialResult:
     return TrialResult.failed(FailureReason.EXCEPTION, f"{type(exc).__name__}: {exc}{where}")
 
 
+def labelled(result: TrialResult, device: str) -> TrialResult:
+    """``result`` with the label of the device it ran on, in ``metrics["device_label"]``."""
+    return dataclasses.replace(result, metrics={**result.metrics, "device_label": device})
+
+
+def device_labels(settings: ExecutorSettings, fitness: Fitness) -> tuple[str, ...]:
+    """The devices the local executor runs a worker on; empty: one worker, on ``fitness`` itself.
+
+    ``auto`` asks the fitness (the engine never looks at hardware); ``workers`` without a
+    list of devices keeps its threads on the one fitness.
+    """
+    if settings.devices != AUTO_DEVICES:
+        return tuple(str(label) for label in settings.devices)
+    if settings.workers is not None:
+        return ()
+    return tuple(str(label) for label in fitness.visible_devices())
+
+
 def _same(fitness: Fitness) -> Fitness:
     return fitness
 
@@ -87,9 +116,13 @@ def make_executor(
     itself is pickled and shipped, which suits light fitnesses such as the synthetic one.
     """
     if settings.type is ExecutorType.LOCAL:
+        from evo.executors._devices import DeviceExecutor
         from evo.executors._local import LocalExecutor
 
-        return LocalExecutor(fitness, workers=settings.workers or 1)
+        devices = device_labels(settings, fitness)
+        if len(devices) > 1:
+            return DeviceExecutor(fitness, devices)
+        return LocalExecutor(fitness, workers=settings.workers or 1, device=devices[0] if devices else None)
     try:
         from evo.executors._ray import RayExecutor
     except ModuleNotFoundError as exc:

@@ -1,7 +1,10 @@
 """Trials on a Ray cluster: long-lived actors, supervised by the driver.
 
 Each actor builds the fitness once (so a QLoRA fitness loads its quantized base model
-once per actor) and runs trials one after another. The driver keeps the queue: a
+once per actor) and runs trials one after another. On a cluster with GPUs each actor
+reserves one (``gpus_per_trial``, 1 by default): Ray sets its ``CUDA_VISIBLE_DEVICES``,
+which the QLoRA worker subprocess inherits, and each result records the GPU
+(``metrics["device_label"]``), as the local executor's ``devices`` do. The driver keeps the queue: a
 trial goes to whichever actor is idle, so slow trials never hold up fast ones.
 
 An actor that dies mid-trial (killed process, OOM kill, lost node) is replaced by a
@@ -24,7 +27,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
-from evo.executors import run_trial
+from evo.executors import labelled, run_trial
 from evo.trial import ConfigError, FailureReason, Fitness, Trial, TrialResult
 
 log = logging.getLogger(__name__)
@@ -44,7 +47,9 @@ class TrialWorker:
         return os.getpid()
 
     def evaluate(self, trial: Trial) -> TrialResult:
-        return run_trial(self.fitness, trial)
+        result = run_trial(self.fitness, trial)
+        gpus = ray.get_gpu_ids()  # what Ray reserved for this actor (its CUDA_VISIBLE_DEVICES)
+        return labelled(result, ",".join(str(gpu) for gpu in gpus)) if gpus else result
 
 
 class RayExecutor:

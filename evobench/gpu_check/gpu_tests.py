@@ -40,6 +40,17 @@ def outcomes(junit: Path) -> list[dict[str, object]]:
     return out
 
 
+def _tee(argv: list[str], root: Path) -> tuple[int, list[str]]:
+    """Run pytest, echoing its output as it comes: a step killed at its limit still shows how far it got."""
+    proc = subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        lines.append(line.rstrip())
+    return proc.wait(), [line for line in lines if line.strip()]
+
+
 def run(options: Options, record: Record) -> tuple[StepStatus, str]:
     root = Path(options.root).resolve()
     files = marked_files(root)
@@ -50,12 +61,11 @@ def run(options: Options, record: Record) -> tuple[StepStatus, str]:
         junit = Path(scratch) / "junit.xml"
         argv = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
         start = time.perf_counter()
-        done = subprocess.run([*argv, *map(str, files)], cwd=root, capture_output=True, text=True)
+        code, lines = _tee([*argv, *map(str, files)], root)
         seconds = time.perf_counter() - start
         cases = outcomes(junit) if junit.is_file() else []
-    lines = done.stdout.strip().splitlines()
-    summary_line = lines[-1].strip("= ") if lines else f"pytest exit code {done.returncode}"
-    record.update(exit_code=done.returncode, pytest_summary=summary_line, tests=cases, output_tail=lines[-40:])
+    summary_line = lines[-1].strip("= ") if lines else f"pytest exit code {code}"
+    record.update(exit_code=code, pytest_summary=summary_line, tests=cases, output_tail=lines[-40:])
     record.markdown = [
         f"`python -m pytest -m gpu -q {' '.join(map(str, files))}`: {summary_line} ({seconds:.0f} s)",
         "",
@@ -68,8 +78,8 @@ def run(options: Options, record: Record) -> tuple[StepStatus, str]:
     ]
     counts = {kind: sum(c["outcome"] == kind for c in cases) for kind in ("passed", "failed", "error", "skipped")}
     summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or summary_line
-    if done.returncode != 0:
-        return StepStatus.FAILED, f"{summary} (pytest exit code {done.returncode})"
+    if code != 0:
+        return StepStatus.FAILED, f"{summary} (pytest exit code {code})"
     if counts["passed"] == 0:
         return StepStatus.SKIPPED, f"{summary}: no CUDA device here" if counts["skipped"] else summary
     return StepStatus.PASSED, summary

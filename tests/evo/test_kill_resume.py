@@ -6,7 +6,8 @@ store write, inside a trial, between the last evaluation and the generation reco
 resumed after each kill until it finishes. Both runs must hold the same individuals
 (generation, slot, genome, origin, parents), the same trials apart from the killed
 rows, the same populations, statistics and best. The default suite kills a few times
-per strategy; ``-m slow`` kills at least 20 times per strategy.
+per strategy; ``-m slow`` kills at least 20 times per strategy. A generational run on two
+devices (``executor.devices``) is among them: its trials end in any order, in two threads.
 """
 
 from __future__ import annotations
@@ -44,7 +45,14 @@ STRATEGIES = {
     "steady-state": _config(mode="steady_state", prior_share=0.5),  # the default mode, started around the baseline
     "multi-fidelity": _config(offspring_size=9, multi_fidelity={"eta": 3, "min_fidelity": 1 / 9}),
     "pbt": _config(mode="pbt", population_size=8, immigrants=0, pbt={"interval": 0.2}),
+    "steady-state-trials-budget": {**_config(mode="steady_state"), "run_budget": {"trials": 23}},
+    "generational-tokens-budget": {**_config(), "run_budget": {"train_tokens": 600_000}},  # ends inside a generation
     "ray": {**_config(generations=3), "executor": {"type": "ray", "workers": 2, "cpus_per_trial": 0.25}},
+    "generational-two-devices": {  # trials finishing out of order on two device threads; selection in slot order
+        **_config(),
+        "fitness": {"type": "synthetic", "failure_rate": 0.05, "seconds_per_trial": 0.004, "duration_spread": 1.0},
+        "executor": {"devices": ["a", "b"]},
+    },
 }
 
 

@@ -50,6 +50,7 @@ LAYERS = [
             "evo._preflight",
             "evo.executors",
             "evo.executors._local",
+            "evo.executors._devices",
             "evo.executors._ray",
         ],
     ),

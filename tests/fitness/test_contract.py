@@ -113,6 +113,21 @@ class FitnessContract:
         fitness.close()
         fitness.close()
 
+    def test_visible_devices_are_labels(self, fitness):
+        devices = fitness.visible_devices()
+        assert isinstance(devices, tuple) and all(isinstance(label, str) and label for label in devices)
+
+    def test_the_fitness_for_a_device_answers_as_the_fitness_does(self, fitness):
+        """``executor.devices`` runs trials on ``for_device`` copies: a trial's values must not change."""
+        pinned = fitness.for_device("a")  # a label, not a GPU: pinning to it works on any machine
+        try:
+            assert isinstance(pinned, Fitness) and pinned.fingerprint() == fitness.fingerprint()
+            config = self.defaults(fitness)
+            assert dict(self.run(pinned, config, seed=7).values) == dict(self.run(fitness, config, seed=7).values)
+        finally:
+            if pinned is not fitness:
+                pinned.close()
+
 
 class TestSyntheticFitness(FitnessContract):
     @pytest.fixture
@@ -139,3 +154,7 @@ class TestQLoRAFitness(FitnessContract):
     @pytest.mark.slow  # starts a worker of its own (~6 s of imports)
     def test_close_is_idempotent(self, make_fitness):
         super().test_close_is_idempotent(make_fitness)
+
+    @pytest.mark.slow  # starts a worker of its own (test_qlora_devices.py runs pinned workers by default)
+    def test_the_fitness_for_a_device_answers_as_the_fitness_does(self, fitness):
+        super().test_the_fitness_for_a_device_answers_as_the_fitness_does(fitness)
