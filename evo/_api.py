@@ -33,6 +33,7 @@ def evolve(
     fixed: Mapping[str, Any] | None = None,
     baseline: Mapping[str, Any] | None = None,
     run_dir: Path | str | None = None,
+    run_budget: Mapping[str, Any] | None = None,
     warm_start: Sequence[Mapping[str, Any]] = (),
     observers: Sequence[RunObserver] = (),
     executor: Executor | Mapping[str, Any] | None = None,
@@ -44,7 +45,9 @@ def evolve(
     config; ``budget`` (steps or tokens) is what every trial may train. With ``run_dir``
     the run is stored there and can be resumed; without it everything stays in memory.
     ``executor`` is an :class:`~evo.executors.Executor` or an ``executor`` mapping as
-    in a run config (e.g. ``{"type": "ray"}``). ``warm_start``: genomes the first
+    in a run config (e.g. ``{"type": "ray"}``). ``run_budget`` ends the run at a number of
+    trials, training tokens or hours (``{"train_tokens": 4_000_000}``; without
+    ``generations`` in ``evolution`` it runs until then). ``warm_start``: genomes the first
     population starts with.
     """
     warm_start = _renamed_kwargs(deprecated, {"seed_genomes": warm_start}, "evolve")["seed_genomes"]
@@ -63,6 +66,8 @@ def evolve(
     }
     if baseline:
         raw["baseline"] = dict(baseline)
+    if run_budget:
+        raw["run_budget"] = dict(run_budget)
     if isinstance(executor, Mapping):
         raw["executor"], executor = dict(executor), None
     spec = space.to_spec() if isinstance(space, SearchSpace) else dict(space)
@@ -142,6 +147,7 @@ def resume_run(
     run_dir: Path | str,
     fitness: Fitness,
     *,
+    run_budget: Mapping[str, Any] | None = None,
     observers: Sequence[RunObserver] = (),
     executor: Executor | None = None,
 ) -> RunResult:
@@ -149,12 +155,17 @@ def resume_run(
 
     Refuses when ``fitness`` is not the definition the run started with (model, data or
     budget changed): its results would not be comparable with the stored ones. Trials
-    run on ``executor``, or on the one the stored config describes.
+    run on ``executor``, or on the one the stored config describes. ``run_budget``
+    changes the run's limits from here on (the keys given replace the stored ones; the
+    run continues while the new limits allow), and is stored with the run.
     """
     store = RunStore.open(run_dir)
     try:
         store.lock()
         config = load_stored_config(store)
+        if run_budget is not None:
+            config = with_run_budget(config, run_budget)
+            store.set_config(config.raw)
         fingerprint = run_fingerprint(fitness, config.budget)
         if fingerprint != store.meta("fingerprint"):
             raise ConfigError(
@@ -197,6 +208,13 @@ def describe_environment(fitness: Fitness) -> dict[str, Any]:
             pass
     env.update(fitness.describe())
     return env
+
+
+def with_run_budget(config: RunConfig, run_budget: Mapping[str, Any]) -> RunConfig:
+    """``config`` with ``run_budget``'s keys replacing its run budget's, validated as a new config."""
+    raw = dict(config.raw)
+    merged = {**(raw.get("run_budget") or {}), **dict(run_budget)}
+    return parse_config({**raw, "run_budget": {k: v for k, v in merged.items() if v is not None}})
 
 
 def load_stored_config(store: RunStore) -> RunConfig:

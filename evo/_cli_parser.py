@@ -65,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _driver_arguments(run)
 
-    resume = sub.add_parser("resume", help="continue a stopped or killed run")
+    resume = sub.add_parser(
+        "resume",
+        help="continue a stopped or killed run",
+        usage="evo resume RUN_DIR [run_budget.KEY=VALUE ...] [options]",
+        description="Continue a run where it stopped. run_budget.KEY=VALUE arguments give it new limits, "
+        "e.g. run_budget.hours=6 (the rest of the run stays as it started).",
+    )
     resume.add_argument("run_dir", type=Path)
     _driver_arguments(resume)
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from evo._pruning import MedianRule
 from evo._space import canonical
+from evo._spending import DRIVER_SECONDS, BudgetSpent, Spending
 from evo.config import ArtifactPolicy
 from evo.executors import Executor
 from evo.storage import RunFiles, RunStore, TrialRecord
@@ -110,6 +111,7 @@ class Evaluator:
     max_consecutive_failures: int = 10
     on_trial: Callable[[TrialRecord, bool], None] = lambda record, cached: None
     pruner: MedianRule | None = None
+    spending: Spending | None = None  # the run budget's; None: no limit
     consecutive_failures: int = 0
     evaluations: int = 0
     cache_hits: int = 0
@@ -120,6 +122,8 @@ class Evaluator:
 
     def __post_init__(self) -> None:
         self.files = RunFiles(self.store, self.artifacts)
+        if self.spending is None:
+            self.spending = Spending(None, self.budget)
         if self.pruner is not None:
             for trial in self.store.trials():
                 if trial.fingerprint.startswith(self.fingerprint):
@@ -133,13 +137,29 @@ class Evaluator:
         """Evaluate jobs, as many at once as the executor runs; the trial of each individual."""
         pending, records = deque(jobs), {}
         while pending or self._in_flight:
-            while pending and self.has_room():
+            while pending and self.has_room() and self.may_start(pending[0]):
                 outcome = self.submit(pending.popleft())
                 if outcome is not None:
                     records[outcome.individual_id] = outcome.record
             if self._in_flight:
                 records.update((o.individual_id, o.record) for o in self.next_finished())
+            elif pending:  # nothing left in flight, and the run budget pays for no more
+                raise BudgetSpent(f"{len(pending)} trial(s) left unstarted")
         return records
+
+    def may_start(self, job: Job | None = None) -> bool:
+        """Whether the run budget pays for ``job`` (None: a new whole-budget trial)."""
+        assert self.spending is not None
+        return self.spending.allows(self._added(job) if job is not None else 1.0)
+
+    def _resumed_fidelity(self, record: TrialRecord) -> float:
+        return self.store.trial(record.resumed_from).fidelity if record.resumed_from is not None else 0.0
+
+    def _added(self, job: Job) -> float:
+        """The fraction of the budget ``job`` trains: its fidelity, less the checkpoint's it continues."""
+        if job.resume_from is None:
+            return job.fidelity
+        return job.fidelity - self.store.trial(job.resume_from).fidelity
 
     @property
     def busy(self) -> bool:
@@ -196,6 +216,8 @@ class Evaluator:
         )
         ticket = self.executor.submit(trial)
         self._in_flight[ticket] = _InFlight(job, trial_id, key, artifact_dir)
+        assert self.spending is not None
+        self.spending.started(trial_id, self._added(job) if resume_dir is not None else job.fidelity)
         return None
 
     def next_finished(self) -> list[Outcome]:
@@ -207,6 +229,10 @@ class Evaluator:
         self.store.finish_trial(flight.trial_id, result, flight.job.individual_id)
         record = self.store.trial(flight.trial_id)
         self.evaluations += 1
+        assert self.spending is not None
+        self.spending.finished(record, record.fidelity - self._resumed_fidelity(record))
+        if self.spending.limits is not None and self.spending.limits.hours is not None:
+            self.store.set_meta(DRIVER_SECONDS, self.spending.driver_seconds())
         if self.pruner is not None:
             self.pruner.add(record)
         self.files.keep_artifacts(record, flight.artifact_dir, self.objectives[0])

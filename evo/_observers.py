@@ -23,6 +23,7 @@ class RunInfo:
     config: Any  # evo.config.RunConfig
     objectives: tuple[Objective, ...]
     first_generation: int
+    spending: Any = None  # evo._spending.Spending: what the run has spent of its run_budget
 
 
 class RunObserver:

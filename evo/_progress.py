@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from evo._observers import RunInfo, RunObserver
+from evo._spending import duration
+from evo.config import MAX_GENERATIONS
 from evo.storage import BASELINE_GENERATION, TrialRecord
 from evo.trial import Direction
 
@@ -24,6 +26,7 @@ class TerminalProgress(RunObserver):
         self.best: float | None = None
 
     def start(self, run: RunInfo) -> None:
+        self.spending = run.spending if run.config.run_budget is not None else None
         self.generations = run.config.evolution.planned_generations
         self.objective = run.objectives[0]
         self.remaining_gens = self.generations - run.first_generation + 1
@@ -34,7 +37,8 @@ class TerminalProgress(RunObserver):
 
     def generation(self, gen: int, size: int) -> None:
         self.gen, self.size, self.index = gen, size, 0
-        self._print(f"generation {gen}/{self.generations}: {size} trials")
+        of = "" if self.spending is not None and self.generations >= MAX_GENERATIONS else f"/{self.generations}"
+        self._print(f"generation {gen}{of}: {size} trials")
 
     def trial(self, record: TrialRecord, cached: bool) -> None:
         if record.generation == BASELINE_GENERATION and not cached:
@@ -47,9 +51,10 @@ class TerminalProgress(RunObserver):
         if not cached and "device_label" in record.metrics:  # several devices finish in any order
             tag += f" on {record.metrics['device_label']}"
         best = f"{self.best:.4g}" if self.best is not None else "-"
+        spent = f" | {self.spending.summary()}" if self.spending is not None else ""
         self._print(
             f"  gen {self.gen} trial {self.index}/{self.size} [{tag}] {self._outcome(record)}"
-            f" | best {best} | ETA {self._eta()}"
+            f" | best {best}{spent} | ETA {self._eta()}"
         )
 
     def generation_done(self, stats: Mapping[str, Any]) -> None:
@@ -81,11 +86,14 @@ class TerminalProgress(RunObserver):
         return f"{record.status.value} ({record.reason.value if record.reason else '-'}): {record.message[:120]}"
 
     def _eta(self) -> str:
-        if not self.durations:
-            return "?"
-        left = (self.size - self.index) + (self.remaining_gens - 1) * self.size
-        seconds = left * sum(self.durations) / len(self.durations)
-        return f"{seconds / 60:.1f}m" if seconds >= 90 else f"{seconds:.0f}s"
+        """Until the last generation ends or the run budget runs out, whichever comes first."""
+        etas = []
+        if self.durations:
+            left = (self.size - self.index) + (self.remaining_gens - 1) * self.size
+            etas.append(left * sum(self.durations) / len(self.durations))
+        if self.spending is not None and self.spending.eta_seconds() is not None:
+            etas.append(self.spending.eta_seconds())
+        return duration(min(etas)) if etas else "?"
 
     def _print(self, line: str) -> None:
         print(line, file=self.stream, flush=True)

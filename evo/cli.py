@@ -17,12 +17,13 @@ from typing import Any
 
 import yaml
 
-from evo._api import RunAborted, load_stored_config, resume_run, start_run
+from evo._api import RunAborted, load_stored_config, resume_run, start_run, with_run_budget
 from evo._cli_parser import build_parser, one_line_deprecations
 from evo._observers import RunObserver
 from evo._progress import TerminalProgress
 from evo._results import build_result
-from evo.config import AUTO_DEVICES, ExecutorSettings, RunConfig, load_config
+from evo._spending import Spending, duration
+from evo.config import AUTO_DEVICES, MAX_GENERATIONS, ExecutorSettings, RunConfig, apply_override, load_config
 from evo.config._reference import reference
 from evo.executors import ExecutorType, make_executor
 from evo.plots import NothingToPlot
@@ -113,15 +114,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    run_budget = _run_budget_overrides(args.overrides)
     with RunStore.open(args.run_dir) as store:
         config = load_stored_config(store)
+    if run_budget is not None:
+        config = with_run_budget(config, run_budget)  # refused here, before anything starts
     if args.executor or args.ray_address:  # this time only; the stored config keeps its executor
         config = dataclasses.replace(config, executor=_moved(config.executor, args))
     observers = _observers(args, config)
     with _fitness_and_executor(config) as (fitness, executor):
-        result = resume_run(args.run_dir, fitness, observers=observers, executor=executor)
+        result = resume_run(args.run_dir, fitness, run_budget=run_budget, observers=observers, executor=executor)
     _print_best(result.best_trials[:1], fitness.objectives)
     return 0
+
+
+def _run_budget_overrides(overrides: Sequence[str]) -> dict[str, Any] | None:
+    """``run_budget.hours=6 ...`` as a mapping; a resumed run changes nothing else."""
+    if not overrides:
+        return None
+    raw: dict[str, Any] = {}
+    for assignment in overrides:
+        apply_override(raw, assignment)
+        if set(raw) != {"run_budget"} or not isinstance(raw["run_budget"], dict):
+            key = assignment.partition("=")[0]
+            raise ConfigError(f"{key}: evo resume changes only run_budget.* (the rest of a run stays as it started)")
+    return raw["run_budget"]
 
 
 def _moved(settings: ExecutorSettings, args: argparse.Namespace) -> ExecutorSettings:
@@ -192,10 +209,16 @@ def cmd_status(args: argparse.Namespace) -> int:
                 label = t.status.value + (f"/{t.reason.value}" if t.reason else "")
                 by_status[label] = by_status.get(label, 0) + 1
         planned = config.evolution.planned_generations + 1
+        of = "" if config.run_budget is not None and planned > MAX_GENERATIONS else f"/{planned}"
         print(
-            f"\ngenerations finished: {len(stats)}/{planned}; trials: "
+            f"\ngenerations finished: {len(stats)}{of}; trials: "
             + ", ".join(f"{n} {k}" for k, n in sorted(by_status.items()))
         )
+        if config.run_budget is not None:
+            spending = Spending.open(store, config.run_budget, config.budget)
+            eta = spending.eta_seconds(running=False)
+            left = "spent" if not spending.allows() else f"ETA {duration(eta)}" if eta is not None else "ETA ?"
+            print(f"run budget: {spending.summary(running=False)} ({left})")
         by_device: dict[str, int] = {}
         for t in trials:
             if "device_label" in t.metrics:
@@ -333,10 +356,9 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
-    if len(overrides) != len(extra) or (overrides and args.command != "run"):
-        parser.error(
-            f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides or args.command != 'run')}"
-        )
+    takes = args.command in ("run", "resume")
+    if len(overrides) != len(extra) or (overrides and not takes):
+        parser.error(f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides or not takes)}")
     args.overrides = overrides
     return _run_command(args)
 

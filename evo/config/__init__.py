@@ -11,6 +11,7 @@ and executors read their settings from here (``_evolution``, ``_executor``).
 from __future__ import annotations
 
 from evo.config._evolution import (
+    MAX_GENERATIONS,
     Crossover,
     EarlyStopping,
     EvolutionSettings,
@@ -25,9 +26,11 @@ from evo.config._evolution import (
 from evo.config._executor import AUTO_DEVICES, ExecutorSettings, ExecutorType
 from evo.config._fields import Rule, build, check_fields, probability, rule
 from evo.config._run import REPORT_TO, ArtifactPolicy, RunConfig, parse_config, resolved
+from evo.config._run_budget import RunBudget
 from evo.config._yaml import apply_override, load_config, read_yaml
 
 __all__ = [
+    "MAX_GENERATIONS",
     "AUTO_DEVICES",
     "REPORT_TO",
     "ArtifactPolicy",
@@ -42,6 +45,7 @@ __all__ = [
     "PBTSettings",
     "Replacement",
     "Rule",
+    "RunBudget",
     "RunConfig",
     "Strategy",
     "Surrogate",

@@ -67,6 +67,8 @@ class Mode(str, enum.Enum):
 # Individuals in one generation: past this a single generation would outlast any run (a typo such as
 # population_size: 1000000000000 is refused instead of starting).
 MAX_INDIVIDUALS = 100_000
+# Generations when a run_budget ends the run instead (the most a config may ask for).
+MAX_GENERATIONS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,12 @@ class EvolutionSettings:
         default=8, metadata=rule(ge=2, le=MAX_INDIVIDUALS, help="mu: members of the population")
     )
     generations: int = field(
-        default=10, metadata=rule(ge=0, le=1_000_000, help="generations after the initial one (not in pbt mode)")
+        default=10,
+        metadata=rule(
+            ge=0,
+            le=MAX_GENERATIONS,
+            help="generations after the initial one (not in pbt mode); with a run_budget and no generations: until it ends",
+        ),
     )
     offspring_size: int | None = field(
         default=None,

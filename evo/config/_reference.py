@@ -20,6 +20,7 @@ from evo.config._evolution import EarlyStopping, EvolutionSettings, MultiFidelit
 from evo.config._executor import ExecutorSettings
 from evo.config._fields import _RULE, Rule
 from evo.config._run import _TOP_KEYS, RunConfig
+from evo.config._run_budget import RunBudget
 from evo.trial import Budget, GeneDecl, ValueKind
 
 __all__ = ["reference"]
@@ -44,6 +45,7 @@ def reference(fitnesses: Mapping[str, tuple[type, Mapping[str, GeneDecl]]]) -> s
         ("evolution.early_stopping", EarlyStopping),
         ("evolution.pbt", PBTSettings),
         ("executor", ExecutorSettings),
+        ("run_budget", RunBudget),
     ):
         parts.append(_table(f"`{title}`", _rows(cls)))
     written: dict[int, str] = {}

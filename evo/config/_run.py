@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evo._space import SearchSpace
-from evo.config._evolution import EvolutionSettings, Mode, Strategy
+from evo.config._evolution import MAX_GENERATIONS, EvolutionSettings, Mode, Strategy
 from evo.config._executor import ExecutorSettings
 from evo.config._fields import Rule, build, check_field, check_fields, check_value, rule, unknown_key
+from evo.config._run_budget import RunBudget
 from evo.trial import Budget, ConfigError
 
 __all__ = ["REPORT_TO", "ArtifactPolicy", "RunConfig", "parse_config", "resolved"]
@@ -37,6 +38,7 @@ _TOP_KEYS = (
     "artifacts",
     "report_to",
     "executor",
+    "run_budget",
 )
 
 
@@ -71,6 +73,9 @@ class RunConfig:
         default=(), metadata=rule(help=f"experiment trackers: {', '.join(REPORT_TO)} (each an extra)")
     )
     executor: ExecutorSettings = field(default_factory=ExecutorSettings, metadata=rule(help="where trials run"))
+    run_budget: RunBudget | None = field(
+        default=None, metadata=rule(help="the run's limits: trials, train_tokens, hours; the first reached ends it")
+    )
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -105,7 +110,13 @@ def parse_config(raw: Any) -> RunConfig:
         for key, value in baseline.items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"baseline.{key}: must be finite, got {value!r}")
-    evolution = build(EvolutionSettings, _with_mode(_mapping(raw, "evolution")), "evolution")
+    run_budget = (
+        build(RunBudget, _mapping(raw, "run_budget"), "run_budget") if raw.get("run_budget") is not None else None
+    )
+    evolution_spec = _with_mode(_mapping(raw, "evolution"))
+    if run_budget is not None and "generations" not in evolution_spec:
+        evolution_spec["generations"] = MAX_GENERATIONS  # the budget ends the run
+    evolution = build(EvolutionSettings, evolution_spec, "evolution")
     if evolution.prior_share > 0 and not baseline:
         raise ConfigError(
             f"evolution.prior_share: {evolution.prior_share} of the initial population is drawn around the "
@@ -122,6 +133,7 @@ def parse_config(raw: Any) -> RunConfig:
         artifacts=_artifacts(raw.get("artifacts", "best")),
         report_to=_report_to(raw.get("report_to")),
         executor=build(ExecutorSettings, _mapping(raw, "executor"), "executor"),
+        run_budget=run_budget,
     )
     return dataclasses.replace(config, raw=resolved(config, raw))
 
@@ -212,4 +224,6 @@ def resolved(config: RunConfig, raw: Mapping[str, Any]) -> dict[str, Any]:
     }
     if config.baseline:
         out["baseline"] = dict(config.baseline)
+    if config.run_budget is not None:
+        out["run_budget"] = {k: v for k, v in _plain(config.run_budget).items() if v is not None}
     return out

@@ -39,6 +39,8 @@ from evo.storage._records import (
 )
 from evo.trial import FailureReason, Objective, TrialResult, TrialStatus
 
+INTERRUPTED = "in flight when the driver stopped; evaluated again on resume"  # a killed driver's trials
+
 _TRIAL_COLUMNS = (
     "id", "fingerprint", "config_key", "config", "generation", "seed", "status", "reason", "message",
     "objective_values", "metrics", "applied_config", "started_at", "finished_at", "duration", "fidelity", "resumed_from",
@@ -181,6 +183,15 @@ class RunStore:
     def set_meta(self, key: str, value: Any) -> None:
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, meta_json(value)))
+
+    def set_config(self, config: Mapping[str, Any]) -> None:
+        """Replace the run's resolved config (``evo resume`` with a new run budget), in run.db
+        and in config.yaml, which is written aside and renamed so that it is never half written."""
+        self.set_meta("config", dict(config))
+        if self.run_dir is not None:
+            staging = self.run_dir / "config.yaml.tmp"
+            staging.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+            staging.replace(self.run_dir / "config.yaml")
 
     def meta(self, key: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -336,13 +347,23 @@ class RunStore:
         with self._transaction() as db:
             cur = db.execute(
                 "UPDATE trials SET status = 'failed', reason = ?, message = ?, finished_at = ? WHERE status = 'running'",
-                (
-                    FailureReason.KILLED.value,
-                    "in flight when the driver stopped; evaluated again on resume",
-                    time.time(),
-                ),
+                (FailureReason.KILLED.value, INTERRUPTED, time.time()),
             )
             return cur.rowcount
+
+    def spent(self) -> list[tuple[float, float | None]]:
+        """(the fraction of the budget it added, train_tokens or None) of every trial this run
+        trained to its end: not the ones in flight, not those a dead driver left (trained again
+        on resume), not imported ones. A trial that continued a checkpoint added its fidelity
+        less the one it resumed from."""
+        rows = self._db.execute(
+            "SELECT t.fidelity - COALESCE(r.fidelity, 0), json_extract(t.metrics, '$.train_tokens')"
+            " FROM trials t LEFT JOIN trials r ON r.id = t.resumed_from"
+            " WHERE t.status != 'running' AND t.generation != ? AND NOT (t.status = 'failed' AND t.message = ?)"
+            " ORDER BY t.id",
+            (IMPORTED_GENERATION, INTERRUPTED),
+        )
+        return [(row[0], row[1]) for row in rows]
 
     # -- populations and generations ----------------------------------------------------
     def finish_generation(

@@ -18,5 +18,10 @@ if TYPE_CHECKING:
 
 def run_strategy(ctx: RunContext) -> RunResult:
     """Run the strategy ``ctx.settings.mode`` names, from wherever the store left off."""
+    from evo._spending import BudgetSpent
+
     module = importlib.import_module(f"{__name__}._{ctx.settings.mode.value}")
-    return module.run(ctx)
+    try:
+        return module.run(ctx)
+    except BudgetSpent:  # the run budget ended it: what ran is recorded, the rest waits for a resume
+        return ctx.finish()

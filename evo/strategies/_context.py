@@ -25,6 +25,7 @@ from evo._evaluation import Evaluator, Job, penalty
 from evo._observers import Fanout, RunInfo, RunObserver
 from evo._pruning import MedianRule
 from evo._results import RunResult, build_result
+from evo._spending import DRIVER_SECONDS, Spending
 from evo._stats import generation_record
 from evo._surrogate import MIN_OBSERVATIONS, History, Observation
 from evo.config import Mode, RunConfig, Strategy, Surrogate
@@ -71,6 +72,7 @@ class RunContext:
             max_consecutive_failures=settings.max_consecutive_failures,
             on_trial=fanout.trial,
             pruner=pruner,
+            spending=Spending.open(store, config.run_budget, config.budget),
         )
         by_fidelity = settings.mode is Mode.MULTI_FIDELITY
         return cls(config, fitness, store, evaluator, fanout, [dict(g) for g in warm_start], by_fidelity)
@@ -93,7 +95,9 @@ class RunContext:
         self.store.interrupt_running()
         done = self.store.finished_generations()
         start = done[-1] + 1 if done else 0
-        self.observers.start(RunInfo(self.store.run_dir, self.config, self.objectives, start))
+        self.observers.start(
+            RunInfo(self.store.run_dir, self.config, self.objectives, start, spending=self.evaluator.spending)
+        )
         self._evaluate_baseline()
         return start
 
@@ -114,6 +118,8 @@ class RunContext:
         return result
 
     def finish(self) -> RunResult:
+        assert self.evaluator.spending is not None
+        self.store.set_meta(DRIVER_SECONDS, self.evaluator.spending.driver_seconds())
         self.observers.end()
         return self.result()
 

@@ -55,7 +55,11 @@ def run(ctx: RunContext) -> RunResult:
     bred = sum(1 for r in state.members.values() if r.generation >= 1)
     total = settings.generations * settings.lambda_
     while True:
-        while ctx.evaluator.has_room() and (queue or (bred < total and state.population)):
+        while (
+            ctx.evaluator.has_room()
+            and (queue or (bred < total and state.population))
+            and ctx.evaluator.may_start(job_of(queue[0]) if queue else None)
+        ):
             if queue:
                 rec = queue.popleft()
             else:

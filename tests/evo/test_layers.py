@@ -20,6 +20,7 @@ LAYERS = [
         [
             "evo.config._evolution",
             "evo.config._executor",
+            "evo.config._run_budget",
             "evo._operators",
             "evo._surrogate",
             "evo._deap",
@@ -44,6 +45,7 @@ LAYERS = [
         [
             "evo._breeding",
             "evo._pruning",
+            "evo._spending",
             "evo._observers",
             "evo._warm_start",
             "evo._rundata",
