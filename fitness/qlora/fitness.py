@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -9,7 +10,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from evo.trial import ConfigError, FitnessBase, GeneDecl, Objective, Trial, TrialResult
+from evo.trial import ConfigError, Fitness, FitnessBase, GeneDecl, Objective, Trial, TrialResult
 from fitness.qlora.base.architecture import read_architecture
 from fitness.qlora.base.hub import find_model_config
 from fitness.qlora.base.source import ModelSource, default_cache_root, resolve_model
@@ -109,6 +110,21 @@ class QLoRAFitness(FitnessBase):
             except metadata.PackageNotFoundError:
                 pass
         return env
+
+    def visible_devices(self) -> tuple[str, ...]:
+        """The CUDA devices this machine shows (none when ``fitness.device`` is cpu)."""
+        if self.spec.device is Device.CPU:
+            return ()
+        from fitness.qlora.worker.devices import visible_cuda_devices  # imports torch, so only here
+
+        return visible_cuda_devices()
+
+    def for_device(self, label: str) -> Fitness:
+        """This fitness with a worker of its own, started with ``CUDA_VISIBLE_DEVICES=label``."""
+        pinned = copy.copy(self)
+        pinned._genes = dict(self._genes)
+        pinned._worker = TrialWorker(self.spec, device=label)
+        return pinned
 
     @property
     def batch_capacity(self) -> int:  # type: ignore[override]  # depends on the spec and the device

@@ -4,7 +4,9 @@ The worker (spawned, talks over a Pipe) keeps the 4-bit base and the tokenized d
 resident across trials. The supervisor turns what a dead or stuck worker can't
 report into results: a death is KILLED, a trial past ``trial_timeout`` is TIMEOUT
 (the worker is killed). The worker is replaced when it died, timed out, or its RSS
-grew past ``max_worker_rss_growth_mb`` (a leak), and the next trial proceeds.
+grew past ``max_worker_rss_growth_mb`` (a leak), and the next trial proceeds. A worker
+built for a ``device`` sets ``CUDA_VISIBLE_DEVICES`` to it before anything loads torch,
+so it sees that one GPU as cuda:0, and so does every worker that replaces it.
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ def _not_the_kernels_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith(_KERNELS_NOTICE)
 
 
-def _serve(conn: Connection, spec_dict: dict[str, Any]) -> None:
+def _serve(conn: Connection, spec_dict: dict[str, Any], device: str | None = None) -> None:
     """Worker process entry: set up once, then answer ("trials", [Trial, ...]) until ("stop",) or EOF.
 
-    Each trial's result is sent as ("result", index, TrialResult) as soon as it ends, then
-    ("done", rss) once all of them are answered.
+    It first sends ("ready", rss, the CUDA_VISIBLE_DEVICES it saw); then each trial's result
+    as ("result", index, TrialResult) as soon as it ends, and ("done", rss) once all of them
+    are answered.
     """
+    if device is not None:  # before the runner imports torch: CUDA reads it once, when it starts
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     # peft calls a transformers property deprecated in v5 on every attach: noise, once per trial
@@ -54,7 +59,7 @@ def _serve(conn: Connection, spec_dict: dict[str, Any]) -> None:
         return
     release_freed_memory()
     try:
-        conn.send(("ready", rss_mb()))
+        conn.send(("ready", rss_mb(), os.environ.get("CUDA_VISIBLE_DEVICES")))
         _answer_until_stopped(conn, runner)
     except (EOFError, BrokenPipeError, ConnectionResetError):  # the driver went away: nobody to answer
         return
@@ -78,12 +83,15 @@ class TrialWorker:
     training side by side); a worker that dies or times out fails only those.
     """
 
-    def __init__(self, spec: QLoRASpec) -> None:
+    def __init__(self, spec: QLoRASpec, *, device: str | None = None) -> None:
         self.spec = spec
+        self.device = device  # CUDA_VISIBLE_DEVICES of every worker process it starts (None: inherited)
+        self._waiting = False  # a thread is blocked on the worker's answer
         self._context = multiprocessing.get_context("spawn")  # fork would copy CUDA/OpenMP state
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._ready_rss_mb = 0.0
+        self._seen_devices: str | None = None  # the CUDA_VISIBLE_DEVICES the worker reported when ready
         self.starts = 0
 
     @property
@@ -117,7 +125,11 @@ class TrialWorker:
             worker_rss = answer[1]  # "done": every trial answered
             if worker_rss - self._ready_rss_mb > self.spec.max_worker_rss_growth_mb:
                 self.close()  # leaked: the next trial gets a fresh worker
-            return [_with_metrics(results[i], worker_pid=pid, worker_rss_mb=worker_rss) for i in range(len(trials))]
+            seen = self._seen_devices
+            return [
+                _with_metrics(results[i], worker_pid=pid, worker_rss_mb=worker_rss, cuda_visible_devices=seen)
+                for i in range(len(trials))
+            ]
 
     def _lost(self, timed_out: bool, trials: int) -> TrialResult:
         """What the trials still unanswered get when the worker timed out (it is killed) or died."""
@@ -133,6 +145,9 @@ class TrialWorker:
     def close(self) -> None:
         if self._process is None:
             return
+        if self._waiting:  # another thread waits on a trial that is now abandoned: no stop to wait for
+            self._kill()
+            return
         try:
             assert self._conn is not None
             self._conn.send(("stop",))
@@ -144,7 +159,7 @@ class TrialWorker:
     def _start(self) -> TrialResult | None:
         parent, child = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=_serve, args=(child, self.spec.as_dict()), name="qlora-worker", daemon=True
+            target=_serve, args=(child, self.spec.as_dict(), self.device), name="qlora-worker", daemon=True
         )
         try:
             process.start()  # raises e.g. from a script without a __main__ guard (spawn re-imports it)
@@ -167,18 +182,21 @@ class TrialWorker:
             self._kill()
             reason = FailureReason.KILLED if answer == "died" else FailureReason.EXCEPTION
             return TrialResult.failed(reason, message)
-        self._ready_rss_mb = answer[1]
+        self._ready_rss_mb, self._seen_devices = answer[1], answer[2]
         return None
 
     def _receive(self, timeout: float) -> Any:
         """The next message, "died" if the worker's end closed, None on timeout."""
         assert self._conn is not None
+        self._waiting = True
         try:
             if not self._conn.poll(timeout):
                 return None
             return self._conn.recv()
         except (EOFError, OSError):
             return "died"
+        finally:
+            self._waiting = False
 
     def _death_message(self, when: str) -> str:
         assert self._process is not None
