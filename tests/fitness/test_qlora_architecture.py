@@ -59,7 +59,9 @@ def test_from_spec_reads_the_config_once_then_the_cache(tiny_model, tmp_path, re
     (cached,) = (tmp_path / "architecture").iterdir()
     cached.write_text("{not json")  # a torn cache file is read again, not trusted
     assert QLoRAFitness.from_spec(spec).genes["max_seq_length"].high == 512
-    assert json.loads(cached.read_text()) == {"context_length": 512, "linear_modules": list(LLAMA_LINEAR)}
+    saved = json.loads(cached.read_text())
+    assert (saved["context_length"], saved["linear_modules"]) == (512, list(LLAMA_LINEAR))
+    assert saved["shape"]["hidden_size"] == 64 and saved["shape"]["layers"] == 2  # what memory is estimated from
 
 
 def _time_from_spec_in_a_fresh_process(spec: dict) -> float:
@@ -127,6 +129,11 @@ def test_trials_without_the_key_get_the_models_own_default(tiny_spec):
     assert second == {"target_modules": ["c_fc"], "max_seq_length": 32}
 
 
+def _found(architecture: Architecture | None) -> Architecture | None:
+    """The context and the module names (the shape is tests/fitness/test_qlora_footprint.py's)."""
+    return None if architecture is None else Architecture(architecture.context_length, architecture.linear_modules)
+
+
 def test_the_architecture_of_a_converted_gguf_is_read_from_its_cache_dir(tiny_model, tmp_path):
     """A GGUF model's config comes from its converted copy when there is one, not from the GGUF."""
     from fitness.qlora.base.source import ModelSource, converted_gguf_dir
@@ -135,7 +142,7 @@ def test_the_architecture_of_a_converted_gguf_is_read_from_its_cache_dir(tiny_mo
     converted = converted_gguf_dir(gguf, tmp_path / "cache")
     converted.mkdir(parents=True)
     (converted / "config.json").write_text((Path(tiny_model) / "config.json").read_text())
-    assert read_architecture(gguf, tmp_path / "cache") == Architecture(512, LLAMA_LINEAR)
+    assert _found(read_architecture(gguf, tmp_path / "cache")) == Architecture(512, LLAMA_LINEAR)
 
 
 def test_a_hub_models_config_is_read_from_the_file_found_and_an_unreadable_one_is_refused(tiny_model, tmp_path):
@@ -144,7 +151,7 @@ def test_a_hub_models_config_is_read_from_the_file_found_and_an_unreadable_one_i
     from fitness.qlora.base.source import ModelSource
 
     hub = ModelSource("someone/tiny", None, "hub:someone/tiny", is_local=False)
-    assert read_architecture(hub, tmp_path, Path(tiny_model) / "config.json") == Architecture(512, LLAMA_LINEAR)
+    assert _found(read_architecture(hub, tmp_path, Path(tiny_model) / "config.json")) == Architecture(512, LLAMA_LINEAR)
     odd = tmp_path / "config.json"
     odd.write_text(json.dumps({"model_type": "no-such-architecture"}))
     with pytest.raises(ConfigError, match=r"^fitness\.model: transformers \S+ cannot read the config of someone/tiny"):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evo.trial import ConfigError
+from fitness.qlora.base.shape import ModelShape, model_shape
 from fitness.qlora.base.source import ModelSource, converted_gguf_dir
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,16 @@ class Architecture:
 
     context_length: int | None
     linear_modules: tuple[str, ...]
+    shape: ModelShape | None = None  # the sizes memory is estimated from (training/footprint.py)
 
 
-def read_architecture(source: ModelSource, cache_root: Path, config_file: Path | None = None) -> Architecture | None:
+def read_architecture(
+    source: ModelSource, cache_root: Path, config_file: Path | None = None, *, save: bool = True
+) -> Architecture | None:
     """The model's architecture from its config (``config_file``: a hub model's, as
     ``hub.find_model_config`` found it). None when a local model's config can't be read
     (custom code, an architecture transformers lacks); for a hub model that is a ConfigError:
-    its weights will not load either."""
+    its weights will not load either. ``save=False`` writes nothing, not even the cache (``evo plan``)."""
     cached = _cache_file(source, cache_root)
     if cached is not None and cached.is_file():
         saved = _load(cached)
@@ -47,7 +51,8 @@ def read_architecture(source: ModelSource, cache_root: Path, config_file: Path |
             return saved
     try:
         config = _config(source, cache_root, config_file)
-        found = Architecture(_context_length(config), _linear_modules(config))
+        model = _meta_model(config)
+        found = Architecture(_context_length(config), _linear_modules(model), model_shape(config, model))
     except Exception as exc:  # a local model can still go ahead, only unchecked
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
         if not source.is_local:
@@ -61,7 +66,7 @@ def read_architecture(source: ModelSource, cache_root: Path, config_file: Path |
             reason,
         )
         return None
-    if cached is not None:
+    if cached is not None and save:
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             staging = cached.with_suffix(f".{os.getpid()}.tmp")
@@ -77,10 +82,11 @@ def _load(path: Path) -> Architecture | None:
     try:
         saved = json.loads(path.read_text())
         context, modules = saved["context_length"], tuple(saved["linear_modules"])
+        shape = ModelShape.from_dict(saved["shape"])  # caches from before shapes were kept lack it: read again
     except (OSError, ValueError, KeyError, TypeError):
         return None
     sound = (context is None or type(context) is int) and all(isinstance(m, str) and m for m in modules)
-    return Architecture(context, modules) if sound else None
+    return Architecture(context, modules, shape) if sound and shape is not None else None
 
 
 def _cache_file(source: ModelSource, cache_root: Path) -> Path | None:
@@ -114,13 +120,18 @@ def _context_length(config: Any) -> int | None:
     return None
 
 
-def _linear_modules(config: Any) -> tuple[str, ...]:
+def _meta_model(config: Any) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
-    from transformers.pytorch_utils import Conv1D
 
     with torch.device("meta"):  # shapes only: allocates nothing, even for a 70B config
-        model = AutoModelForCausalLM.from_config(config)
+        return AutoModelForCausalLM.from_config(config)
+
+
+def _linear_modules(model: Any) -> tuple[str, ...]:
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
     head = model.get_output_embeddings()  # what peft's "all-linear" leaves out
     names = (
         name.rsplit(".", 1)[-1]
