@@ -253,7 +253,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict:
-    from tests.fitness.conftest import build_tiny_llama
+    from evobench.tiny import build_tiny_llama
 
     model = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
     qlora = copy.deepcopy(SYNTHETIC)

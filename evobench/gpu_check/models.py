@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from evobench.tiny import build_tiny_llama
+
 SMOLLM2_CONFIG = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-config.json"
 # what each config value is called in the GGUF's metadata (llama.cpp's names)
 GGUF_KEYS = {
@@ -31,9 +33,7 @@ GGUF_KEYS = {
 
 
 def tiny_llama(folder: Path) -> Path:
-    """The tests' 2-layer, hidden-64 Llama with its pydoc BPE (tests/fitness/conftest.py)."""
-    from tests.fitness.conftest import build_tiny_llama  # where it lives; the check runs from the checkout
-
+    """The tests' 2-layer, hidden-64 Llama with its pydoc BPE (``evobench.tiny``)."""
     return build_tiny_llama(folder)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evobench.collect.plan import load_plan
-from tests.fitness.conftest import build_tiny_llama
+from evobench.tiny import build_tiny_llama
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = runpy.run_path(str(ROOT / "experiments/collect_qlora_trials.py"))  # its parse_args and main, not run

@@ -60,3 +60,14 @@ def test_the_tool_never_imports_the_benchmarks():
         if module.split(".")[0] in ("evobench", "experiments")
     ]
     assert not upward, "\n".join(upward)
+
+
+def test_the_benchmarks_never_import_the_tests():
+    """A package cannot depend on the tests: a wheel or a lent machine's copy may not hold them."""
+    into_tests = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in [*EXPERIMENTS.rglob("*.py"), *EVOBENCH.rglob("*.py")]
+        for module in sorted(imported_modules(path))
+        if module.split(".")[0] == "tests"
+    ]
+    assert not into_tests, "\n".join(into_tests)
