@@ -9,6 +9,7 @@ from typing import Any
 
 from evo._evaluation import RunAborted, run_fingerprint
 from evo._observers import RunObserver
+from evo._optuna_mirror import check_report_to, mirror_for
 from evo._preflight import check_run
 from evo._results import RunResult
 from evo._space import SearchSpace, canonical
@@ -111,6 +112,7 @@ def start_run(
     warm_start_generation, warm_start_top_k = given["seed_generation"], given["seed_top_k"]
     for message in check_run(config, fitness):
         warn(message)
+    check_report_to(config.report_to)
     fingerprint = run_fingerprint(fitness, config.budget)
     genomes = [dict(g) for g in warm_start]
     source = None
@@ -186,6 +188,9 @@ def _evolve(
     **options: Any,
 ) -> RunResult:
     """Run the evolution the config's mode asks for, on ``executor`` or on one built for this run."""
+    mirror = mirror_for(config.report_to, store)  # before the executor: optuna named but missing is a config error
+    if mirror is not None:
+        options["observers"] = [*options.get("observers", ()), mirror]
     runs_on = executor if executor is not None else make_executor(config.executor, fitness)
     try:
         ctx = RunContext.build(config, fitness, store, fingerprint, executor=runs_on, **options)

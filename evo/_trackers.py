@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evo._observers import RunInfo, RunObserver
+from evo._optuna_mirror import check_report_to
 from evo.storage import TrialRecord
 from evo.trial import ConfigError
 
@@ -32,6 +33,8 @@ def make_trackers(names: Sequence[str]) -> list[RunObserver]:
     Called at run start, before anything is written: a backend that is not installed is a
     one-line config error naming its extra.
     """
+    check_report_to(names)
+    names = [n for n in names if n in BACKENDS]  # auto and optuna: the engine's mirror (evo._optuna_mirror)
     for name in names:
         module, extra = BACKENDS[name]
         if importlib.util.find_spec(module) is None:

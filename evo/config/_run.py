@@ -23,9 +23,10 @@ from evo.trial import Budget, ConfigError
 
 __all__ = ["REPORT_TO", "ArtifactPolicy", "RunConfig", "parse_config", "resolved"]
 
-# The experiment trackers evo._trackers can build. Whether one is installed is checked
-# where the trackers are built, at run start: the config stays free of imports.
-REPORT_TO = ("tensorboard", "mlflow", "wandb")
+# The experiment trackers evo._trackers can build, and the Optuna mirror (evo._optuna_mirror);
+# "auto" is the mirror when optuna is installed. Whether one is installed is checked where
+# they are built, at run start: the config stays free of imports.
+REPORT_TO = ("auto", "optuna", "tensorboard", "mlflow", "wandb")
 
 _TOP_KEYS = (
     "seed",
@@ -70,7 +71,11 @@ class RunConfig:
         default=ArtifactPolicy.BEST, metadata=rule(help="whose artifacts (LoRA adapters) are kept")
     )
     report_to: tuple[str, ...] = field(
-        default=(), metadata=rule(help=f"experiment trackers: {', '.join(REPORT_TO)} (each an extra)")
+        default=("auto",),
+        metadata=rule(
+            help="where the run is mirrored as it goes: optuna (RUN_DIR/optuna.journal, for evo dashboard), "
+            "tensorboard, mlflow, wandb (each an extra); auto: optuna when it is installed; none: nowhere"
+        ),
     )
     executor: ExecutorSettings = field(default_factory=ExecutorSettings, metadata=rule(help="where trials run"))
     run_budget: RunBudget | None = field(
@@ -185,7 +190,9 @@ def _artifacts(value: Any) -> ArtifactPolicy:
 
 
 def _report_to(value: Any) -> tuple[str, ...]:
-    if value in (None, "none", []):
+    if value is None:
+        return ("auto",)
+    if value in ("none", []):
         return ()
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

@@ -47,6 +47,7 @@ LAYERS = [
             "evo._pruning",
             "evo._spending",
             "evo._observers",
+            "evo._optuna_mirror",
             "evo._warm_start",
             "evo._rundata",
             "evo._preflight",
