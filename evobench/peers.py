@@ -42,6 +42,13 @@ def hyperband(max_resource: int, eta: int) -> Any:
     return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_resource, reduction_factor=eta)
 
 
+def median() -> Any:
+    """Optuna's MedianPruner with its defaults (5 startup trials, no warm-up steps)."""
+    import optuna
+
+    return optuna.pruners.MedianPruner()
+
+
 def study(sampler_name: str, seed: int, pruner: Any = None) -> Any:
     """A minimising study named after its seed: Hyperband puts a trial in a bracket by a hash
     of the study's name, so a fixed name makes a seed's run repeatable."""

@@ -54,7 +54,7 @@ import yaml
 
 from evo.trial import ConfigError
 from evobench.ledger import Ledger, best_at, load_saved, save
-from evobench.methods.fidelity import METHODS, OURS, RUNNERS, evo_config, fitness_spec
+from evobench.methods.fidelity import METHODS, OURS, RUNNERS, evo_config, fitness_spec, installed
 from evobench.plots import plot_fidelity
 from evobench.reports.fidelity import num, report
 from evobench.tasks.fidelity import DIRECT, SURROGATE, TASKS, task
@@ -81,7 +81,7 @@ def positive(text: str) -> int:
 def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=[*TASKS, SURROGATE, DIRECT], default="synthetic")
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=[m for m in METHODS if installed(m)])
     p.add_argument(
         "--set",
         nargs="+",

@@ -10,11 +10,14 @@ the ledger says the tokens are spent.
   (median rule after 25% of the budget); ``pbt``: a population of the budget's trials, 4 intervals.
 - ``random``: random search; ``optuna-tpe``, ``optuna-nsga2``: Optuna's samplers with their defaults.
 - ``optuna-tpe-hb``: TPE + Hyperband on the task's rungs; a trial trains in chunks to the rungs,
-  continuing its checkpoint, and reports after each.
+  continuing its checkpoint, and reports after each; ``optuna-tpe-median`` the same with
+  Optuna's MedianPruner.
+- ``dehb``, ``smac``: DEHB and SMAC3's multi-fidelity facade on the task's rungs (``mf_peers``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +30,7 @@ from evo.config import RunConfig, parse_config
 from evo.trial import Trial
 from evobench import peers
 from evobench.ledger import BudgetSpent, Ledger
+from evobench.methods import mf_peers
 from evobench.tasks.fidelity import Task
 
 METHODS = (
@@ -40,9 +44,18 @@ METHODS = (
     "optuna-tpe",
     "optuna-nsga2",
     "optuna-tpe-hb",
+    "optuna-tpe-median",
+    "dehb",
+    "smac",
 )
+REQUIRES = {"dehb": "dehb", "smac": "smac"}  # peers whose package may be missing (DEHB pins numpy < 2)
 OURS = {m for m in METHODS if m.startswith("ga") or m == "pbt"}
 Runner = Callable[[Task, Ledger, int, int], None]  # task, ledger, seed, budget in whole trials
+
+
+def installed(method: str) -> bool:
+    """Whether the package ``method`` drives is installed (ours and Optuna's always are)."""
+    return method not in REQUIRES or importlib.util.find_spec(REQUIRES[method]) is not None
 
 
 def fitness_spec(task: Task, method: str) -> dict[str, Any]:
@@ -85,18 +98,21 @@ def run_random(task: Task, ledger: Ledger, seed: int, budget_trials: int) -> Non
         pass
 
 
-def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: str, hyperband: bool = False) -> None:
+def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: str, pruner: str | None = None) -> None:
+    """Optuna's sampler ``name``; with a ``pruner`` (hyperband, median) a trial trains in chunks to the rungs."""
     import optuna
 
     space = SearchSpace.from_spec(task.space)
     resources = task.hyperband_resources
-    study = peers.study(name, seed, pruner=peers.hyperband(resources, task.eta) if hyperband else None)
+    pruners = {"hyperband": lambda: peers.hyperband(resources, task.eta), "median": peers.median}
+    study = peers.study(name, seed, pruner=pruners[pruner]() if pruner else None)
+    chunked = pruner is not None
     scratch = tempfile.TemporaryDirectory(prefix="bench-hb-")
 
     def objective(trial: Any) -> float:
         config = {**task.fixed, **peers.suggest(trial, space)}
         seed_i = trial_seed(seed, trial.number)
-        if not hyperband:
+        if not chunked:
             result = ledger.evaluate(Trial(trial.number, config, task.budget, seed_i))
             return result.values["val_perplexity"] if result.ok else float("nan")
         previous = None
@@ -141,5 +157,8 @@ RUNNERS: dict[str, Runner] = {
     "random": run_random,
     "optuna-tpe": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "tpe"),
     "optuna-nsga2": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "nsga2"),
-    "optuna-tpe-hb": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "tpe", hyperband=True),
+    "optuna-tpe-hb": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "tpe", pruner="hyperband"),
+    "optuna-tpe-median": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "tpe", pruner="median"),
+    "dehb": lambda t, ledger, s, b: mf_peers.run_dehb(t, ledger, s, b),
+    "smac": lambda t, ledger, s, b: mf_peers.run_smac(t, ledger, s, b),
 }

@@ -1,0 +1,78 @@
+"""experiments/benchmark_budget.py: the tables at 1/8, 1/4, 1/2 and all of the budget, the peers' spaces."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evo import SearchSpace
+from evobench.budget import READOUTS, Runs, best_peer, summary, tables, verdicts
+from evobench.methods.mf_peers import configspace, decode
+from evobench.tasks.fidelity import TASKS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("smac") is None, reason="the bench extra (optuna, smac) is not installed"
+)
+
+
+def test_quick_benchmark_prints_every_read_out_and_the_verdicts(tmp_path):
+    out_file = tmp_path / "budget.md"
+    done = subprocess.run(
+        [sys.executable, "experiments/benchmark_budget.py", "--quick", "--out", str(out_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    text = out_file.read_text()
+    assert "| method | 1/8 | 1/4 | 1/2 | all | to the best peer's final | ga vs it: 1/8, 1/4, 1/2, all |" in text
+    for method in ("ga", "random", "optuna-tpe"):
+        assert f"| {method} | " in text
+    assert "split dev (seeds 0-2)" in text and "### Over the tasks" in text
+    assert text.strip() in done.stdout
+
+
+def test_a_peer_missing_its_package_is_refused_before_anything_runs(monkeypatch):
+    if importlib.util.find_spec("dehb") is not None:
+        pytest.skip("dehb is installed here")
+    done = subprocess.run(
+        [sys.executable, "experiments/benchmark_budget.py", "--methods", "ga", "dehb", "--seeds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "dehb" in done.stderr and "pip install" in done.stderr
+
+
+def test_every_configspace_sample_decodes_to_a_genome_of_our_space():
+    for spec in (TASKS["synthetic"].space, TASKS["smollm2"].space):
+        space = SearchSpace.from_spec(spec)
+        for config in configspace(space, seed=3).sample_configuration(50):
+            assert space.contains(decode(dict(config), space)), dict(config)
+
+
+def _runs(values: dict[str, list[float]]) -> Runs:
+    """One whole-budget trial per seed at the end of the budget, and nothing before."""
+    return Runs("t", 100, {m: [[(100, v, 0.0)] for v in vs] for m, vs in values.items()})
+
+
+def test_verdicts_and_the_best_peer_follow_the_values():
+    better, worse = list(np.linspace(1.0, 1.1, 10)), list(np.linspace(2.0, 2.1, 10))
+    runs = _runs({"ga": better, "optuna-tpe": worse, "random": list(np.linspace(3.0, 3.1, 10))})
+    assert best_peer(runs) == "optuna-tpe"
+    assert verdicts(runs, "ga", "optuna-tpe")[-1] == 1 and verdicts(runs, "optuna-tpe", "ga")[-1] == -1
+    assert verdicts(runs, "ga", "optuna-tpe")[: len(READOUTS) - 1] == [0, 0, 0]  # nothing found before the end
+    assert runs.to_reach("ga", 2.0) == 1.0 and runs.to_reach("random", 2.0) == float("inf")
+    assert "| optuna-tpe | 1 won, 0 lost of 1 | " not in summary([runs])
+    assert (
+        "| optuna-tpe | 0 won, 0 lost of 1 | 0 won, 0 lost of 1 | 0 won, 0 lost of 1 | 1 won, 0 lost of 1 |"
+        in summary([runs])
+    )
+    assert "| random | inf | inf | inf | 3.0" in tables([runs])
