@@ -37,6 +37,7 @@ class Runs:
     task: str
     limit: int  # training tokens of a run
     points: dict[str, list[list[tuple]]] = field(default_factory=dict)
+    fitness: str = ""  # what it describes itself as (a surrogate: its model and how many trials it was fitted on)
 
     def best(self, method: str, share: float) -> np.ndarray:
         return np.array([best_at(p, share * self.limit) for p in self.points[method]])
@@ -46,8 +47,9 @@ class Runs:
         return lower_median([budget_to_reach(p, target) for p in self.points[method]]) / self.limit
 
 
-def make_task(name: str) -> tuple[Task, Any]:
-    """The task and a factory for its fitness (the surrogates fit once, a few seconds)."""
+def make_task(name: str, trials: int | None = None) -> tuple[Task, Any]:
+    """The task and a factory for its fitness (the surrogates fit once, a few seconds, on the
+    data's trials of index below ``trials``: the chat data is still being collected)."""
     if name == "synthetic":
         from fitness import make_fitness
 
@@ -56,12 +58,14 @@ def make_task(name: str) -> tuple[Task, Any]:
     from evobench.tasks.surrogate_fitness import SurrogateFitness
 
     data = {"pydoc": DATA_FILE, "chat": CHAT_DATA}[name]
-    return surrogate_task(data), lambda: SurrogateFitness.from_file(data)
+    return surrogate_task(data), lambda: SurrogateFitness.from_file(data, first=trials)
 
 
-def run_task(name: str, methods: list[str], seeds: range, budget: int | None = None, log: Any = print) -> Runs:
+def run_task(
+    name: str, methods: list[str], seeds: range, budget: int | None = None, trials: int | None = None, log: Any = print
+) -> Runs:
     """Every method on every seed of ``seeds``; ``budget``: whole-budget trials a run (default the task's)."""
-    task, build = make_task(name)
+    task, build = make_task(name, trials)
     trials = budget or task.trials
     runs = Runs(name, trials * task.budget.tokens)
     fitnesses: dict[str, Any] = {}
@@ -72,6 +76,7 @@ def run_task(name: str, methods: list[str], seeds: range, budget: int | None = N
             key = repr(sorted(spec.items()))
             if key not in fitnesses:
                 fitnesses[key] = build()
+                runs.fitness = str(fitnesses[key].describe() or spec)
             for seed in seeds:
                 ledger = Ledger(fitnesses[key], runs.limit, seed)
                 RUNNERS[method](replace(task, fitness=spec), ledger, seed, trials)
@@ -103,6 +108,7 @@ def tables(all_runs: list[Runs], ours: str = OURS_DEFAULT) -> str:
         seeds = len(next(iter(runs.points.values())))
         out += [
             f"### {runs.task}: {runs.limit:,} training tokens a run, {seeds} seeds",
+            f"Fitness: `{runs.fitness}`.",
             "",
             "| method | 1/8 | 1/4 | 1/2 | all | to the best peer's final |"
             + (f" {ours} vs it: 1/8, 1/4, 1/2, all |" if ours in runs.points else ""),

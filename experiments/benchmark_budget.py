@@ -17,6 +17,7 @@ settings, ``--split report`` (seeds 1000-1019) for the tables, which no setting 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -27,6 +28,15 @@ from evobench.budget import PEERS, SPLITS, TASK_NAMES, run_task, summary, tables
 from evobench.methods.fidelity import METHODS, installed
 
 
+def machine() -> str:
+    """The CPU's model name and how many cores this process may use, e.g. ``AMD EPYC, 2 cores``."""
+    try:
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0] if names else platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=list(TASK_NAMES))
@@ -34,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--split", choices=list(SPLITS), default="dev")
     p.add_argument("--seeds", type=int, help="only the first N seeds of the split")
     p.add_argument("--budget", type=int, help="whole-budget trials a run (default: the task's)")
+    p.add_argument("--chat-trials", type=int, help="chat: fit its surrogate on the trials of index below this")
     p.add_argument("--quick", action="store_true", help="synthetic, 3 dev seeds, 16 trials, ga / random / TPE")
     p.add_argument("--out", type=Path, help="write the tables (markdown) here too")
     return p.parse_args(argv)
@@ -53,10 +64,13 @@ def main(argv: list[str] | None = None) -> None:
     seeds = SPLITS[args.split]
     seeds = seeds[: args.seeds] if args.seeds else seeds
     t0 = time.perf_counter()
-    runs = [run_task(name, args.methods, seeds, args.budget) for name in args.tasks]
+    runs = [
+        run_task(name, args.methods, seeds, args.budget, args.chat_trials if name == "chat" else None)
+        for name in args.tasks
+    ]
     text = "\n".join(
         [
-            f"Measured {date.today()} on {platform.processor() or platform.machine()}, split {args.split} "
+            f"Measured {date.today()} on {machine()}, split {args.split} "
             f"(seeds {seeds.start}-{seeds.stop - 1}), {time.perf_counter() - t0:.0f} s; command: "
             f"python experiments/benchmark_budget.py {' '.join(argv if argv is not None else sys.argv[1:])}",
             "",
