@@ -30,6 +30,7 @@ from evo.storage import IMPORTED_GENERATION, IndividualRecord, RunStore, TrialRe
 from evo.trial import ConfigError, Direction, Objective, TrialStatus
 
 JOURNAL = "optuna.journal"
+EXTRA = "pip install 'evo-qlora[dashboard]'"  # optuna, optuna-dashboard and scikit-learn
 TRIAL_ID = "evo_trial_id"  # the user attribute that ties an Optuna trial to its row in run.db
 _COARSE = {  # evo._breeding's origins, as the mirror names them
     "crossover": "bred",
@@ -287,7 +288,7 @@ class OptunaMirror(RunObserver):
 def check_report_to(report_to: Sequence[str]) -> None:
     """``report_to: [optuna]`` without optuna installed is a config error (raised before the run is written)."""
     if "optuna" in report_to and not optuna_installed():
-        raise ConfigError("report_to: optuna is not installed; pip install 'evo-qlora[dashboard]'")
+        raise ConfigError(f"report_to: optuna is not installed; {EXTRA}")
 
 
 def mirror_for(report_to: Sequence[str], store: RunStore) -> OptunaMirror | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from evo._importance import METHOD, importance
 from evo._rundata import RunData, load_run
 from evo.plots import NothingToPlot, plot_run
 from evo.storage import BASELINE_GENERATION
@@ -57,6 +58,7 @@ def write_report(
         _metadata(data),
         _best(data, run_dir, export_sections),
         _top_trials(data),
+        _importance(run_dir),
         _failures(data),
         _plots(plots),
         f"<h2>Run config</h2><pre>{_e(yaml.safe_dump(dict(data.config.raw), sort_keys=False))}</pre>",
@@ -194,6 +196,23 @@ def _top_trials(data: RunData) -> str:
         f"<h2>Top {min(TOP_TRIALS, len(ok))} trials</h2>"
         f"<div style='overflow-x:auto'><table><tr>{head}</tr>{''.join(rows)}</table></div>"
     )
+
+
+def _importance(run_dir: Path) -> str:
+    """Which genes mattered (evo._importance), and which the next run could fix."""
+    found = importance(run_dir)
+    if not found.scores:
+        return f"<h2>What mattered</h2><p class='note'>Hyperparameter importance: {_e(found.note)}.</p>"
+    rows = "".join(
+        f"<tr><td>{_e(n)}</td><td class='num'>{v:.3f}</td><td>{'&#9608;' * round(v * 40)}</td></tr>"
+        for n, v in found.scores.items()
+    )
+    head = f"<p>{METHOD} importance for {_e(found.objective)} over {found.trials} whole-budget trials (sums to 1).</p>"
+    note = f"<p class='note'>{_e(found.note)}.</p>" if found.note else ""
+    fix = ""
+    if found.fixable:
+        fix = f"<p>Could be fixed at the best trial's value in the next run:</p><pre>{_e(found.fixed_yaml())}</pre>"
+    return f"<h2>What mattered</h2>{head}{note}<table><tr><th>gene</th><th>importance</th><th></th></tr>{rows}</table>{fix}"
 
 
 def _failures(data: RunData) -> str:

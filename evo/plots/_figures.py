@@ -13,8 +13,10 @@ matplotlib.use("Agg")  # headless: plots are files, never windows
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from evo._importance import why_none  # noqa: E402
 from evo._rundata import RunData  # noqa: E402
 from evo._space import canonical  # noqa: E402
+from evo.plots._importance_figure import importance_figure  # noqa: E402
 from evo.storage import BASELINE_GENERATION  # noqa: E402
 from evo.trial import TrialStatus  # noqa: E402
 
@@ -366,6 +368,7 @@ FIGURES: dict[str, Callable[[RunData, Path], dict[Any, Any]]] = {
     "learning_curves": learning_curves,
     "pareto_front": pareto_front,
     "failures": failures,
+    "importance": importance_figure,
 }
 
 
@@ -382,4 +385,4 @@ def why_not(name: str, data: RunData) -> str | None:
         return "the fitness records no training-loss curves"
     if name == "pareto_front" and len(data.objectives) < 2:
         return "the run has a single objective"
-    return None
+    return why_none(data.run_dir) if name == "importance" else None

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from evo import RunStore, parse_config, start_run
+from evo._api import load_stored_config
 from evo._optuna_mirror import (
     JOURNAL,
     TRIAL_ID,
@@ -21,13 +22,14 @@ from evo._optuna_mirror import (
     distribution,
     encode_choice,
     journal_path,
+    stored_objectives,
     study_name,
     sync,
 )
 from evo._space import SearchSpace
 from evo.cli import main
 from evo.trial import ConfigError, TrialStatus
-from fitness import make_fitness
+from fitness import export_sections, make_fitness
 from tests.conftest import ROOT, SMALL_SPACE
 from tests.evo.test_strategies_unchanged import SCENARIOS
 
@@ -61,6 +63,21 @@ def _best(run_dir: Path, capsys) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
+def _as_evo_best_prints(run_dir: Path, trial: optuna.trial.FrozenTrial) -> dict:
+    """An Optuna trial's params as ``evo best`` prints a trial: its config with these genes,
+    in the fitness's export sections, with its id and objectives."""
+    with RunStore.open(run_dir) as store:
+        record = store.trial(trial.user_attrs[TRIAL_ID])
+        config = load_stored_config(store)
+        names = [o.name for o in stored_objectives(store)]
+    genes = decode_params(config.space, trial.params)
+    return {
+        "trial_id": record.id,
+        "objectives": dict(zip(names, trial.values)),
+        **export_sections(config.fitness, {**(record.applied_config or record.config), **genes}),
+    }
+
+
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_every_strategy_has_a_journal_optuna_loads_with_the_same_trials_and_best(name, tmp_path, capsys):
     config = parse_config(SCENARIOS[name]())
@@ -68,16 +85,21 @@ def test_every_strategy_has_a_journal_optuna_loads_with_the_same_trials_and_best
     result = start_run(config, make_fitness(config.fitness), run_dir)
     study = _assert_mirrors(run_dir)
     space = config.space
-    if len(study.directions) == 1:
-        best = _best(run_dir, capsys)
+    best = _best(run_dir, capsys)
+    if len(study.directions) == 1:  # Optuna's best trial is the one evo best prints, params and value
         assert study.best_value == pytest.approx(next(iter(best["objectives"].values())))
-        assert study.best_trial.user_attrs[TRIAL_ID] == best["trial_id"]
+        schedule = best.pop("pbt_schedule", None)  # PBT: the segments' configs, chained by continued_checkpoint_of
+        assert _as_evo_best_prints(run_dir, study.best_trial) == best
+        assert (schedule is not None) == (name == "pbt")
         genes = {k: v for k, v in result.best_trials[0].config.items() if k in space.genes}
         assert decode_params(space, study.best_trial.params) == genes
-    else:  # two objectives: Optuna's Pareto front is evo's
+    else:  # two objectives: Optuna's Pareto front is the one evo best prints
         assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
         front = sorted(t.user_attrs[TRIAL_ID] for t in study.best_trials)
         assert front == sorted(t.id for t in result.best_trials)
+        by_id = sorted(study.best_trials, key=lambda t: t.user_attrs[TRIAL_ID])
+        shown = sorted(best["pareto_front"], key=lambda e: e["trial_id"])
+        assert [_as_evo_best_prints(run_dir, t) for t in by_id] == shown
         assert study.metric_names == ["val_perplexity", "trainable_parameters"]
     origins = {t.user_attrs.get("origin") for t in study.trials}
     assert origins <= {"bred", "immigrant", "initial", "warm_start", "baseline", "continue", "exploit", None}
@@ -168,7 +190,7 @@ from pathlib import Path
 from evo import _api, _optuna_mirror
 from evo.config import parse_config
 from evo.storage import RunStore, StoreError
-from fitness import make_fitness
+from fitness import export_sections, make_fitness
 import json
 
 run_dir, kill_at = Path(sys.argv[1]), int(sys.argv[2])

@@ -38,6 +38,7 @@ def test_every_plot_is_written_and_matches_the_store(failing_run):
         "gene_evolution",
         "learning_curves",
         "failures",
+        "importance",  # tests/evo/test_importance.py checks what it draws
     }
     assert report.skipped == {"pareto_front": "the run has a single objective"}
     for path in report.written.values():
@@ -129,7 +130,7 @@ def test_all_failed_run_plots_failures_and_explains_the_rest(synthetic_config, t
 
 def test_report_is_self_contained(failing_run):
     html = write_report(failing_run, export_sections=export_sections).read_text()
-    assert html.count("data:image/png;base64,") == 5
+    assert html.count("data:image/png;base64,") == 6  # every figure of the run, importance among them
     assert "http://" not in html and "https://" not in html and "<script" not in html
     for text in (
         "Best configuration",
@@ -139,6 +140,7 @@ def test_report_is_self_contained(failing_run):
         "untuned baseline",
         "Failures",
         "exception",
+        "What mattered",
     ):
         assert text in html, text
 
