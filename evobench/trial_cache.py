@@ -8,7 +8,10 @@ run carries on training where the stopped one was killed. Trials that write a ch
 ``replay_only`` refuses to train: a published benchmark's cache then proves that today's
 code asks for exactly the trials it recorded. A key covers everything that decides a
 result (the fitness's fingerprint, config, seed, budget, fidelity, where it resumes from),
-so a changed fitness or config never reads a stale value.
+so a changed fitness or config never reads a stale value. Each line also names the
+fingerprint it was recorded under, which a replay keys by: it trains nothing, so a machine
+whose fitness differs (a CPU that computes in float32 where the recording's had bf16)
+still proves which trials the methods ask for.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class CachedFitness(FitnessBase):
         self.intermediate_values = fitness.intermediate_values
         self.hits = self.misses = 0
         self._known = open_cache(self.path) if known is None else known
+        recorded = {row.get("fingerprint") for row in self._known.values()} - {None}
+        self._replayed = recorded.pop() if replay_only and len(recorded) == 1 else None
 
     def fingerprint(self) -> str:
         return self.fitness.fingerprint()
@@ -75,7 +80,7 @@ class CachedFitness(FitnessBase):
 
     def key(self, trial: Trial) -> str:
         parts = {
-            "fitness": self.fitness.fingerprint(),
+            "fitness": self._replayed or self.fitness.fingerprint(),
             "config": trial.config,
             "seed": trial.seed,
             "budget": trial.budget.as_dict(),
@@ -105,6 +110,7 @@ class CachedFitness(FitnessBase):
         result = self.fitness.evaluate(trial)
         row = {
             "key": key,
+            "fingerprint": self.fitness.fingerprint(),
             "status": result.status.value,
             "values": dict(result.values),
             "metrics": dict(result.metrics),
