@@ -101,7 +101,17 @@ class QLoRASpec:
         default=2048.0, metadata={"help": "worker replaced when its RSS grew more than this"}
     )
     trial_memory_limit_mb: float | None = field(
-        default=None, metadata={"help": "CPU: address space a trial may add; null: no cap"}
+        default=None,
+        metadata={
+            "help": "CPU: a hard cap on the address space a trial may add (past it, its allocations fail); null: none"
+        },
+    )
+    memory_limit_mb: float | None = field(
+        default=None,
+        metadata={
+            "help": "memory a cohort may use, the base included, as estimated before it trains: a trial past it runs "
+            "in smaller micro-batches, or fails as oom without training; null: the free CUDA memory, none on a CPU"
+        },
     )
     cache_dir: str | None = field(
         default=None, metadata={"help": "model and token caches; null: $EVO_CACHE_DIR, else $XDG_CACHE_HOME/evo-qlora"}
@@ -135,8 +145,9 @@ class QLoRASpec:
         _check_int(self, "eval_every", low=0)
         _check_number(self, "trial_timeout", low=0.0, open_ends=True)
         _check_number(self, "max_worker_rss_growth_mb", low=0.0, open_ends=True)
-        if self.trial_memory_limit_mb is not None:
-            _check_number(self, "trial_memory_limit_mb", low=0.0, open_ends=True)
+        for key in ("trial_memory_limit_mb", "memory_limit_mb"):
+            if getattr(self, key) is not None:
+                _check_number(self, key, low=0.0, open_ends=True)
         if self.cache_dir is not None and not isinstance(self.cache_dir, str):
             _fail("cache_dir", f"must be a path, got {self.cache_dir!r}")
         for key, kind in _ENUMS.items():  # from_dict made them; a direct construction must pass members

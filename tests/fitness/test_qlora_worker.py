@@ -34,8 +34,9 @@ def quick(fitness, trial_id=0):
 def test_allocation_past_the_cap_is_oom_and_the_worker_survives(fragile_fitness):
     assert quick(fragile_fitness).ok
     pid = fragile_fitness.worker_pid
-    # 200+ blocks of 512 tokens in one batch: logits and attention need gigabytes
-    huge = {"per_device_train_batch_size": 512, "max_seq_length": 512}
+    # an adapter of rank 200,000 on every module: 1.6 GB of weights, past the cap even at one row (a
+    # batch past it alone would train in smaller micro-batches: test_qlora_memory_plan.py)
+    huge = {"per_device_train_batch_size": 1, "r": 200_000, "target_modules": "all-linear"}
     result = fragile_fitness.evaluate(Trial(1, huge, Budget(steps=1), seed=1))
     assert result.status is TrialStatus.FAILED and result.reason is FailureReason.OOM, result.message
     assert "allocate" in result.message

@@ -60,8 +60,9 @@ def trim_heap() -> None:
     """Give the heap pages freed since the training step back to the OS (glibc; elsewhere a no-op).
 
     glibc keeps them otherwise, and the validation's large blocks, mapped afresh, come on top:
-    the trial's peak was the training step's plus the validation's, not the larger of the two
-    (SmolLM2-135M at 4x128: 1.56 GB instead of 0.96 GB; docs/memory.md).
+    the trial's peak was nearer the training step's plus the validation's than the larger of the
+    two (SmolLM2-135M at 4x128 in float32: 1.73 GB over the base without it, 1.34 GB with it;
+    docs/memory.md).
     """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -10,17 +10,20 @@ A physical model of what this fitness's own loop holds (``train.py``, ``cohort.p
 - ``optimizer``: AdamW's two float32 moments; 8-bit AdamW's two bytes (float32 for tensors
   under bitsandbytes' 4096-element minimum); Adafactor's factored second moment (rows + columns).
 - ``activations``: what the decoder saves for the backward, per token and layer, for every row
-  of the cohort (the counts below); with gradient checkpointing each layer's input only, plus
-  one layer recomputed during the backward.
+  of the cohort (the counts below); with gradient checkpointing each layer's input only.
 - ``dropout``: the masks a trial with dropout draws for a micro-batch (a byte per input of each
   targeted module, drawn through a float32 buffer of four).
 - ``logits``: the head of one member at a time: float32 logits, the log-softmax the loss saves,
-  and the gradients, plus the copy in the compute dtype.
+  and the gradients, plus the head's output in a 16-bit compute dtype.
+- ``backward``: the decoder's gradients in flight; with gradient checkpointing also the one
+  layer recomputed for its backward, which runs after the head's logits are freed.
 - ``validation``: the no-grad forward of ``eval_batch_size`` blocks per scoring trial: a layer's
-  intermediates, and one trial's logits at a time.
+  intermediates, and one trial's logits and log-softmax at a time.
 
-The peak is the base, the adapters and the optimizer, plus the larger of a training step and
-a validation pass. The counts are those of a Llama/Mistral-family layer in transformers 5, read
+The peak is the base, the adapters and the optimizer, plus the larger of a training step (what
+it saves, and the largest of its moments: the head, the backward, a mask draw) and a validation
+pass. Tensors only: a CPU's heap keeps freed blocks too (docs/memory.md), which the calibration
+measures. The counts are those of a Llama/Mistral-family layer in transformers 5, read
 with autograd's saved-tensor hooks on this loop; another architecture differs by a few tensors a
 layer, which the measured peaks (``calibration.py``) correct.
 """
@@ -135,9 +138,14 @@ class Footprint:
         return Footprint(self.base, {k: v * ratio for k, v in self.parts.items()})
 
     def biggest(self, n: int = 3) -> str:
-        """``base 3900 MB, activations 2100 MB, logits 500 MB``: the largest parts, for messages."""
+        """``base 3,900 MB, activations 2,100 MB, logits 500 MB``: the largest parts, for messages."""
         parts = sorted({"base": self.base, **self.parts}.items(), key=lambda kv: -kv[1])[:n]
-        return ", ".join(f"{name} {mb:.0f} MB" for name, mb in parts)
+        return ", ".join(f"{name} {megabytes(mb)}" for name, mb in parts)
+
+
+def megabytes(value: float) -> str:
+    """``3,900 MB``; tenths under 10 MB, where a tiny model's parts would all read 0 or 1."""
+    return f"{value:,.0f} MB" if abs(value) >= 10 else f"{value:.1f} MB"
 
 
 def base_mb(model: ModelShape, dtype_bytes: int, double_quant: bool) -> float:
@@ -164,8 +172,10 @@ def estimate(model: ModelShape, trials: Sequence[TrialShape], evaluation: EvalSh
         optimizer += _optimizer_bytes(trial.optim, modules)
     tokens = sum(t.tokens for t in trials)
     saved = sum(_saved_per_token(model, t) * t.tokens for t in trials)
-    if first.checkpointing:  # layer inputs only, and one layer again while its backward runs
-        saved = tokens * model.hidden_size * d * model.layers + saved / model.layers
+    recomputed = 0.0
+    if first.checkpointing:  # layer inputs only; one layer's activations again while its backward runs,
+        # which is after the head's logits are freed: that layer counts with the backward, not the head
+        saved, recomputed = tokens * model.hidden_size * d * model.layers, saved / model.layers
     saved += 2 * tokens * model.hidden_size * d  # the decoder's output, and its gradient from the head
     masks = sum(_dropout_inputs(model, t) * t.tokens for t in trials if t.dropout)
     # the moment of the step that adds most to what is saved: one member's head, the decoder's
@@ -173,8 +183,8 @@ def estimate(model: ModelShape, trials: Sequence[TrialShape], evaluation: EvalSh
     transients = {
         "logits": max(t.micro_batch * (t.seq_length - 1) for t in trials)
         * model.vocab_size
-        * (LOGIT_FLOAT32_COPIES * FLOAT32 + (d if d != FLOAT32 else 0)),
-        "backward": tokens * model.intermediate_size * FLOAT32 * BACKWARD_LIVE_INTERMEDIATE,
+        * _head_bytes(d, LOGIT_FLOAT32_COPIES),
+        "backward": recomputed + tokens * model.intermediate_size * FLOAT32 * BACKWARD_LIVE_INTERMEDIATE,
         "dropout": max((_dropout_inputs(model, t) * t.tokens * FLOAT32 for t in trials if t.dropout), default=0),
     }
     moment = max(transients, key=lambda k: transients[k])
@@ -238,9 +248,16 @@ def _dropout_inputs(model: ModelShape, trial: TrialShape) -> int:
     return sum(k.in_features * k.count for k in model.linear if k.name in trial.targets)
 
 
+def _head_bytes(d: int, float32_copies: int) -> int:
+    """Bytes per logit: ``float32_copies`` float32 tensors, and the head's output in the compute dtype
+    unless that is float32 (then the output is the first float32 copy: ``logits()``'s ``.float()`` is no copy)."""
+    return float32_copies * FLOAT32 + (d if d != FLOAT32 else 0)
+
+
 def _validation_bytes(model: ModelShape, scoring: int, evaluation: EvalShape, d: int) -> float:
     tokens = scoring * evaluation.batch_size * evaluation.seq_length
     hidden = tokens * model.hidden_size * d  # every scoring trial's last hidden states
     layer = tokens * (EVAL_LIVE_INTERMEDIATE * model.intermediate_size + EVAL_LIVE_HIDDEN * model.hidden_size) * d
-    one_head = evaluation.batch_size * (evaluation.seq_length - 1) * model.vocab_size * (d + 2 * FLOAT32)
+    # one trial's head: float32 logits and their log-softmax (and the output in a 16-bit compute dtype)
+    one_head = evaluation.batch_size * (evaluation.seq_length - 1) * model.vocab_size * _head_bytes(d, 2)
     return hidden + max(layer, one_head)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from evo.trial import FailureReason, Trial
-from fitness.qlora.data.tokens import TokenizedCorpus, shuffled_batches
+from fitness.qlora.data.tokens import IGNORE_INDEX, TokenizedCorpus, shuffled_batches
 from fitness.qlora.genes import TrialConfig
 from fitness.qlora.training import checkpoint
 from fitness.qlora.training.adapter import Adapter, resolve_targets
@@ -35,11 +35,17 @@ class DivergedError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainingJob:
-    """A trial to train, with its parsed genes and its step budget."""
+    """A trial to train, with its parsed genes and its step budget.
+
+    ``split`` > 1 trains each batch of the genes in that many micro-batches (``split`` times the
+    accumulation: the same effective batch and data), because the whole one would not fit in
+    memory; ``split_reason`` says why (``memory_plan.py``, or a real out-of-memory error)."""
 
     trial: Trial
     cfg: TrialConfig
     budget_steps: int
+    split: int = 1
+    split_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,8 @@ class Member:
     eval_seconds: float = 0.0
     last_eval_seconds: float = 0.0
     cohort_size: int = 1  # most trials trained at once, this one included
+    split: int = 1  # micro-batches each batch of the genes is cut into (the job's, at most the batch's rows)
+    weight: float = 1.0  # the current micro-batch's share of its batch's labelled tokens
     every: int = 0  # optimizer steps between intermediate evaluations; 0 = only at the end
     eval_tokens: int = 0  # tokens of the validation set
     result: TrainingOutcome | BaseException | None = None
@@ -93,6 +101,19 @@ class Member:
     @property
     def cfg(self) -> TrialConfig:
         return self.job.cfg
+
+    @property
+    def accumulation(self) -> int:
+        """Micro-batches per optimizer step: the gene's, times the memory split."""
+        return self.cfg.gradient_accumulation_steps * self.split
+
+    def share(self, loss):
+        """A micro-batch's part of its step's loss (a tensor or a float): the mean over the gene's
+        accumulation, each piece of a split batch weighted by its labelled tokens, so that the
+        pieces add up to the whole batch's mean loss."""
+        if self.split > 1:
+            loss = loss * self.weight
+        return loss / self.cfg.gradient_accumulation_steps
 
     @classmethod
     def start(cls, job: TrainingJob, base, linear: list[str], data: TokenizedCorpus, device: torch.device) -> Member:
@@ -115,15 +136,23 @@ class Member:
             (step, losses, evals), first_loss = resume.progress_for(job.budget_steps), resume.first_loss
         scheduler, schedule = build_schedule(cfg, optimizer, budget_steps=job.budget_steps, start_step=step)
         blocks = data.train_blocks(cfg.max_seq_length)
+        # the stream (and the checkpoint's position in it) is in the genes' batches, split or not
         batches = shuffled_batches(blocks, cfg.per_device_train_batch_size, position.seed, skip=position.consumed)
-        return cls(job, adapter, optimizer, scheduler, schedule, position, batches, step, losses, evals, first_loss)
+        member = cls(job, adapter, optimizer, scheduler, schedule, position, batches, step, losses, evals, first_loss)
+        member.split = min(job.split, cfg.per_device_train_batch_size, len(blocks))  # no piece is empty
+        if member.split > 1:
+            member.batches = _pieces(batches, member.split)
+        return member
 
     def next_batch(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The next micro-batch; dropout is reseeded from the stream position, so resuming redraws the same."""
-        index = self.position.consumed + self.drawn
+        index = self.position.consumed * self.split + self.drawn
         self.adapter.reseed_dropout((self.position.seed * 6364136223846793005 + index * 1442695040888963407) % 2**63)
         self.drawn += 1
-        ids, labels = next(self.batches)
+        if self.split > 1:
+            ids, labels, self.weight = next(self.batches)
+        else:
+            ids, labels = next(self.batches)
         return ids.to(device), labels.to(device)
 
     def micro_done(self, loss: float) -> Event | None:
@@ -131,9 +160,9 @@ class Member:
         if not math.isfinite(loss):
             self.step_loss, self.micro = loss, 0
             return self._end_step()
-        self.step_loss += loss / self.cfg.gradient_accumulation_steps
+        self.step_loss += self.share(loss)
         self.micro += 1
-        if self.micro < self.cfg.gradient_accumulation_steps:
+        if self.micro < self.accumulation:
             return None
         self.micro = 0
         return self._end_step()
@@ -234,6 +263,16 @@ class Member:
             "trainable_parameters": sum(p.numel() for p in self.adapter.parameters()),
             "cohort_size": self.cohort_size,
         }
+
+
+def _pieces(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], split: int):
+    """Each batch as ``split`` micro-batches of rows (as equal as the rows allow), each with its
+    share of the batch's labelled tokens (a chat batch's pieces differ; plain text: ``1 / split``)."""
+    for ids, labels in batches:
+        counts = (labels[:, 1:] != IGNORE_INDEX).sum(dim=1)
+        total = int(counts.sum())
+        for rows, piece, n in zip(ids.tensor_split(split), labels.tensor_split(split), counts.tensor_split(split)):
+            yield rows, piece, int(n.sum()) / total
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ from fitness.qlora.training.adapter import linear_modules
 from fitness.qlora.training.cohort import Cohort, causal_lm_loss, hidden_states
 from fitness.qlora.training.evaluate import EvalSettings, perplexities
 from fitness.qlora.training.member import DivergedError, Event, Member, TrainingJob, TrainingOutcome
+from fitness.qlora.training.memory_plan import next_split
 from fitness.qlora.training.sizing import CohortLimit
 
 __all__ = [
@@ -94,13 +96,17 @@ def train_cohort(
     limit: CohortLimit,
     answer: Answer,
     base_model: str | None = None,
+    capacity: int | None = None,
 ) -> None:
-    """Train and score every job (all of one :func:`cohort_shape`), ``limit.size`` at a time.
+    """Train and score every job (all of one :func:`cohort_shape`), ``limit.size`` at a time, at most
+    ``capacity`` (what the memory plan lets train beside the base).
 
-    Each job is answered exactly once, as soon as it ends: with its TrainingOutcome, or with the
-    exception that failed it. A failure of the shared step (out of memory, or any error)
-    restarts the trials in it in two halves, from their start (the same seeds, so the same
-    numbers); a trial that fails alone fails. The base is restored even when this raises.
+    Each trial is answered exactly once, as soon as it ends: with its TrainingOutcome, or with the
+    exception that failed it (the job answered may be a copy with a larger ``split``). A failure of
+    the shared step (out of memory, or any error) restarts the trials in it in two halves, from
+    their start (the same seeds, so the same numbers); a trial alone out of memory restarts with
+    its micro-batch cut (:func:`smaller_micro_batch`), and fails when it is at one row; a trial
+    that fails alone otherwise fails. The base is restored even when this raises.
     """
     cohort = Cohort(base)
     linear = linear_modules(base)
@@ -108,7 +114,7 @@ def train_cohort(
     checkpointing = jobs[0].cfg.gradient_checkpointing
     if checkpointing:  # non-reentrant: works although the frozen embeddings need no grad
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    queue, active, cap = deque(jobs), [], len(jobs)
+    queue, active, cap = deque(jobs), [], min(len(jobs), capacity or len(jobs))
     limit.mark_base()
     base.train()
     try:
@@ -131,7 +137,12 @@ def train_cohort(
                 failed, active = active, []
                 cohort.layout([], training=True)  # drop the masks and groups holding the members
                 if len(failed) == 1:
-                    answer(failed[0].job, exc)
+                    smaller = smaller_micro_batch(failed[0].job, exc)
+                    if smaller is None:
+                        answer(failed[0].job, exc)
+                    else:
+                        queue.appendleft(smaller)
+                        _release(base)
                     continue
                 if is_out_of_memory(exc):
                     limit.out_of_memory(len(failed))
@@ -148,6 +159,17 @@ def train_cohort(
         if checkpointing:
             base.gradient_checkpointing_disable()
         base.eval()
+
+
+def smaller_micro_batch(job: TrainingJob, exc: BaseException) -> TrainingJob | None:
+    """After a real out-of-memory error of ``job`` alone: the job with its batches cut into more
+    micro-batches (the same effective batch); None for another error or at one row already."""
+    micro = job.cfg.per_device_train_batch_size
+    split = next_split(micro, job.split)
+    if split is None or not is_out_of_memory(exc):
+        return None
+    reason = f"out of memory at micro-batch {micro // job.split}: {exc}".splitlines()[0][:300]
+    return replace(job, split=split, split_reason=reason)
 
 
 def _iterate(
@@ -195,7 +217,7 @@ def _micro_step(cohort: Cohort, members: list[Member]) -> tuple[int, list[float]
         loss = causal_lm_loss(cohort.base, head_input[start : start + len(rows)], labels)
         # a non-finite loss back-propagates NaN into its own rows and adapter only (rows never
         # mix); the member then ends without a step. No sync here: one for all, below.
-        (loss / member.cfg.gradient_accumulation_steps).backward()
+        member.share(loss).backward()
         losses.append(loss.detach())
         start += len(rows)
     hidden.backward(head_input.grad)

@@ -3,8 +3,9 @@
 ``TrialRunner.run_cohort`` never raises: every failure becomes a FAILED result whose reason
 says what happened (OOM, DIVERGED, EXCEPTION; a bad checkpoint is an EXCEPTION), and a
 trial early stopping ended is PRUNED. Trials that share the base and the block shape
-(``train.cohort_shape``) train in one cohort; each is answered as soon as it ends. Deaths and
-timeouts are the supervisor's to report (see ``worker.py``), since a dead process can't answer.
+(``train.cohort_shape``) train in one cohort, sized to the device's memory first
+(``cohort_memory.py``); each is answered as soon as it ends. Deaths and timeouts are the
+supervisor's to report (see ``supervisor.py``), since a dead process can't answer.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from fitness.qlora.training.train import (
     steps_for,
     train_cohort,
 )
+from fitness.qlora.worker.cohort_memory import CohortMemory
 from fitness.qlora.worker.memory import address_space_cap, peak_rss_mb, reset_peak_rss
 
 Send = Callable[[int, TrialResult], None]
@@ -56,6 +58,7 @@ class TrialRunner:
             spec.eval_seq_length, spec.validation_tokens, spec.eval_batch_size, spec.eval_every
         )
         self.sizer = CohortSizer(cohort_plan(spec, self.device), device=self.device)
+        self.memory = CohortMemory.for_worker(spec, source, cache_root, self.data, self.device)
 
     def run(self, trial: Trial) -> TrialResult:
         results: list[TrialResult] = []
@@ -82,12 +85,24 @@ class TrialRunner:
             self._run_shape(shape, shapes[shape], send, start)
 
     def _run_shape(self, shape, members, send: Send, start: float) -> None:
-        by_job = {id(job): (index, metrics, applied) for index, job, metrics, applied in members}
-        unanswered = set(by_job)
+        # by trial: the job answered may be a copy split to fit (train.smaller_micro_batch)
+        by_trial = {id(job.trial): (index, metrics, applied) for index, job, metrics, applied in members}
+        unanswered = set(by_trial)
+        trained: list[tuple[TrainingJob, TrainingOutcome]] = []
 
         def answer(job: TrainingJob, outcome: TrainingOutcome | BaseException) -> None:
-            index, metrics, applied = by_job[id(job)]
-            unanswered.discard(id(job))
+            index, metrics, applied = by_trial[id(job.trial)]
+            unanswered.discard(id(job.trial))
+            if isinstance(outcome, TrainingOutcome):
+                trained.append((job, outcome))
+            if job.split > 1:  # the same effective batch, in smaller micro-batches
+                cfg = job.cfg
+                applied = {
+                    **(applied or {}),
+                    "per_device_train_batch_size": cfg.per_device_train_batch_size // job.split,
+                    "gradient_accumulation_steps": cfg.gradient_accumulation_steps * job.split,
+                }
+                metrics = {**metrics, "memory_split": job.split, "memory_split_reason": job.split_reason}
             send(index, self._result(outcome, metrics, applied, start))
 
         jobs = [job for _, job, _, _ in members]
@@ -96,19 +111,35 @@ class TrialRunner:
             base = self.base.get(jobs[0].cfg.quant)
             for _, _, metrics, _ in members:
                 metrics["base_loads"] = self.base.loads
-            with address_space_cap(limit_mb * len(jobs) if limit_mb and self.device == "cpu" else None):
-                train_cohort(
-                    base,
-                    self.data,
-                    jobs,
-                    evaluation=self.evaluation,
-                    limit=self.sizer.limit(shape),
-                    answer=answer,
-                    base_model=getattr(base, "name_or_path", None),
-                )
+            capacity = None
+            if self.memory is not None:
+                sized = self.memory.size(jobs)
+                for _, job, metrics, _ in members:
+                    fit = sized.fits[id(job.trial)]
+                    metrics["memory_estimate_mb"] = round(fit.footprint.total, 1)  # the base included
+                    if fit.room_mb is not None:
+                        metrics["memory_room_mb"] = round(fit.room_mb, 1)  # what the trials may add to it
+                for job, refusal in sized.refused:  # before any training: an OOM that costs nothing
+                    answer(job, refusal)
+                jobs, capacity = sized.jobs, sized.capacity
+                self.memory.start()  # peaks from here: this cohort's
+            if jobs:
+                with address_space_cap(limit_mb * len(jobs) if limit_mb and self.device == "cpu" else None):
+                    train_cohort(
+                        base,
+                        self.data,
+                        jobs,
+                        evaluation=self.evaluation,
+                        limit=self.sizer.limit(shape),
+                        answer=answer,
+                        base_model=getattr(base, "name_or_path", None),
+                        capacity=capacity,
+                    )
+                if self.memory is not None:
+                    self.memory.record(jobs, trained)
         except Exception as exc:  # outside any trial (loading the base): every trial still waiting fails
             for job in jobs:
-                if id(job) in unanswered:
+                if id(job.trial) in unanswered:
                     answer(job, exc)
         finally:
             if self.device == "cuda":
