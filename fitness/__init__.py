@@ -7,9 +7,12 @@ bitsandbytes) are imported only when their fitness is asked for.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from evo.trial import ConfigError, Fitness, FitnessBase, GeneDecl
+from evo.trial import Budget, ConfigError, Fitness, FitnessBase, GeneDecl
+
+if TYPE_CHECKING:
+    from evo.trial import Plan
 
 KINDS = ("synthetic", "qlora")
 
@@ -62,6 +65,18 @@ def export_sections(spec: Mapping[str, Any], config: Mapping[str, Any]) -> dict[
     cls = _fitness_class(spec.get("type")) or FitnessBase
     sections: dict[str, dict[str, Any]] = cls.export_sections(config)
     return sections
+
+
+def plan(
+    spec: Mapping[str, Any], genes: Mapping[str, Sequence[Any]], budget: Budget, baseline: Mapping[str, Any] | None
+) -> Plan | None:
+    """What a run of the fitness ``spec`` describes would cost (``evo plan``), without building it:
+    its class's ``plan``, which checks the spec as building it would; None when it cannot say."""
+    cls = _fitness_class(spec.get("type"))
+    if cls is None:
+        raise ConfigError(f"fitness.type: unknown fitness {spec.get('type')!r} (known: {', '.join(KINDS)})")
+    found: Plan | None = cls.plan(spec, genes, budget, baseline)
+    return found
 
 
 EXPORT_FORMATS = ("hf", "trl", "llamafactory", "axolotl")  # hf: export_sections; the rest: trainer files

@@ -8,9 +8,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from evo.trial import ConfigError, Fitness, FitnessBase, GeneDecl, Objective, Trial, TrialResult
+from evo.trial import Budget, ConfigError, Fitness, FitnessBase, GeneDecl, Objective, Trial, TrialResult
 from fitness.qlora.base.architecture import read_architecture
 from fitness.qlora.base.hub import find_model_config
 from fitness.qlora.base.source import ModelSource, default_cache_root, resolve_model
@@ -20,6 +20,9 @@ from fitness.qlora.export import split_sections
 from fitness.qlora.genes import GENES, STRUCTURAL_GENES, genes_for_model
 from fitness.qlora.spec import OBJECTIVES, Device, QLoRASpec
 from fitness.qlora.worker.supervisor import TrialWorker
+
+if TYPE_CHECKING:
+    from evo.trial import Plan
 
 FITNESS_VERSION = 2  # bump when the loop or scoring changes what a number means (2: cohort loop, own dropout RNG)
 
@@ -155,6 +158,18 @@ class QLoRAFitness(FitnessBase):
     def export_sections(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         """The config in sections that load into TrainingArguments, LoraConfig and BitsAndBytesConfig."""
         return split_sections(config)
+
+    @staticmethod
+    def plan(
+        spec: Mapping[str, Any],
+        genes: Mapping[str, Sequence[Any]],
+        budget: Budget,
+        baseline: Mapping[str, Any] | None,
+    ) -> Plan:
+        """What a run costs before it starts, from the model's config alone (``plan.py``)."""
+        from fitness.qlora.plan import plan  # imports torch, so only here
+
+        return plan(spec, genes, budget, baseline)
 
     def close(self) -> None:
         self._worker.close()
