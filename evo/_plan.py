@@ -22,13 +22,15 @@ from evo.strategies._multi_fidelity import rung_sizes
 if TYPE_CHECKING:
     from evo.trial import Plan
 
-# A discrete range of at most this many values is planned value by value; a wider one by its ends.
-MAX_LEVELS = 64
+# A discrete range of at most this many values is planned value by value; a wider one (or a
+# continuous one) at SAMPLES evenly spaced points of its (log) scale, its ends among them.
+MAX_LEVELS = 16
+SAMPLES = 5
 
 
 def gene_values(config: RunConfig) -> dict[str, list[Any]]:
-    """Every value a trial of the run can give each gene: a searched gene's choices (a range's
-    values, or its ends when there are many), a fixed value alone. What ``Fitness.plan`` reads."""
+    """The values a trial of the run can give each gene: a searched gene's choices (a range's
+    values, or points along it when there are many), a fixed value alone. What ``Fitness.plan`` reads."""
     values: dict[str, list[Any]] = {name: [value] for name, value in config.fixed.items()}
     for gene in config.space:
         values[gene.name] = _values(gene)
@@ -41,9 +43,8 @@ def _values(gene: Gene) -> list[Any]:
     if gene.choices is not None:
         return list(gene.choices)
     levels = gene.levels
-    if levels is not None and levels <= MAX_LEVELS:
-        return list(dict.fromkeys(gene.from_unit(k / (levels - 1)) for k in range(levels)))
-    return [gene.from_unit(0.0), gene.from_unit(1.0)]
+    n = levels if levels is not None and levels <= MAX_LEVELS else SAMPLES
+    return list(dict.fromkeys(gene.from_unit(k / (n - 1)) for k in range(n)))
 
 
 @dataclass(frozen=True)

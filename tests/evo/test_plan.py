@@ -51,12 +51,13 @@ def test_a_run_budget_of_trials_caps_the_count(synthetic_config):
 
 def test_each_gene_offers_the_values_a_trial_can_have(synthetic_config):
     synthetic_config["search_space"]["lora_dropout"] = {"type": "float", "low": 0.0, "high": 0.2, "step": 0.05}
-    synthetic_config["search_space"]["r"] = {"type": "int", "low": 4, "high": 1024}  # too many: its ends
+    synthetic_config["search_space"]["r"] = {"type": "int", "low": 4, "high": 1028}  # too many: 5 points
     values = gene_values(config_of(synthetic_config))
     assert values["per_device_train_batch_size"] == [1, 2, 4, 8]
     assert values["use_rslora"] == [False, True]
     assert values["lora_dropout"] == [0.0, 0.05, 0.1, 0.15, 0.2]
-    assert values["r"] == [4, 1024] and values["learning_rate"] == [1e-5, 1e-2]
+    assert values["r"] == [4, 260, 516, 772, 1028]
+    assert values["learning_rate"] == [1e-5, 5.62e-5, 3.16e-4, 1.78e-3, 1e-2]  # along its log scale
     assert values["max_seq_length"] == [128]  # fixed
     assert values["target_modules"] == ["attention", "all-linear", ["q_proj", "v_proj"]]
 
