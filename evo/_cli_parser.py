@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from evo._dashboard import HOST, PORT
 from evo.config import ExecutorType
 from evo.trial import Deprecated, renamed
 
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="a table per generation and the best so far")
     status.add_argument("run_dir", type=Path)
+    status.add_argument(
+        "--importance", action="store_true", help="also which genes mattered (fANOVA; the dashboard extra)"
+    )
 
     plot = sub.add_parser("plot", help="write PNG plots of a run into RUN_DIR/plots")
     plot.add_argument("run_dir", type=Path)
@@ -100,6 +104,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the K best trials (default: the best one; with several objectives the Pareto front)",
     )
+
+    dash = sub.add_parser("dashboard", help="optuna-dashboard on runs' journals, live while they run")
+    dash.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    dash.add_argument("--host", default=HOST, help=f"the address to listen on (default {HOST}: this machine)")
+    dash.add_argument("--port", type=int, default=PORT, help=f"the port (default {PORT}; 0: any free one)")
+
+    export = sub.add_parser("export-optuna", help="copy a finished run into an Optuna storage as one study")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("storage_url", metavar="STORAGE_URL", help="e.g. sqlite:///studies.db or a PostgreSQL URL")
+    export.add_argument("--study-name", help="the study's name (default: the run directory's name)")
+
+    plan = sub.add_parser(
+        "plan",
+        help="what a run would cost before it starts: trials, tokens, memory per shape and GPU",
+        usage="evo plan CONFIG [KEY=VALUE ...]",
+        description="What a run would cost before it spends anything: its trials and training tokens, each "
+        "shape's estimated peak memory and micro-batch on its device and on GPUs of 24 to 141 GB, the cohort "
+        "size, and the wall time where speeds were measured. Reads no weights and no data. KEY=VALUE "
+        "arguments override config values, as with evo run.",
+    )
+    plan.add_argument("config", help="run config (YAML), e.g. experiments/gpu_7b.yaml")
 
     docs = sub.add_parser("reference", help="every config key: its default, what it accepts, what it does (markdown)")
     docs.add_argument("--out", type=Path, help="write it to this file (docs/config.md) instead of printing it")

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from evo import _dashboard, _importance, _optuna_export, _plan
 from evo._api import RunAborted, load_stored_config, resume_run, start_run, with_run_budget
 from evo._cli_parser import build_parser, one_line_deprecations
 from evo._observers import RunObserver
@@ -183,6 +184,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from fitness import plan  # the composition root: the fitness answers in plain data
+
+    return _plan.print_plan(load_config(args.config, args.overrides), plan)
+
+
 def cmd_reference(args: argparse.Namespace) -> int:
     from fitness import config_reference
 
@@ -195,6 +202,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    found = _importance.importance(args.run_dir, required=True) if args.importance else None
     with RunStore.open(args.run_dir) as store:
         config = load_stored_config(store)
         stats = store.generation_stats()
@@ -231,6 +239,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"baseline {name}: {_fmt(baseline[0].values[name])}")
         result = build_result(store, objectives, config.evolution.hall_of_fame)
         _print_best(result.best_trials[:1], objectives)
+    if found is not None:
+        print("\n" + "\n".join(found.lines()))
     return 0
 
 
@@ -343,6 +353,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compare": cmd_compare,
     "best": cmd_best,
     "reference": cmd_reference,
+    "plan": cmd_plan,
+    "dashboard": lambda args: _dashboard.serve(args.run_dirs, host=args.host, port=args.port),
+    "export-optuna": lambda args: _optuna_export.export_run(args.run_dir, args.storage_url, name=args.study_name),
 }
 
 
@@ -356,7 +369,7 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
-    takes = args.command in ("run", "resume")
+    takes = args.command in ("run", "resume", "plan")
     if len(overrides) != len(extra) or (overrides and not takes):
         parser.error(f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides or not takes)}")
     args.overrides = overrides

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 from evo._errors import ConfigError, Deprecated, renamed
 from evo._gene_decl import GeneDecl, ValueKind, check_value, why_refused
@@ -31,6 +31,8 @@ __all__ = [
     "FitnessBase",
     "GeneDecl",
     "Objective",
+    "Plan",
+    "PlanShape",
     "Trial",
     "TrialResult",
     "TrialStatus",
@@ -99,8 +101,8 @@ class EarlyStop:
 
     ``thresholds`` are ``(fraction of the budget, value)`` pairs sorted by fraction, for
     the first objective: at an intermediate evaluation at fraction f, a trial whose value
-    is worse than the threshold of the largest fraction <= f is stopped (the median
-    stopping rule: the driver puts the median of earlier trials there). With
+    is worse than the threshold of the largest fraction <= f is stopped (the driver puts
+    there what earlier trials reached: ``evo._pruning``). With
     ``loss_ratio``, a training loss above that multiple of the first step's loss, or a
     NaN/inf loss, stops the trial as diverged.
     """
@@ -232,6 +234,28 @@ class TrialResult:
         return self
 
 
+class PlanShape(TypedDict):
+    """One memory shape a run can draw, in a :class:`Plan`."""
+
+    shape: str  # what it is, e.g. "4 x 512, checkpointing" (micro-batch x sequence length)
+    peak_mb: float  # estimated peak at the genes' micro-batch, the resident model included
+    parts: str  # its largest parts, for the reader
+    micro_batch: list[int | None]  # per device of the plan: the micro-batch it trains at; None: not even 1 fits
+
+
+class Plan(TypedDict):
+    """What a fitness says a run of it would cost, before it starts (``evo plan``). Plain data:
+    the engine only formats it. Per-device lists follow ``devices``."""
+
+    about: list[str]  # what the numbers are for: the model, where its shape was read, the dtype, the device
+    tokens_per_trial: list[int]  # [fewest, most] training tokens of a whole-budget trial over the genes' values
+    seconds_per_trial: list[float] | None  # [fewest, most] on the run's device from measured speeds; None: unmeasured
+    devices: list[str]  # the memory table's columns: the run's device when its room is known, then GPU sizes
+    shapes: list[PlanShape]  # each distinct memory shape the genes can give, worst case over the other genes
+    cohort: list[int | None]  # per device: trials of the baseline's shape (else the largest) trained at once
+    notes: list[str]  # what else the reader should know
+
+
 @runtime_checkable
 class Fitness(Protocol):
     """An evaluation the loop can call. Implementations live in ``fitness/``; subclass
@@ -264,6 +288,11 @@ class Fitness(Protocol):
       fitness whose trials run on that device alone. With ``executor.devices`` the local
       executor builds one per device and runs them side by side, each from its own thread,
       and closes them at the end; ``auto`` means ``visible_devices()``.
+    - ``plan(spec, genes, budget, baseline)``: what a run would cost before it starts, as a
+      :class:`Plan` (``evo plan``); ``genes`` holds every value the run can give each gene.
+      A static method: it reads the fitness's ``spec`` without building the fitness (no
+      data read, no worker); None when the fitness cannot say. Raises ConfigError as
+      building it would.
     """
 
     objectives: tuple[Objective, ...]
@@ -287,6 +316,14 @@ class Fitness(Protocol):
     def visible_devices(self) -> tuple[str, ...]: ...
 
     def for_device(self, label: str) -> Fitness: ...
+
+    def plan(
+        self,
+        spec: Mapping[str, Any],
+        genes: Mapping[str, Sequence[Any]],
+        budget: Budget,
+        baseline: Mapping[str, Any] | None,
+    ) -> Plan | None: ...
 
 
 class FitnessBase(abc.ABC):
@@ -329,3 +366,13 @@ class FitnessBase(abc.ABC):
         executor then calls it from one thread per device, so it must be thread-safe (as
         with ``executor.workers``); a fitness that trains on a device returns its own copy."""
         return self
+
+    @staticmethod
+    def plan(
+        spec: Mapping[str, Any],
+        genes: Mapping[str, Sequence[Any]],
+        budget: Budget,
+        baseline: Mapping[str, Any] | None,
+    ) -> Plan | None:
+        """None: a fitness that knows no cost before it runs (``evo plan`` then counts trials only)."""
+        return None

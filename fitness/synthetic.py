@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,17 @@ class SyntheticFitness(FitnessBase):
     def export_sections(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         return split_sections(config)
 
+    @staticmethod
+    def plan(
+        spec: Mapping[str, Any],
+        genes: Mapping[str, Sequence[Any]],
+        budget: Budget,
+        baseline: Mapping[str, Any] | None,
+    ) -> None:
+        """No memory and no device to plan: the spec is checked (as building it would), nothing more."""
+        SyntheticFitness.from_spec(spec)
+        return None
+
     def duration(self, trial: Trial) -> float:
         """Seconds a whole-budget trial sleeps: log-normal around ``seconds_per_trial`` (its
         mean), drawn from its own stream so that timing never changes the answer."""
@@ -257,7 +268,7 @@ class _Run:
                 ):
                     threshold = early_stop.threshold_at(self.step / self.budget_steps)
                     return self._pruned(
-                        f"val_perplexity {value:.4g} worse than the median {threshold:.4g} "
+                        f"val_perplexity {value:.4g} worse than the early-stopping threshold {threshold:.4g} "
                         f"at step {self.step}/{self.budget_steps}"
                     )
         return None

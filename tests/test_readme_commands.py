@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from evo.cli import main
+from tests.evo.test_dashboard import dashboard, get, studies
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -47,12 +48,17 @@ def test_every_command_of_the_tour_runs_on_the_synthetic_config(tmp_path, monkey
     commands = [line for block in bash_blocks(section("A short tour")) for line in block.splitlines()]
     assert len(commands) >= 9 and all(line.startswith("evo ") for line in commands), commands
     shown = {shlex.split(line)[1] for line in commands}
-    assert shown >= {"run", "status", "best", "plot", "report", "resume", "compare"}
+    assert shown >= {"run", "status", "best", "plot", "report", "resume", "compare", "dashboard"}
     assert any("--warm-start" in line for line in commands) and any("--export" in line for line in commands)
     (tmp_path / "experiments").mkdir()
     shutil.copy(ROOT / "experiments" / "synthetic.yaml", tmp_path / "experiments")
     monkeypatch.chdir(tmp_path)
     for line in commands:
-        assert main(shlex.split(line)[1:]) == 0, f"{line}: {capsys.readouterr().err}"
+        argv = shlex.split(line)[1:]
+        if argv[0] == "dashboard":  # serves until Ctrl-C: started on a free port, its page asked for, stopped
+            with dashboard(argv[1:], cwd=tmp_path) as url:
+                assert get(url)[0] == 200 and {"demo", "warm"} <= set(studies(url))
+            continue
+        assert main(argv) == 0, f"{line}: {capsys.readouterr().err}"
     assert (tmp_path / "runs" / "demo" / "report.html").is_file()
     assert (tmp_path / "runs" / "compare.png").is_file() and (tmp_path / "runs" / "best.yaml").is_file()

@@ -48,6 +48,7 @@ LAYERS = [
             "evo._spending",
             "evo._observers",
             "evo._optuna_mirror",
+            "evo._study_union",
             "evo._warm_start",
             "evo._rundata",
             "evo._preflight",
@@ -58,7 +59,7 @@ LAYERS = [
         ],
     ),
     ("evaluation", ["evo._evaluation"]),
-    ("results", ["evo._results"]),
+    ("results", ["evo._results", "evo._importance"]),
     (
         "strategies",
         [
@@ -74,12 +75,16 @@ LAYERS = [
         "runs and what reads them",
         [
             "evo._api",
+            "evo._plan",
             "evo._progress",
             "evo._trackers",
             "evo.plots",
             "evo.plots._figures",
             "evo.plots._compare",
+            "evo.plots._importance_figure",
             "evo._report",
+            "evo._dashboard",
+            "evo._optuna_export",
         ],
     ),
     ("entry points", ["evo._cli_parser", "evo.cli", "evo"]),
