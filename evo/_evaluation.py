@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from evo._pruning import MedianRule
+from evo._pruning import HalvingRule, MedianRule
 from evo._space import canonical
 from evo._spending import DRIVER_SECONDS, BudgetSpent, Spending
 from evo.config import ArtifactPolicy
@@ -110,7 +110,7 @@ class Evaluator:
     artifacts: ArtifactPolicy = ArtifactPolicy.BEST
     max_consecutive_failures: int = 10
     on_trial: Callable[[TrialRecord, bool], None] = lambda record, cached: None
-    pruner: MedianRule | None = None
+    pruner: MedianRule | HalvingRule | None = None
     spending: Spending | None = None  # the run budget's; None: no limit
     consecutive_failures: int = 0
     evaluations: int = 0
@@ -212,7 +212,7 @@ class Evaluator:
             fidelity=job.fidelity,
             resume_from=resume_dir,
             checkpoint_dir=self.files.checkpoint_dir(trial_id) if job.checkpoint else None,
-            early_stop=self.pruner.early_stop() if self.pruner is not None else None,
+            early_stop=self.pruner.early_stop(job.individual_id) if self.pruner is not None else None,
         )
         ticket = self.executor.submit(trial)
         self._in_flight[ticket] = _InFlight(job, trial_id, key, artifact_dir)

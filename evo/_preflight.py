@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from evo._space import Gene, GeneKind
-from evo.config import RunConfig
+from evo.config import AUTO, RunConfig
 from evo.trial import ConfigError, Fitness, GeneDecl, ValueKind, why_refused
 
 
@@ -26,10 +26,10 @@ def check_run(config: RunConfig, fitness: Fitness) -> list[str]:
     if settings.multi_fidelity and len(fitness.objectives) > 1:
         names = ", ".join(o.name for o in fitness.objectives)
         raise ConfigError(f"evolution.multi_fidelity: ranks rungs by one objective; the fitness reports {names}")
-    if settings.early_stopping and not fitness.intermediate_values:
+    if settings.early_stopping not in (None, AUTO) and not fitness.intermediate_values:
         return [
-            "evolution.early_stopping: the fitness validates only at the end of a trial (QLoRA: set "
-            "fitness.eval_every), so only diverging losses will be stopped"
+            "evolution.early_stopping: the fitness validates only at the end of a trial, so only diverging "
+            "losses will be stopped"
         ]
     return []
 

@@ -1,22 +1,31 @@
-"""The median stopping rule: stop a trial whose curve runs worse than the median of earlier ones.
+"""Early stopping: stop a trial whose validation curve runs worse than earlier trials' curves.
 
-The driver keeps the validation curves of every completed trial of the run (at any
-fidelity: all of them follow a schedule over the same whole budget, so a point at 40%
-of the budget means the same thing in each) and hands each new trial an
-:class:`~evo.trial.EarlyStop` with thresholds: at each fraction of the budget where
-earlier trials were evaluated, the median of their values there (each trial's latest
-value at or before that fraction). The trial checks them itself as it trains, so the
-worker never reads the store (Golovin et al. 2017, as Optuna's MedianPruner).
+The driver keeps the validation curves of the run's trials (at any fidelity: all of them
+follow a schedule over the same whole budget, so a point at 40% of the budget means the same
+thing in each) and hands each new trial an :class:`~evo.trial.EarlyStop` with thresholds,
+``(fraction of the budget, value)`` pairs; the trial checks them itself as it trains, so the
+worker never reads the store. Two rules fill them in:
+
+- :class:`HalvingRule` (the default): successive halving, asynchronous, as Optuna's
+  HyperbandPruner runs it (Li et al. 2018, ASHA without pausing): at each rung, the value
+  that keeps a trial among the best ``1/eta`` of those that reached the rung before it;
+  trials take turns at brackets that skip the first rungs.
+- :class:`MedianRule`: at each fraction where completed trials were evaluated, the median of
+  their values there (Golovin et al. 2017, as Optuna's MedianPruner).
+
+Both are rebuilt from the store when a run resumes, and neither depends on the order in
+which trials finished, so a resumed run stops the same trials as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, field
 
 from evo.config import EarlyStopping
 from evo.storage import TrialRecord
-from evo.trial import EarlyStop, Objective
+from evo.trial import EarlyStop, Objective, TrialStatus
 
 GRID = 256  # fractions of the budget are compared on this grid, so curves of any step count line up
 
@@ -49,8 +58,8 @@ class MedianRule:
             if point not in self._at:  # a fraction no curve had: its values from every curve so far
                 self._at[point] = sorted(v for c in self.curves if (v := _value_at(c, point)) is not None)
 
-    def early_stop(self) -> EarlyStop:
-        """What a trial starting now is held to."""
+    def early_stop(self, individual_id: int = 0) -> EarlyStop:
+        """What a trial starting now is held to (the same for every trial)."""
         return EarlyStop(self.objective.direction, self.thresholds(), self.settings.loss_ratio)
 
     def thresholds(self) -> tuple[tuple[float, float], ...]:
@@ -67,6 +76,65 @@ class MedianRule:
             if point >= self.settings.warmup and len(values) >= self.settings.min_trials:
                 out.append((point, _median(values)))
         return tuple(out)
+
+
+@dataclass
+class HalvingRule:
+    """Successive halving as a stopping rule (asynchronous, as Optuna's SuccessiveHalvingPruner
+    and ASHA without pausing): at each rung a trial goes on only while it is among the best
+    ``1/eta`` of every trial that reached that rung before it, itself included (the best so far
+    while fewer than ``eta`` have). Rungs are ``min_fidelity * eta^k`` of the budget. Every
+    trial's curve counts, stopped ones too: they reached the rungs they were stopped at."""
+
+    settings: EarlyStopping
+    objective: Objective
+    _at: dict[float, list[float]] = field(default_factory=dict)  # rung -> sorted signed values there
+    _thresholds: tuple[tuple[float, float], ...] | None = None
+
+    def __post_init__(self) -> None:
+        self._at = {round(rung * GRID) / GRID: [] for rung in self.settings.rungs}  # curves are on the grid
+
+    def add(self, trial: TrialRecord) -> None:
+        """Take a finished trial's value at each rung it was validated at (stopped trials too; not failed ones)."""
+        curve = curve_of(trial, self.objective.name)
+        if curve is None or trial.status not in (TrialStatus.COMPLETE, TrialStatus.PRUNED):
+            return
+        sign = -self.objective.weight  # smaller is better
+        rungs = sorted(self._at)
+        for rung, until in zip(rungs, [*rungs[1:], 1.0]):
+            value = _first_between(curve, rung, until)
+            if value is not None:
+                bisect.insort(self._at[rung], sign * value)
+        self._thresholds = None
+
+    def early_stop(self, individual_id: int = 0) -> EarlyStop:
+        """The thresholds of a trial of individual ``individual_id``: its bracket (ids taken in turn)
+        skips that many first rungs. An individual, not a trial: a trial run again after a
+        resume keeps its bracket."""
+        skip = individual_id % self.settings.brackets
+        return EarlyStop(self.objective.direction, self.thresholds()[skip:], self.settings.loss_ratio)
+
+    def thresholds(self) -> tuple[tuple[float, float], ...]:
+        """One per rung: the value a trial must be no worse than there (none reached it yet: anything)."""
+        if self._thresholds is None:
+            eta, sign, out = self.settings.eta, -self.objective.weight, []
+            for rung, values in sorted(self._at.items()):
+                if values:
+                    k = max(1, (len(values) + 1) // eta)  # the best k of the n + 1 there go on, itself included
+                    out.append((rung, sign * values[k - 1]))
+                else:
+                    out.append((rung, sign * math.inf))
+            self._thresholds = tuple(out)
+        return self._thresholds
+
+
+def _first_between(curve: tuple[list[float], list[float]], start: float, end: float) -> float | None:
+    """A curve's first value at a fraction in [start, end): at a rung, the one a trial is judged by
+    (it is held to a rung's threshold until the next rung; a trial validated only at its end
+    has nothing to say about the rungs)."""
+    fractions, values = curve
+    i = bisect.bisect_left(fractions, start - 1e-9)
+    return values[i] if i < len(values) and fractions[i] < end - 1e-9 else None
 
 
 def curve_of(trial: TrialRecord, name: str) -> tuple[list[float], list[float]] | None:

@@ -17,7 +17,7 @@ from typing import Any
 from evo._observers import RunInfo, RunObserver
 from evo._optuna_mirror import check_report_to
 from evo.storage import TrialRecord
-from evo.trial import ConfigError
+from evo.trial import ConfigError, TrialStatus
 
 BACKENDS = {  # name -> (module to import, pip extra); the names are evo.config.REPORT_TO
     "tensorboard": ("tensorboardX", "tensorboard"),
@@ -44,12 +44,14 @@ def make_trackers(names: Sequence[str]) -> list[RunObserver]:
 
 
 def trial_scalars(record: TrialRecord) -> dict[str, float]:
-    """Objective values and the numeric top-level metrics of a finished trial."""
-    out = {f"trial/{k}": float(v) for k, v in record.values.items()}
+    """Objective values (of a completed trial: a stopped one's are intermediate, not comparable)
+    and the numeric top-level metrics of a finished trial."""
+    out = {f"trial/{k}": float(v) for k, v in record.values.items()} if record.ok else {}
     for key, value in record.metrics.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out[f"trial/{key}"] = float(value)
-    out["trial/failed"] = 0.0 if record.ok else 1.0
+    out["trial/failed"] = 1.0 if record.status is TrialStatus.FAILED else 0.0
+    out["trial/pruned"] = 1.0 if record.status is TrialStatus.PRUNED else 0.0
     if record.duration is not None:
         out["trial/duration_s"] = float(record.duration)
     return out

@@ -23,7 +23,7 @@ from evobench.tasks.fidelity import TASKS, Task, surrogate_task
 from evobench.tasks.qlora_data import DATA_FILE
 
 READOUTS = (1 / 8, 1 / 4, 1 / 2, 1.0)
-SPLITS = {"dev": range(0, 10), "report": range(1000, 1020)}
+SPLITS = {"dev": range(0, 30), "report": range(1000, 1020)}
 CHAT_DATA = Path(__file__).resolve().parents[1] / "experiments" / "data" / "smollm2_stdlib_chat_trials.jsonl"
 TASK_NAMES = ("synthetic", "pydoc", "chat")
 OURS_DEFAULT = "ga"

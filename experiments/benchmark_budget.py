@@ -6,7 +6,7 @@ them (only fully trained configs count as found); wins and losses are Mann-Whitn
 seeds, per task and read-out. Tasks (``evobench.budget``): ``synthetic`` (fitness/synthetic.py's
 learning curves, 40 trials' worth), ``pydoc`` (the surrogate of the real SmolLM2 QLoRA trials on
 the pydoc corpus, 60) and ``chat`` (the surrogate of the real trials on chat conversations built
-from the standard library's docstrings, 60). ``--split dev`` (seeds 0-9) is for choosing
+from the standard library's docstrings, 60). ``--split dev`` (seeds 0-29) is for choosing
 settings, ``--split report`` (seeds 1000-1019) for the tables, which no setting was chosen on.
 
     pip install -e '.[bench]' && pip install --no-deps dehb loguru   # DEHB pins numpy < 2
@@ -40,7 +40,7 @@ def machine() -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=list(TASK_NAMES))
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=["ga", "ga-es", "ga-mf", *PEERS])
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=["ga", "ga-full", "ga-es", "ga-mf", *PEERS])
     p.add_argument("--split", choices=list(SPLITS), default="dev")
     p.add_argument("--seeds", type=int, help="only the first N seeds of the split")
     p.add_argument("--budget", type=int, help="whole-budget trials a run (default: the task's)")

@@ -11,6 +11,7 @@ and executors read their settings from here (``_evolution``, ``_executor``).
 from __future__ import annotations
 
 from evo.config._evolution import (
+    AUTO,
     MAX_GENERATIONS,
     Crossover,
     EarlyStopping,
@@ -20,6 +21,7 @@ from evo.config._evolution import (
     MultiFidelity,
     PBTSettings,
     Replacement,
+    StopRule,
     Strategy,
     Surrogate,
 )
@@ -30,6 +32,7 @@ from evo.config._run_budget import RunBudget
 from evo.config._yaml import apply_override, load_config, read_yaml
 
 __all__ = [
+    "AUTO",
     "MAX_GENERATIONS",
     "AUTO_DEVICES",
     "REPORT_TO",
@@ -47,6 +50,7 @@ __all__ = [
     "Rule",
     "RunBudget",
     "RunConfig",
+    "StopRule",
     "Strategy",
     "Surrogate",
     "apply_override",

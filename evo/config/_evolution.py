@@ -10,10 +10,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from evo.config._fields import check_fields, probability, rule
+from evo.config._fields import check_fields, probability, rule, section
 from evo.trial import ConfigError
 
 __all__ = [
+    "AUTO",
     "Crossover",
     "EarlyStopping",
     "EvolutionSettings",
@@ -21,6 +22,7 @@ __all__ = [
     "Mode",
     "MultiFidelity",
     "PBTSettings",
+    "StopRule",
     "Strategy",
     "Surrogate",
 ]
@@ -64,6 +66,8 @@ class Mode(str, enum.Enum):
     MULTI_FIDELITY = "multi_fidelity"  # generational, with successive halving inside each generation
 
 
+AUTO = "auto"  # evolution.early_stopping: on when the fitness reports validation curves
+
 # Individuals in one generation: past this a single generation would outlast any run (a typo such as
 # population_size: 1000000000000 is refused instead of starting).
 MAX_INDIVIDUALS = 100_000
@@ -88,28 +92,81 @@ class MultiFidelity:
     @property
     def rungs(self) -> tuple[float, ...]:
         """Fractions of the budget, smallest first, ending at 1: min_fidelity * eta^k."""
-        out, fraction = [], float(self.min_fidelity)
-        while fraction < 0.999:  # a rung within 0.1% of the whole budget is the whole budget (1/9 given as 0.111)
-            out.append(fraction)
-            fraction *= self.eta
-        return (*out, 1.0)
+        return (*rung_fractions(self.min_fidelity, self.eta), 1.0)
+
+
+class StopRule(str, enum.Enum):
+    """How ``early_stopping`` judges a trial's validation curve."""
+
+    HALVING = "halving"  # successive halving at rungs min_fidelity * eta^k: the best 1/eta of each rung go on
+    MEDIAN = "median"  # the median of earlier curves at the same fraction of the budget, after warmup
+
+
+def rung_fractions(min_fidelity: float, eta: int) -> tuple[float, ...]:
+    """``min_fidelity * eta^k`` below the whole budget, smallest first; a rung within 0.1% of
+    the whole budget is the whole budget (1/9 given as 0.111)."""
+    out, fraction = [], float(min_fidelity)
+    while fraction < 0.999:
+        out.append(fraction)
+        fraction *= eta
+    return tuple(out)
+
+
+_stop_rule = rule  # inside EarlyStopping's body its field ``rule`` hides the function
 
 
 @dataclass(frozen=True)
 class EarlyStopping:
-    """The median stopping rule, plus stopping a diverging loss. Needs a fitness that
-    evaluates during training (QLoRA: ``fitness.eval_every``)."""
+    """Stopping trials whose validation curve runs worse than earlier trials', plus stopping a
+    diverging loss; a stopped trial is recorded as pruned. Needs a fitness that validates during
+    training (QLoRA: ``fitness.eval_every``, or the rungs it is judged at).
 
-    min_trials: int = field(
-        default=5, metadata=rule(ge=1, help="completed trials whose curves make a median before anything is stopped")
+    ``halving`` (the default) is successive halving as a stopping rule, run asynchronously as
+    Optuna's HyperbandPruner runs it: at each rung a trial goes on only while it is among the
+    best ``1/eta`` of the trials that reached the rung before it, and with ``brackets`` > 1
+    trials take turns at skipping the first rungs (Hyperband's hedge against rungs that rank
+    poorly). ``median`` is the median stopping rule (``min_trials``, ``warmup``)."""
+
+    rule: StopRule = field(
+        default=StopRule.HALVING,
+        metadata=rule(help="halving: successive halving with Hyperband's brackets; median: the median stopping rule"),
     )
-    warmup: float = field(default=0.25, metadata=rule(ge=0, lt=1, help="no trial is stopped before this fraction"))
+    eta: int = field(default=3, metadata=_stop_rule(ge=2, help="halving: the best 1/eta of each rung go on"))
+    min_fidelity: float = field(
+        default=1 / 9, metadata=_stop_rule(gt=0, lt=1, help="halving: the first rung, as a fraction of the budget")
+    )
+    brackets: int = field(
+        default=3,
+        metadata=_stop_rule(
+            ge=1, help="halving: trials take turns at skipping 0, 1, ... first rungs (Hyperband); 1: plain halving"
+        ),
+    )
+    min_trials: int = field(
+        default=5,
+        metadata=_stop_rule(
+            ge=1, help="median: completed trials whose curves make a median before anything is stopped"
+        ),
+    )
+    warmup: float = field(
+        default=0.25, metadata=_stop_rule(ge=0, lt=1, help="median: no trial is stopped before this fraction")
+    )
     loss_ratio: float | None = field(
-        default=3.0, metadata=rule(gt=1, help="stop when the training loss exceeds this multiple of its first value")
+        default=3.0,
+        metadata=_stop_rule(gt=1, help="stop when the training loss exceeds this multiple of its first value"),
     )
 
     def __post_init__(self) -> None:
         check_fields(self, "evolution.early_stopping")
+        if self.rule is StopRule.HALVING and self.brackets > len(self.rungs) + 1:
+            raise ConfigError(
+                f"evolution.early_stopping.brackets: {self.brackets} is more than the {len(self.rungs)} rungs "
+                f"of min_fidelity {self.min_fidelity:g} and eta {self.eta} allow (at most {len(self.rungs) + 1})"
+            )
+
+    @property
+    def rungs(self) -> tuple[float, ...]:
+        """halving: the fractions of the budget a trial is judged at (the whole budget is not one)."""
+        return rung_fractions(self.min_fidelity, self.eta)
 
 
 @dataclass(frozen=True)
@@ -210,10 +267,26 @@ class EvolutionSettings:
     multi_fidelity: MultiFidelity | None = field(
         default=None, metadata=rule(help="successive halving inside each generation; true: the defaults")
     )
-    early_stopping: EarlyStopping | None = field(
-        default=None, metadata=rule(help="the median stopping rule; null: every trial runs to its budget")
+    # auto by default: successive halving with Hyperband's brackets needed the fewest training tokens to
+    # reach the peers' results on the run-budget benchmark's development seeds (docs/benchmarks.md).
+    early_stopping: EarlyStopping | str | None = field(
+        default=AUTO,
+        metadata=rule(
+            what="auto, a section (below) or true",
+            help="stop trials whose validation curve runs worse than earlier ones; auto: the defaults below in "
+            "steady_state when the fitness validates during training; null: never",
+        ),
     )
     pbt: PBTSettings = field(default_factory=PBTSettings, metadata=rule(help="used by mode: pbt"))
+
+    def stopping(self, curves: bool) -> EarlyStopping | None:
+        """The early stopping a run does with a fitness that reports validation ``curves`` or not:
+        ``auto`` is the defaults with curves in steady state (generations keep their promise that a
+        seed gives one run on any number of workers, which thresholds from whichever trials finished
+        first would break; multi_fidelity and PBT already spend the budget in parts)."""
+        if self.early_stopping != AUTO:
+            return self.early_stopping  # type: ignore[return-value]  # a section or None, after __post_init__
+        return EarlyStopping() if curves and self.mode is Mode.STEADY_STATE else None
 
     @property
     def lambda_(self) -> int:
@@ -226,6 +299,7 @@ class EvolutionSettings:
 
     def __post_init__(self) -> None:
         check_fields(self, "evolution")
+        object.__setattr__(self, "early_stopping", _stopping(self.early_stopping))
         if self.strategy is Strategy.MU_COMMA_LAMBDA and self.lambda_ < self.population_size:
             raise ConfigError(
                 f"evolution.offspring_size: mu_comma_lambda needs offspring_size >= population_size "
@@ -256,3 +330,12 @@ class EvolutionSettings:
                 f"evolution.replacement: {self.replacement.value} is for mode: steady_state, "
                 f"not {self.mode.value} (generations select their survivors together)"
             )
+
+
+def _stopping(value: object) -> EarlyStopping | str | None:
+    """``evolution.early_stopping`` as given: auto, a section, true (the defaults), or null/false (off)."""
+    if value == AUTO:
+        return AUTO
+    if isinstance(value, str):
+        raise ConfigError(f"evolution.early_stopping: expected auto, a mapping, true or null, got {value!r}")
+    return section(EarlyStopping, value, "evolution.early_stopping", optional=True)

@@ -23,12 +23,12 @@ from evo import _breeding as breeding
 from evo import _deap
 from evo._evaluation import Evaluator, Job, penalty
 from evo._observers import Fanout, RunInfo, RunObserver
-from evo._pruning import MedianRule
+from evo._pruning import HalvingRule, MedianRule
 from evo._results import RunResult, build_result
 from evo._spending import DRIVER_SECONDS, Spending
 from evo._stats import generation_record
 from evo._surrogate import MIN_OBSERVATIONS, History, Observation
-from evo.config import Mode, RunConfig, Strategy, Surrogate
+from evo.config import Mode, RunConfig, StopRule, Strategy, Surrogate
 from evo.executors import Executor
 from evo.storage import BASELINE_GENERATION, IndividualRecord, RunStore, TrialRecord
 from evo.trial import FailureReason, Fitness, TrialStatus
@@ -59,7 +59,10 @@ class RunContext:
         settings = config.evolution
         objectives = tuple(fitness.objectives)
         fanout = Fanout(observers)
-        pruner = MedianRule(settings.early_stopping, objectives[0]) if settings.early_stopping else None
+        stopping = settings.stopping(fitness.intermediate_values)
+        pruner = None
+        if stopping is not None:
+            pruner = (HalvingRule if stopping.rule is StopRule.HALVING else MedianRule)(stopping, objectives[0])
         evaluator = Evaluator(
             store=store,
             executor=executor,

@@ -4,10 +4,12 @@ Ours run through ``evo.start_run``, the peers through Optuna's own API; all of t
 the same fitness object, so the trial cost is the same for everyone, and each stops when
 the ledger says the tokens are spent.
 
-- ``ga``: the default GA (steady state, TPE-surrogate screening), population P;
-  ``ga-plain`` without the screening, ``ga-gen`` in ``mode: generational``;
-  ``ga-mf`` with ``multi_fidelity`` on the task's rungs; ``ga-es`` with ``early_stopping``
-  (median rule after 25% of the budget); ``pbt``: a population of the budget's trials, 4 intervals.
+- ``ga``: the default GA (steady state, TPE-surrogate screening, early stopping auto: successive
+  halving with Hyperband's brackets where the fitness reports curves), population P;
+  ``ga-full`` every trial to its budget (the 0.2 default); ``ga-plain`` without the screening,
+  ``ga-gen`` in ``mode: generational``; ``ga-mf`` with ``multi_fidelity`` on the task's rungs;
+  ``ga-es`` with the median stopping rule after 25% of the budget; ``pbt``: a population of the
+  budget's trials, 4 intervals.
 - ``random``: random search; ``optuna-tpe``, ``optuna-nsga2``: Optuna's samplers with their defaults.
 - ``optuna-tpe-hb``: TPE + Hyperband on the task's rungs; a trial trains in chunks to the rungs,
   continuing its checkpoint, and reports after each; ``optuna-tpe-median`` the same with
@@ -35,6 +37,7 @@ from evobench.tasks.fidelity import Task
 
 METHODS = (
     "ga",
+    "ga-full",
     "ga-plain",
     "ga-gen",
     "ga-mf",
@@ -147,12 +150,13 @@ def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: 
 
 RUNNERS: dict[str, Runner] = {
     "ga": lambda t, ledger, s, b: run_evo(t, ledger, s, b),
+    "ga-full": lambda t, ledger, s, b: run_evo(t, ledger, s, b, early_stopping=None),
     "ga-plain": lambda t, ledger, s, b: run_evo(t, ledger, s, b, surrogate="none"),
     "ga-gen": lambda t, ledger, s, b: run_evo(t, ledger, s, b, mode="generational"),
     "ga-mf": lambda t, ledger, s, b: run_evo(
         t, ledger, s, b, offspring_size=t.mf_offspring, multi_fidelity={"eta": t.eta, "min_fidelity": t.rungs[0]}
     ),
-    "ga-es": lambda t, ledger, s, b: run_evo(t, ledger, s, b, early_stopping={"warmup": 0.25}),
+    "ga-es": lambda t, ledger, s, b: run_evo(t, ledger, s, b, early_stopping={"rule": "median", "warmup": 0.25}),
     "pbt": lambda t, ledger, s, b: run_evo(t, ledger, s, b, population_size=b, mode="pbt", pbt={"interval": 0.25}),
     "random": run_random,
     "optuna-tpe": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "tpe"),

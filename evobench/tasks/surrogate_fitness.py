@@ -113,7 +113,7 @@ class SurrogateFitness(FitnessBase):
             run.step = step
             if step < target and early is not None and early.prunes(step / steps, value):
                 message = (
-                    f"val_perplexity {value:.4g} worse than the median {early.threshold_at(step / steps):.4g} "
+                    f"val_perplexity {value:.4g} worse than the early-stopping threshold {early.threshold_at(step / steps):.4g} "
                     f"at step {step}/{steps}"
                 )
                 metrics = {**self._metrics(run, start, steps, trial, c), "pruned_at_step": step}

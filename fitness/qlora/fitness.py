@@ -44,8 +44,8 @@ class QLoRAFitness(FitnessBase):
         self.spec = spec
         self._genes = dict(genes)  # a plain dict, so the fitness still pickles
         self.objectives: tuple[Objective, ...] = tuple(Objective(name, OBJECTIVES[name]) for name in spec.objectives)
-        # trials validate during training only with eval_every, which the median stopping rule needs
-        self.intermediate_values = spec.eval_every > 0
+        # trials validate during training every eval_every steps, and where early stopping judges them
+        self.intermediate_values = True
         self.source = source
         self.corpus_identity = corpus.identity
         self.data_summary = {"data": corpus.description, "data_format": "+".join(corpus.formats)}

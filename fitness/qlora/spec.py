@@ -86,7 +86,11 @@ class QLoRASpec:
         default=256, metadata={"help": "block length of the validation set (independent of the gene)"}
     )
     eval_every: int = field(
-        default=0, metadata={"help": "optimizer steps between intermediate evaluations; 0 = only at the end"}
+        default=0,
+        metadata={
+            "help": "optimizer steps between intermediate validations; 0: only at the end and where early "
+            "stopping judges the trial"
+        },
     )
     eval_batch_size: int = field(default=8, metadata={"help": "validation blocks per forward pass"})
     device: Device = field(default=Device.AUTO, metadata={"help": "auto: a GPU when there is one, else the CPU"})

@@ -7,7 +7,7 @@ import pytest
 
 from evo._api import start_run
 from evo._pruning import MedianRule
-from evo.config import EarlyStopping, parse_config
+from evo.config import EarlyStopping, StopRule, parse_config
 from evo.storage import RunStore
 from evo.trial import Budget, ConfigError, EarlyStop, Objective, Trial, TrialStatus
 from fitness.synthetic import SyntheticFitness
@@ -103,13 +103,13 @@ def test_multi_fidelity_config_errors(synthetic_config):
         run(two, None)
 
 
-# -- the median stopping rule ---------------------------------------------------------------
+# -- early stopping: the median rule, and halving (the default where curves are reported) -----
 def synthetic_trial(lr, early_stop, seed=1):
     return SyntheticFitness().evaluate(Trial(0, {"learning_rate": lr}, Budget(steps=80), seed, early_stop=early_stop))
 
 
 def test_median_rule_stops_a_planted_bad_curve_and_not_a_good_one():
-    rule = MedianRule(EarlyStopping(min_trials=3, warmup=0.2), Objective("val_perplexity"))
+    rule = MedianRule(EarlyStopping(rule=StopRule.MEDIAN, min_trials=3, warmup=0.2), Objective("val_perplexity"))
     for seed, lr in enumerate((3e-4, 5e-4, 1e-3)):  # middling runs make the median
         record = type("R", (), {})()
         result = synthetic_trial(lr, None, seed)
@@ -123,7 +123,7 @@ def test_median_rule_stops_a_planted_bad_curve_and_not_a_good_one():
     step = bad.metrics["pruned_at_step"]
     assert step == bad.metrics["steps"] < 80 and step / 80 >= 0.2
     assert bad.metrics["train_tokens"] == step * 4 * 128  # only the steps it really trained
-    assert "worse than the median" in bad.message
+    assert "worse than the early-stopping threshold" in bad.message
 
     good = synthetic_trial(2e-3, stop)
     assert good.status is TrialStatus.COMPLETE and good.metrics["steps"] == 80
@@ -142,7 +142,7 @@ def test_a_diverging_loss_is_pruned_with_its_step_when_early_stopping_is_on():
 def test_early_stopping_in_a_run_prunes_without_aborting_and_never_picks_a_pruned_best(synthetic_config, tmp_path):
     synthetic_config["budget"] = {"steps": 80}
     synthetic_config["evolution"].update(
-        population_size=6, generations=3, max_consecutive_failures=2, early_stopping={"min_trials": 3}
+        population_size=6, generations=3, max_consecutive_failures=2, early_stopping={"rule": "median", "min_trials": 3}
     )
     result = run(synthetic_config, tmp_path / "run")
     with RunStore.open(tmp_path / "run") as store:
@@ -152,6 +152,34 @@ def test_early_stopping_in_a_run_prunes_without_aborting_and_never_picks_a_prune
         assert all(t.metrics["steps"] < 80 and "pruned_at_step" in t.metrics for t in pruned)
         assert all(t.status is TrialStatus.COMPLETE for t in result.best_trials)
         assert sum(s["pruned"] for s in store.generation_stats()) == len(pruned)
+
+
+def test_halving_is_the_default_in_steady_state_where_curves_are_reported(synthetic_config, tmp_path):
+    """auto: halving with Hyperband's brackets in steady state, on a fitness that validates during
+    training; nothing where it cannot judge a curve, nor in the modes that keep their own promises."""
+    settings = parse_config(synthetic_config).evolution
+    assert settings.early_stopping == "auto" and settings.stopping(True) == EarlyStopping()
+    assert EarlyStopping().rule.value == "halving" and EarlyStopping().brackets == 3
+    assert settings.stopping(False) is None
+    for mode in ("generational", "pbt"):
+        assert parse_config({**synthetic_config, "evolution": {"mode": mode}}).evolution.stopping(True) is None
+    assert parse_config({**synthetic_config, "evolution": {"multi_fidelity": True}}).evolution.stopping(True) is None
+    off = parse_config({**synthetic_config, "evolution": {"early_stopping": None}}).evolution
+    assert off.early_stopping is None and off.stopping(True) is None
+    with pytest.raises(
+        ConfigError, match=r"^evolution.early_stopping: expected auto, a mapping, true or null, got 'on'$"
+    ):
+        parse_config({**synthetic_config, "evolution": {"early_stopping": "on"}})
+
+    synthetic_config["budget"] = {"steps": 90}
+    synthetic_config["evolution"].update(population_size=6, generations=4)
+    result = run(synthetic_config, tmp_path / "run")
+    with RunStore.open(tmp_path / "run") as store:
+        searched = [t for t in store.trials() if t.generation >= 0]
+    pruned = [t for t in searched if t.status is TrialStatus.PRUNED and t.reason is None]
+    assert pruned and all(t.metrics["steps"] < 90 for t in pruned)
+    assert all("early-stopping threshold" in t.message for t in pruned)
+    assert all(t.status is TrialStatus.COMPLETE for t in result.best_trials)
 
 
 def test_early_stopping_on_a_fitness_without_intermediate_values_warns(synthetic_config):
@@ -165,7 +193,8 @@ def test_early_stopping_on_a_fitness_without_intermediate_values_warns(synthetic
         intermediate_values = False
 
     (warning,) = check_run(config, EndOnly())
-    assert warning.startswith("evolution.early_stopping:") and "eval_every" in warning
+    assert warning.startswith("evolution.early_stopping:") and "only at the end" in warning
+    assert check_run(parse_config({**synthetic_config, "evolution": {}}), EndOnly()) == []  # auto: silent
 
 
 def test_plots_and_report_of_a_multi_fidelity_run_count_whole_budget_trials_only(synthetic_config, tmp_path):

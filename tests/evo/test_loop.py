@@ -57,7 +57,7 @@ def test_every_evaluation_is_stored_with_genealogy(synthetic_config, tmp_path):
         assert all(set(i.parents) <= ids for i in inds)
         assert any(i.origin.startswith("crossover") for i in inds) and any(i.origin == "mutation" for i in inds)
         for t in store.trials():
-            assert t.status in (TrialStatus.COMPLETE, TrialStatus.FAILED)
+            assert t.status in (TrialStatus.COMPLETE, TrialStatus.FAILED, TrialStatus.PRUNED)  # early stopping: auto
             assert t.finished_at >= t.started_at and t.seed >= 0
             assert t.config["max_seq_length"] == 128  # fixed values sit beside the genes
     assert (tmp_path / "run" / "config.yaml").is_file()

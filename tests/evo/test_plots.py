@@ -10,6 +10,7 @@ from evo.config import parse_config
 from evo.plots import NothingToPlot, plot_run
 from evo.plots._compare import compare_runs
 from evo.storage import RunStore
+from evo.trial import TrialStatus
 from fitness import export_sections
 from fitness.synthetic import SyntheticFitness
 
@@ -60,7 +61,9 @@ def test_every_plot_is_written_and_matches_the_store(failing_run):
         search = [t for t in store.trials() if t.generation >= 0]
         ok_values = [t.values["val_perplexity"] for t in search if t.ok]
         assert fitness["best_so_far"][-1] == pytest.approx(min(ok_values))
-        failed_individuals = [i for i in store.individuals() if i.generation >= 0 and not store.trial(i.trial_id).ok]
+        failed_individuals = [
+            i for i in store.individuals() if i.generation >= 0 and store.trial(i.trial_id).status is TrialStatus.FAILED
+        ]
         assert len(fitness["failed"]) == len(failed_individuals) > 0
 
         compute = report.series["best_vs_compute"]
@@ -80,7 +83,9 @@ def test_every_plot_is_written_and_matches_the_store(failing_run):
             for i in members
         ]
         failures = report.series["failures"]
-        assert sum(sum(c) for c in failures["counts"].values()) == sum(1 for t in search if not t.ok)
+        assert sum(sum(c) for c in failures["counts"].values()) == sum(
+            1 for t in search if t.status is TrialStatus.FAILED
+        )
 
         curves = report.series["learning_curves"]
         top = sorted((t for t in search if t.ok), key=lambda t: t.values["val_perplexity"])[:5]

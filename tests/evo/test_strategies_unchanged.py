@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_name("data") / "strategy_golden.json"
 
 
-# The golden runs date from before the engine's default mode moved to steady state and the
-# surrogate's gamma to 0.1: the scenarios name the settings they were recorded with, so they
-# keep testing the strategies.
-RECORDED_WITH = {"init": "random", "mode": "generational", "surrogate_gamma": 0.2}
+# The golden runs date from before the engine's default mode moved to steady state, the
+# surrogate's gamma to 0.1 and early stopping to auto: the scenarios name the settings they
+# were recorded with, so they keep testing the strategies.
+RECORDED_WITH = {"init": "random", "mode": "generational", "surrogate_gamma": 0.2, "early_stopping": None}
 
 
 def _synthetic_yaml(**evolution):
@@ -52,7 +52,8 @@ SCENARIOS = {
     "multi_fidelity": lambda: _small(
         population_size=4, offspring_size=9, generations=2, multi_fidelity={"eta": 3, "min_fidelity": 1 / 9}
     ),
-    "early_stopping": lambda: _small(early_stopping={"min_trials": 4, "warmup": 0.2}),
+    "early_stopping": lambda: _small(early_stopping={"rule": "median", "min_trials": 4, "warmup": 0.2}),
+    "halving": lambda: _small(mode="steady_state", immigrants=1, early_stopping="auto"),
     "pbt": lambda: {
         **_small(population_size=8, mode="pbt", pbt={"interval": 0.25, "quantile": 0.25}),
         "budget": {"steps": 80},

@@ -140,7 +140,7 @@ def test_early_stopping_prunes_a_trial_worse_than_the_median(fitness):
     strict = EarlyStop(thresholds=((0.25, 1.0),))
     pruned = fitness.evaluate(Trial(0, EIGHT_STEPS, BUDGET, 1, early_stop=strict))
     assert pruned.status is TrialStatus.PRUNED and pruned.metrics["pruned_at_step"] == 2
-    assert pruned.metrics["train_tokens"] == 1024 and "worse than the median" in pruned.message
+    assert pruned.metrics["train_tokens"] == 1024 and "worse than the early-stopping threshold" in pruned.message
     lenient = fitness.evaluate(Trial(0, EIGHT_STEPS, BUDGET, 1, early_stop=EarlyStop(thresholds=((0.25, 1e9),))))
     assert lenient.ok and lenient.metrics["train_tokens"] == 4096
 

@@ -110,10 +110,23 @@ def test_pbt_exploit_copies_the_source_and_takes_the_new_learning_rate(fitness, 
     assert math.isclose(lr_a, 3e-3 * 2 / 3) and math.isclose(lr_b, 2 * lr_a)
 
 
+def test_without_eval_every_a_trial_is_validated_where_early_stopping_judges_it(tiny_spec):
+    """Halving's rungs at 1/9 and 1/3 of 8 steps come into force at steps 1 and 3: the trial is
+    validated there (and at its end), so the default early stopping needs no eval_every."""
+    rungs = EarlyStop(thresholds=((1 / 9, math.inf), (1 / 3, math.inf)))
+    with QLoRAFitness.from_spec({**tiny_spec, "eval_every": 0}) as plain:
+        assert plain.intermediate_values
+        kept = run(plain, early_stop=rungs)
+        assert kept.ok and [s for s, _ in kept.metrics["val_perplexity_curve"]] == [1, 3, 8]
+        assert [s for s, _ in run(plain).metrics["val_perplexity_curve"]] == [8]  # nothing to judge: the end only
+        stopped = run(plain, early_stop=EarlyStop(thresholds=((1 / 3, 1.0),)))
+        assert stopped.status is TrialStatus.PRUNED and stopped.metrics["pruned_at_step"] == 3
+
+
 def test_median_rule_prunes_at_the_first_intermediate_evaluation(fitness, half):
     pruned = run(fitness, early_stop=BELOW_EVERYTHING)
     assert pruned.status is TrialStatus.PRUNED and pruned.reason is None, pruned.message
-    assert "worse than the median 1 at step 2/8" in pruned.message
+    assert "worse than the early-stopping threshold 1 at step 2/8" in pruned.message
     m = pruned.metrics
     assert m["pruned_at_step"] == m["steps"] == 2 and m["train_tokens"] == 2 * TOKENS_PER_STEP
     assert pruned.values["val_perplexity"] == m["val_perplexity_curve"][-1][1] > 1

@@ -93,10 +93,15 @@ class Member:
     every: int = 0  # optimizer steps between intermediate evaluations; 0 = only at the end
     eval_tokens: int = 0  # tokens of the validation set
     result: TrainingOutcome | BaseException | None = None
+    judged: frozenset[int] = field(init=False)  # steps early stopping judges the trial at: validated there too
 
     def __post_init__(self) -> None:
         self.start_step = self.step
         self.target = max(1, round(self.job.trial.fidelity * self.job.budget_steps))
+        early, budget = self.job.trial.early_stop, self.job.budget_steps
+        # the first step at or past each threshold's fraction, where it comes into force
+        steps = {math.ceil(fraction * budget - 1e-9) for fraction, _ in (early.thresholds if early else ())}
+        self.judged = frozenset(s for s in steps if self.start_step < s < self.target)
 
     @property
     def cfg(self) -> TrialConfig:
@@ -194,7 +199,8 @@ class Member:
         self.losses.append([step, loss])
         if step >= self.target:
             return Event.FINAL
-        return Event.SCORE if self.every and step % self.every == 0 else None
+        due = (self.every and step % self.every == 0) or step in self.judged
+        return Event.SCORE if due else None
 
     def scored(self, ppl: float, seconds: float) -> bool:
         """Record an evaluation of ``seconds``; True when early stopping ends the trial here."""
@@ -204,9 +210,9 @@ class Member:
         early, fraction = self.job.trial.early_stop, self.step / self.job.budget_steps
         if early is None or not early.prunes(fraction, ppl):
             return False
-        median = early.threshold_at(fraction)
         message = (
-            f"val_perplexity {ppl:.4g} worse than the median {median:.4g} at step {self.step}/{self.job.budget_steps}"
+            f"val_perplexity {ppl:.4g} worse than the early-stopping threshold {early.threshold_at(fraction):.4g} "
+            f"at step {self.step}/{self.job.budget_steps}"
         )
         self.result = TrainingOutcome(self.metrics(val_perplexity=ppl, pruned_at_step=self.step), message)
         return True
