@@ -64,6 +64,7 @@ def test_status_ranks_every_gene_and_names_those_that_could_be_fixed(finished, c
     assert set(fixed) == {gene for gene, score in scores.items() if score < 0.5 / 12}
 
 
+@pytest.mark.slow  # tens of seconds: run with -m slow
 def test_fixing_the_genes_that_could_be_fixed_loses_nothing(finished, tmp_path):
     """The synthetic landscape says what matters: weight decay moves log-perplexity by at most
     0.0005, under the noise (0.01); the learning rate sets the step that decides the rest."""

@@ -121,6 +121,7 @@ def test_a_run_killed_a_few_times_ends_as_the_uninterrupted_one(name, tmp_path):
     assert len(killed_at) == 3
 
 
+@pytest.mark.slow  # tens of seconds: run with -m slow
 def test_a_ray_run_killed_once_ends_as_the_uninterrupted_one(tmp_path):
     pytest.importorskip("ray")
     points, killed_at = _kill_and_resume("ray", tmp_path, kills=1)

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from evo.cli import main
 from evo.storage import RunStore
 
@@ -116,6 +118,7 @@ def test_resume_refuses_a_changed_fitness_definition(synthetic_config, write_con
     assert (run_dir / "config.yaml").read_text() == text
 
 
+@pytest.mark.slow  # tens of seconds: run with -m slow
 def test_resume_of_multi_fidelity_and_pbt_runs_matches_an_uninterrupted_run(synthetic_config, write_config, tmp_path):
     """Killed mid-generation: halving replays from the stored rungs, PBT members continue
     their parents' checkpoints, and both end where an uninterrupted run ends."""

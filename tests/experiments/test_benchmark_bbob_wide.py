@@ -22,6 +22,7 @@ def _run(results: Path, table: Path, *methods: str) -> subprocess.CompletedProce
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # tens of seconds: run with -m slow
 def test_quick_run_reports_resumes_and_writes_the_table(tmp_path):
     results, table = tmp_path / "runs.jsonl", tmp_path / "table.md"
     first = _run(results, table, "default", "optuna-tpe", "random")

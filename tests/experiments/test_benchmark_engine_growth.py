@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # tens of seconds: run with -m slow
 def test_quick_benchmark_prints_a_row_of_costs_per_strategy():
     done = subprocess.run(
         [sys.executable, "experiments/benchmark_engine_growth.py", "--quick"],

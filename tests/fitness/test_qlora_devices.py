@@ -55,6 +55,7 @@ def test_each_worker_sees_only_its_own_device(two_devices, shared_fitness):
     assert unpinned.metrics["cuda_visible_devices"] == os.environ.get("CUDA_VISIBLE_DEVICES")
 
 
+@pytest.mark.slow  # tens of seconds: run with -m slow
 def test_a_worker_that_dies_is_replaced_on_its_own_device(two_devices):
     answer_all(two_devices, [quick(10), quick(11)])  # both workers up
     victim = two_devices.fitnesses["b"].worker_pid

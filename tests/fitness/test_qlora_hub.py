@@ -154,6 +154,7 @@ fitness.close()
 """
 
 
+@pytest.mark.slow  # tens of seconds: run with -m slow
 def test_a_hub_model_resolves_trains_and_then_trains_offline_from_the_cache(hub, tmp_path):
     spec = {"type": "qlora", "model": "tiny/llama", "device": "cpu", "cache_dir": str(tmp_path / "cache"),
             "validation_tokens": 256, "eval_seq_length": 64}  # fmt: skip

@@ -39,6 +39,7 @@ def test_same_seed_same_result_on_the_reused_base(shared_fitness):
     assert other_seed.values != first.values
 
 
+@pytest.mark.slow  # tens of seconds: run with -m slow
 def test_reused_base_matches_a_freshly_loaded_one(shared_fitness, tiny_spec):
     config = {"learning_rate": 5e-3, "target_modules": "all-linear", "optim": "adamw_bnb_8bit"}
     for warmup in ({}, {"bnb_4bit_quant_type": "fp4"}, {"r": 8}):

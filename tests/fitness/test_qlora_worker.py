@@ -43,6 +43,7 @@ def test_allocation_past_the_cap_is_oom_and_the_worker_survives(fragile_fitness)
     assert quick(fragile_fitness).ok and fragile_fitness.worker_pid == pid  # same worker, base intact
 
 
+@pytest.mark.slow  # tens of seconds: run with -m slow
 def test_killed_worker_is_killed_trial_and_is_replaced(fragile_fitness):
     assert quick(fragile_fitness).ok
     victim = fragile_fitness.worker_pid
@@ -69,6 +70,7 @@ def test_trial_past_the_timeout_is_killed_and_the_next_one_runs(fragile_fitness)
     assert quick(fragile_fitness).ok
 
 
+@pytest.mark.slow  # tens of seconds: run with -m slow
 def test_worker_killed_between_trials_is_replaced(fragile_fitness):
     assert quick(fragile_fitness).ok
     idle = fragile_fitness.worker_pid
@@ -78,6 +80,7 @@ def test_worker_killed_between_trials_is_replaced(fragile_fitness):
     assert after.ok and fragile_fitness.worker_pid != idle
 
 
+@pytest.mark.slow  # tens of seconds: run with -m slow
 def test_leaking_worker_is_replaced(tiny_spec):
     with QLoRAFitness.from_spec({**tiny_spec, "max_worker_rss_growth_mb": 1}) as fitness:
         # any trial grows RSS by more than 1 MB (peft, optimizer, autograd buffers), which counts as a leak
