@@ -269,8 +269,9 @@ class Fitness(Protocol):
 
     - ``structural_genes``: config keys a trial continuing a checkpoint cannot change
       (e.g. the LoRA rank); population-based training leaves them alone.
-    - ``intermediate_values``: whether trials validate during training, which the
-      median stopping rule needs.
+    - ``intermediate_values``: whether trials validate during training and check
+      ``trial.early_stop`` there, which early stopping needs (on by default in steady state
+      when this is true).
     - ``genes``: the config keys the fitness reads and what it accepts; empty means
       it reads anything (toy fitnesses), so nothing can be checked up front.
     - ``describe()``: environment for the report (device, library versions).

@@ -10,6 +10,7 @@ import yaml
 
 from evo.cli import main
 from evo.storage import RunStore
+from evo.trial import TrialStatus
 from tests.fitness.chatdata import conversations, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,11 @@ def test_a_chat_run_on_smollm2_end_to_end(tmp_path, capsys):
     with RunStore.open(run) as store:
         trials = store.trials()
         environment = store.meta("environment")
-    assert trials and all(t.ok for t in trials), [t.message for t in trials if not t.ok]
+    # complete, or stopped early by the default successive halving: none failed
+    assert trials and all(t.status in (TrialStatus.COMPLETE, TrialStatus.PRUNED) for t in trials), [
+        t.message for t in trials if not t.ok
+    ]
+    trials = [t for t in trials if t.ok]
     assert (
         environment["data_format"] == "chat"
         and "300 records; automatic split: 270 train, 30 validation" in (environment["data"])
