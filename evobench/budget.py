@@ -128,18 +128,23 @@ def tables(all_runs: list[Runs], ours: str = OURS_DEFAULT) -> str:
 
 
 def summary(all_runs: list[Runs], ours: str = OURS_DEFAULT) -> str:
-    """Over tasks: at each read-out, on how many tasks ``ours`` wins / loses against each peer."""
-    lines = [f"| {ours} against | 1/8 | 1/4 | 1/2 | all |", "|---|---|---|---|---|"]
+    """Over tasks: at each read-out, on how many tasks ``ours`` wins / loses against each peer
+    (Mann-Whitney), and on how many its median best is the lower one (the goal's measure)."""
+    wins = [f"| {ours} against | 1/8 | 1/4 | 1/2 | all |", "|---|---|---|---|---|"]
+    lower = [f"| {ours}'s median lower than | 1/8 | 1/4 | 1/2 | all |", "|---|---|---|---|---|"]
     for peer in PEERS:
         present = [r for r in all_runs if peer in r.points and ours in r.points]
         if not present:
             continue
-        cells = []
-        for i in range(len(READOUTS)):
+        tested, medians = [], []
+        for i, share in enumerate(READOUTS):
             v = [verdicts(r, ours, peer)[i] for r in present]
-            cells.append(f"{v.count(1)} won, {v.count(-1)} lost of {len(v)}")
-        lines.append(f"| {peer} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            tested.append(f"{v.count(1)} won, {v.count(-1)} lost of {len(v)}")
+            below = sum(lower_median(r.best(ours, share)) < lower_median(r.best(peer, share)) for r in present)
+            medians.append(f"{below} of {len(present)}")
+        wins.append(f"| {peer} | " + " | ".join(tested) + " |")
+        lower.append(f"| {peer} | " + " | ".join(medians) + " |")
+    return "\n".join([*wins, "", *lower])
 
 
 def _word(v: int) -> str:

@@ -76,3 +76,5 @@ def test_verdicts_and_the_best_peer_follow_the_values():
         in summary([runs])
     )
     assert "| random | inf | inf | inf | 3.0" in tables([runs])
+    # medians: nothing found before the end (inf against inf is not lower), the lower one at the end
+    assert "| optuna-tpe | 0 of 1 | 0 of 1 | 0 of 1 | 1 of 1 |" in summary([runs])
