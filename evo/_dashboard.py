@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from evo._optuna_mirror import EXTRA, JOURNAL, journal_path, sync
+from evo._optuna_mirror import EXTRA, JOURNAL, journal_path, optuna_installed, optuna_version, sync
 from evo.storage import RunDirInUse, RunDirLock, RunStore
 from evo.trial import ConfigError
 
@@ -26,6 +26,8 @@ PORT = 8080  # optuna-dashboard's own default
 def check_installed() -> None:
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise ConfigError(f"evo dashboard needs optuna-dashboard: {EXTRA}")
+    if not optuna_installed():
+        raise ConfigError(f"evo dashboard needs Optuna 4 or later (found {optuna_version()}): {EXTRA}")
 
 
 def prepare(run_dir: Path) -> Path:

@@ -25,7 +25,7 @@ def export_run(run_dir: Path | str, url: str, *, name: str | None = None, out: T
     """Copy the run into the storage at ``url`` as study ``name`` (default: the run's
     directory name) and say on ``out`` what was written; returns the exit code, 0."""
     if not optuna_installed():
-        raise ConfigError(f"evo export-optuna needs optuna: {EXTRA}")
+        raise ConfigError(f"evo export-optuna needs Optuna 4 or later: {EXTRA}")
     run_dir = Path(run_dir)
     name = name or study_name(run_dir)
     with RunStore.open(run_dir) as store:

@@ -17,6 +17,7 @@ runs without it.
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import importlib.util
 import os
 import warnings
@@ -41,8 +42,20 @@ _COARSE = {  # evo._breeding's origins, as the mirror names them
 }
 
 
+def optuna_version() -> str | None:
+    """The installed Optuna's version, or None without it."""
+    if importlib.util.find_spec("optuna") is None:
+        return None
+    try:
+        return importlib.metadata.version("optuna")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def optuna_installed() -> bool:
-    return importlib.util.find_spec("optuna") is not None
+    """Optuna 4 or later: the journal's file backend (``JournalFileBackend``) came with 4.0."""
+    version = optuna_version()
+    return version is not None and int(version.split(".")[0]) >= 4
 
 
 def journal_path(run_dir: Path | str) -> Path:
@@ -288,7 +301,9 @@ class OptunaMirror(RunObserver):
 def check_report_to(report_to: Sequence[str]) -> None:
     """``report_to: [optuna]`` without optuna installed is a config error (raised before the run is written)."""
     if "optuna" in report_to and not optuna_installed():
-        raise ConfigError(f"report_to: optuna is not installed; {EXTRA}")
+        found = optuna_version()
+        what = "is not installed" if found is None else f"needs Optuna 4 or later (found {found})"
+        raise ConfigError(f"report_to: optuna {what}; {EXTRA}")
 
 
 def mirror_for(report_to: Sequence[str], store: RunStore) -> OptunaMirror | None:

@@ -175,6 +175,21 @@ def test_report_to_optuna_without_optuna_is_a_config_error(tmp_path, synthetic_c
     assert not journal_path(tmp_path / "auto").exists()
 
 
+def test_an_optuna_older_than_4_is_named_and_auto_skips_the_mirror(tmp_path, synthetic_config, monkeypatch):
+    import importlib.metadata
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "3.6.1" if name == "optuna" else real(name))
+    synthetic_config["report_to"] = ["optuna"]
+    config = parse_config(synthetic_config)
+    with pytest.raises(ConfigError, match=r"^report_to: optuna needs Optuna 4 or later \(found 3\.6\.1\); pip install"):
+        start_run(config, make_fitness(config.fitness), tmp_path / "run")
+    synthetic_config["report_to"] = "auto"  # no journal its Optuna cannot write; the run goes on
+    config = parse_config(synthetic_config)
+    start_run(config, make_fitness(config.fitness), tmp_path / "auto")
+    assert not journal_path(tmp_path / "auto").exists()
+
+
 def test_evo_imports_without_optuna():
     code = (
         "import sys; sys.modules['optuna'] = None\n"  # import optuna now raises ImportError
