@@ -78,3 +78,31 @@ def test_verdicts_and_the_best_peer_follow_the_values():
     assert "| random | inf | inf | inf | 3.0" in tables([runs])
     # medians: nothing found before the end (inf against inf is not lower), the lower one at the end
     assert "| optuna-tpe | 0 of 1 | 0 of 1 | 0 of 1 | 1 of 1 |" in summary([runs])
+
+
+def test_the_docs_tables_are_the_committed_results():
+    """docs/benchmarks.md quotes budget_report.md: each row of its median table is that method's
+    row there, and its counts over the tasks are the report's summary."""
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    section = docs[docs.index("## The best config per unit of compute") : docs.index("## Wide: all 24 BBOB")]
+    report = (ROOT / "experiments" / "results" / "budget_report.md").read_text()
+    names = {
+        "**default**": "ga", "every trial to its budget": "ga-full", "Optuna TPE": "optuna-tpe",
+        "TPE + Hyperband": "optuna-tpe-hb", "TPE + median": "optuna-tpe-median", "random search": "random",
+    }  # fmt: skip
+    tasks = {t: report[report.index(f"### {t}:") :].split("\n### ")[0] for t in ("synthetic", "pydoc", "chat")}
+    task, quoted = "", 0
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != 7 or cells[0] in ("task", "---"):
+            continue
+        task = cells[0] or task
+        method = names[next(n for n in names if cells[1].startswith(n))]
+        medians = [c.strip("*") for c in cells[2:6]]
+        assert f"| {method} | {' | '.join(medians)} |" in tasks[task], (task, method)
+        quoted += 1
+    assert quoted == 18
+    lower = report[report.index("| ga's median lower than") :]
+    for peer, counts in (("optuna-tpe", "3, 3, 3, 2"), ("optuna-tpe-hb", "1, 2, 3, 1")):
+        assert f"| {peer} | " + " | ".join(f"{c} of 3" for c in counts.split(", ")) + " |" in lower
+        assert counts in section
