@@ -46,6 +46,7 @@ class DeviceExecutor:
         if len(set(devices)) != len(devices) or not devices:
             raise ValueError(f"devices must be distinct labels, got {list(devices)}")
         self._devices: list[_Device] = []
+        self._closed = False
         self._shared = fitness  # for_device may answer the driver's own fitness: not ours to close
         try:
             for label in devices:
@@ -72,6 +73,8 @@ class DeviceExecutor:
 
     def wait(self) -> tuple[int, TrialResult]:
         while True:
+            if self._closed:  # a driver blocked here when the run closed: nothing more is answered
+                raise RuntimeError("the executor was closed; its trials in flight are abandoned")
             self._collect()
             if self._answered:  # handed out before anything new starts, so cohorts stay whole
                 return self._answered.popleft()
@@ -82,13 +85,15 @@ class DeviceExecutor:
             futures.wait(busy, return_when=futures.FIRST_COMPLETED)
 
     def close(self) -> None:
-        """Trials in flight are abandoned; each device's fitness is closed (its worker stopped)."""
-        for device in self._devices:
+        """Trials in flight are abandoned; each device's fitness is closed (its worker stopped).
+        The devices are let go first, so a trial its stopped worker fails is never answered."""
+        devices, self._devices = self._devices, []
+        self._closed = True
+        for device in devices:
             device.pool.shutdown(wait=False, cancel_futures=True)
-        for device in self._devices:
+        for device in devices:
             if device.fitness is not self._shared:
                 device.fitness.close()
-        self._devices = []
 
     def _collect(self) -> None:
         """The answers of every device that has finished, the oldest batch first."""
