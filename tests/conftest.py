@@ -1,7 +1,15 @@
+import os
 from pathlib import Path
 
 import pytest
 import yaml
+
+# Under pytest-xdist (-n N) each worker, and the trial workers it starts, gets its share of
+# the cores: torch's OpenMP threads spin, and N processes each as wide as the machine
+# oversubscribe it. Set before any test imports torch.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    _share = len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: its experiments/ configs and data
 
