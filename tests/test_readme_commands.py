@@ -62,3 +62,14 @@ def test_every_command_of_the_tour_runs_on_the_synthetic_config(tmp_path, monkey
         assert main(argv) == 0, f"{line}: {capsys.readouterr().err}"
     assert (tmp_path / "runs" / "demo" / "report.html").is_file()
     assert (tmp_path / "runs" / "compare.png").is_file() and (tmp_path / "runs" / "best.yaml").is_file()
+
+
+def test_the_python_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's "From Python" block, as is, with a stand-in for the user's training."""
+    (code,) = re.findall(r"```python\n(.*?)```", section("From Python"), flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    namespace = {"train_and_validate": lambda learning_rate, r: abs(learning_rate - 1e-3) * 1e3 + r / 64}
+    exec(compile(code, "README.md", "exec"), namespace)
+    result = namespace["result"]
+    assert result.best_trials[0].values["val_loss"] < 1.0 and (tmp_path / "runs" / "mine" / "run.db").exists()
+    assert "val_loss" in capsys.readouterr().out
