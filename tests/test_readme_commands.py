@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 from evo.cli import main
@@ -37,6 +38,20 @@ def test_ci_runs_the_readmes_two_commands_verbatim():
     (cut_down,) = [line for line in lines if line.startswith(main_job)]
     extra = shlex.split(cut_down[len(main_job) :])
     assert extra and all(re.fullmatch(r"[a-z_.]+=\S+|--quiet|--no-plots", arg) for arg in extra), extra
+
+
+def test_ci_fails_when_any_step_of_a_readme_command_fails():
+    """set -e ignores a failure before a line's last &&: a lint error would skip the tests and
+    pass CI. Each README line in .ci/run is followed by its status check, and the check stops CI."""
+    main_job, tests = bash_blocks(section("Two commands, on a fresh machine"))
+    lines = CI.splitlines()
+    for command in (main_job, tests):
+        (at,) = [i for i, line in enumerate(lines) if line.startswith(command)]
+        assert lines[at + 1].startswith("passed $? "), lines[at + 1]
+    helper = CI[CI.index("passed() {") : CI.index("\n}\n", CI.index("passed() {")) + 3]
+    script = f"set -euo pipefail\nstarted=$SECONDS\n{helper}\ntrue && false && true\npassed $? 'a step'\necho reached\n"
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert done.returncode == 1 and "reached" not in done.stdout and "CI failed (exit 1)" in done.stdout
 
 
 def test_ci_builds_its_own_clean_environment():
