@@ -106,3 +106,24 @@ def test_the_docs_tables_are_the_committed_results():
     for peer, counts in (("optuna-tpe", "3, 3, 3, 2"), ("optuna-tpe-hb", "1, 2, 3, 1")):
         assert f"| {peer} | " + " | ".join(f"{c} of 3" for c in counts.split(", ")) + " |" in lower
         assert counts in section
+
+
+def _lower_readouts(report: str, method: str) -> int:
+    """Read-outs (task x read-out x {TPE, TPE + Hyperband}) where ``method``'s median is lower."""
+    count = 0
+    for block in report.split("\n### ")[1:4]:
+        rows = {
+            cells[0]: [float(v) for v in cells[1:5]]
+            for cells in ([c.strip() for c in line.strip("|").split("|")] for line in block.splitlines())
+            if len(cells) > 5 and cells[0] in (method, "optuna-tpe", "optuna-tpe-hb")
+        }
+        count += sum(rows[method][i] < rows[peer][i] for peer in ("optuna-tpe", "optuna-tpe-hb") for i in range(4))
+    return count
+
+
+def test_the_docs_counts_of_lower_medians_are_the_committed_results():
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    for split, label in (("dev", "development, seeds 0-29"), ("report", "report, seeds 1000-1019")):
+        report = (ROOT / "experiments" / "results" / f"budget_{split}.md").read_text()
+        counts = [_lower_readouts(report, m) for m in ("ga", "ga-es", "ga-mf", "ga-full")]
+        assert f"| {label} | " + " | ".join(map(str, counts)) + " |" in docs
