@@ -102,7 +102,7 @@ class EarlyStop:
     ``thresholds`` are ``(fraction of the budget, value)`` pairs sorted by fraction, for
     the first objective: at an intermediate evaluation at fraction f, a trial whose value
     is worse than the threshold of the largest fraction <= f is stopped (the driver puts
-    there what earlier trials reached: ``evo._pruning``). With
+    there what earlier trials reached: ``evo.early_stopping._rules``). With
     ``loss_ratio``, a training loss above that multiple of the first step's loss, or a
     NaN/inf loss, stops the trial as diverged.
     """

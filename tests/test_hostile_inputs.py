@@ -132,7 +132,7 @@ def changed_fitness(work: Path, env: dict) -> list[str]:
 
     parsed = parse_config(config)
     fitness = make_fitness(parsed.fitness)
-    from evo._evaluation import run_fingerprint
+    from evo.evaluation import run_fingerprint
 
     RunStore.create(work / "run", config=parsed.raw, fingerprint=run_fingerprint(fitness, parsed.budget)).close()
     fitness.close()

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from evo.cli import main
-from tests.evo.test_dashboard import dashboard, get, studies
+from tests.evo.optuna.test_dashboard import dashboard, get, studies
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

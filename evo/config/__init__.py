@@ -4,8 +4,8 @@ Every mistake is a :class:`~evo.trial.ConfigError` whose one-line message names 
 raised before anything is written. The resolved config (defaults filled in) is what the
 run directory keeps.
 
-A leaf layer: this package imports only ``evo.trial`` and ``evo._space``; the strategies
-and executors read their settings from here (``_evolution``, ``_executor``).
+Low in the layers: this package imports only the contract, the search space and early
+stopping's rung arithmetic; every other folder reads its settings from here.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from evo.config._evolution import (
     PBTSettings,
     Replacement,
     StopRule,
-    Strategy,
     Surrogate,
+    Survival,
 )
 from evo.config._executor import AUTO_DEVICES, ExecutorSettings, ExecutorType
 from evo.config._fields import Rule, build, check_fields, probability, rule
+from evo.config._reference import reference
 from evo.config._run import REPORT_TO, ArtifactPolicy, RunConfig, parse_config, resolved
 from evo.config._run_budget import RunBudget
 from evo.config._yaml import apply_override, load_config, read_yaml
@@ -51,7 +52,7 @@ __all__ = [
     "RunBudget",
     "RunConfig",
     "StopRule",
-    "Strategy",
+    "Survival",
     "Surrogate",
     "apply_override",
     "build",
@@ -60,6 +61,7 @@ __all__ = [
     "parse_config",
     "probability",
     "read_yaml",
+    "reference",
     "resolved",
     "rule",
 ]

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 
 from evo.config._fields import check_fields, probability, rule, section
+from evo.early_stopping import rung_fractions
 from evo.trial import ConfigError
 
 __all__ = [
@@ -23,12 +24,14 @@ __all__ = [
     "MultiFidelity",
     "PBTSettings",
     "StopRule",
-    "Strategy",
+    "Survival",
     "Surrogate",
 ]
 
 
-class Strategy(str, enum.Enum):
+class Survival(str, enum.Enum):
+    """Who survives a generation (the config key `evolution.strategy`, named before the strategies were)."""
+
     MU_PLUS_LAMBDA = "mu_plus_lambda"  # survivors from parents + offspring: elitist
     MU_COMMA_LAMBDA = "mu_comma_lambda"  # survivors from offspring (+ elites): forgets faster
 
@@ -100,16 +103,6 @@ class StopRule(str, enum.Enum):
 
     HALVING = "halving"  # successive halving at rungs min_fidelity * eta^k: the best 1/eta of each rung go on
     MEDIAN = "median"  # the median of earlier curves at the same fraction of the budget, after warmup
-
-
-def rung_fractions(min_fidelity: float, eta: int) -> tuple[float, ...]:
-    """``min_fidelity * eta^k`` below the whole budget, smallest first; a rung within 0.1% of
-    the whole budget is the whole budget (1/9 given as 0.111)."""
-    out, fraction = [], float(min_fidelity)
-    while fraction < 0.999:
-        out.append(fraction)
-        fraction *= eta
-    return tuple(out)
 
 
 _stop_rule = rule  # inside EarlyStopping's body its field ``rule`` hides the function
@@ -210,8 +203,8 @@ class EvolutionSettings:
         default=None,
         metadata=rule(ge=1, le=MAX_INDIVIDUALS, help="lambda: children per generation; null: population_size"),
     )
-    strategy: Strategy = field(
-        default=Strategy.MU_PLUS_LAMBDA, metadata=rule(help="survivors from parents + offspring, or offspring only")
+    strategy: Survival = field(
+        default=Survival.MU_PLUS_LAMBDA, metadata=rule(help="survivors from parents + offspring, or offspring only")
     )
     crossover: Crossover = field(
         default=Crossover.BLEND,
@@ -249,7 +242,7 @@ class EvolutionSettings:
     prior_share: float = field(
         default=0.0, metadata=probability("share of the initial population drawn around the baseline config")
     )
-    # Screen bred children with a model of all results so far (evo._surrogate). TPE by default: on the BBOB
+    # Screen bred children with a model of all results so far (evo.search._surrogate). TPE by default: on the BBOB
     # benchmark (README) it needs ~0.7x the evaluations of plain evolution to reach Optuna TPE's result at 100.
     surrogate: Surrogate = field(
         default=Surrogate.TPE,
@@ -300,7 +293,7 @@ class EvolutionSettings:
     def __post_init__(self) -> None:
         check_fields(self, "evolution")
         object.__setattr__(self, "early_stopping", _stopping(self.early_stopping))
-        if self.strategy is Strategy.MU_COMMA_LAMBDA and self.lambda_ < self.population_size:
+        if self.strategy is Survival.MU_COMMA_LAMBDA and self.lambda_ < self.population_size:
             raise ConfigError(
                 f"evolution.offspring_size: mu_comma_lambda needs offspring_size >= population_size "
                 f"({self.lambda_} < {self.population_size})"
@@ -320,7 +313,7 @@ class EvolutionSettings:
                 f"{'set (true for the defaults)' if self.multi_fidelity is None else 'left out'}; "
                 "a config with the block gets mode multi_fidelity from parse_config"
             )
-        if self.mode is Mode.STEADY_STATE and self.strategy is Strategy.MU_COMMA_LAMBDA:
+        if self.mode is Mode.STEADY_STATE and self.strategy is Survival.MU_COMMA_LAMBDA:
             raise ConfigError(
                 "evolution.strategy: steady_state replaces the worst member, which is mu_plus_lambda; "
                 "mu_comma_lambda needs generations"

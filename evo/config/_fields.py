@@ -32,7 +32,7 @@ __all__ = [
     "build",
     "check_field",
     "check_fields",
-    "check_value",
+    "check_setting",
     "probability",
     "rule",
     "section",
@@ -142,7 +142,7 @@ def _fits(kind: type, value: Any) -> bool:
     return isinstance(value, kind)
 
 
-def check_value(key: str, value: Any, kind: type, rule: Rule = Rule(), *, optional: bool = False) -> None:
+def check_setting(key: str, value: Any, kind: type, rule: Rule = Rule(), *, optional: bool = False) -> None:
     """Raise the one-line error for ``value`` at ``key`` unless it fits ``kind`` and ``rule``."""
     if value is None and optional:
         return
@@ -161,14 +161,14 @@ def check_fields(obj: Any, path: str) -> None:
     """Check every field of a settings object against its declared rule (from ``__post_init__``)."""
     for name, spec in _specs(type(obj)).items():
         if spec.kind is not None:
-            check_value(_key(path, name), getattr(obj, name), spec.kind, spec.rule, optional=spec.optional)
+            check_setting(_key(path, name), getattr(obj, name), spec.kind, spec.rule, optional=spec.optional)
 
 
 def check_field(cls: type, name: str, value: Any, key: str | None = None) -> None:
     """Check one value against the rule of field ``name`` of ``cls``, before building it."""
     spec = _specs(cls)[name]
     if spec.kind is not None:
-        check_value(key or name, value, spec.kind, spec.rule, optional=spec.optional)
+        check_setting(key or name, value, spec.kind, spec.rule, optional=spec.optional)
 
 
 def unknown_key(path: str, name: object, known: Iterable[str], what: str = "unknown key") -> ConfigError:

@@ -15,12 +15,12 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from evo._space import SearchSpace
 from evo.config._evolution import EarlyStopping, EvolutionSettings, MultiFidelity, PBTSettings
 from evo.config._executor import ExecutorSettings
 from evo.config._fields import _RULE, Rule
 from evo.config._run import _TOP_KEYS, RunConfig
 from evo.config._run_budget import RunBudget
+from evo.space import SearchSpace
 from evo.trial import Budget, GeneDecl, ValueKind
 
 __all__ = ["reference"]

@@ -14,16 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from evo._space import SearchSpace
-from evo.config._evolution import MAX_GENERATIONS, EvolutionSettings, Mode, Strategy
+from evo.config._evolution import MAX_GENERATIONS, EvolutionSettings, Mode, Survival
 from evo.config._executor import ExecutorSettings
-from evo.config._fields import Rule, build, check_field, check_fields, check_value, rule, unknown_key
+from evo.config._fields import Rule, build, check_field, check_fields, check_setting, rule, unknown_key
 from evo.config._run_budget import RunBudget
+from evo.space import SearchSpace
 from evo.trial import Budget, ConfigError
 
 __all__ = ["REPORT_TO", "ArtifactPolicy", "RunConfig", "parse_config", "resolved"]
 
-# The experiment trackers evo._trackers can build, and the Optuna mirror (evo._optuna_mirror);
+# The experiment trackers evo.reporting._trackers can build, and the Optuna mirror (evo.optuna._mirror);
 # "auto" is the mirror when optuna is installed. Whether one is installed is checked where
 # they are built, at run start: the config stays free of imports.
 REPORT_TO = ("auto", "optuna", "tensorboard", "mlflow", "wandb")
@@ -159,7 +159,7 @@ def _with_mode(spec: dict[str, Any]) -> dict[str, Any]:
     has_block = block is not None and block is not False
     if mode in (None, Mode.GENERATIONAL.value) and has_block:
         return {**spec, "mode": Mode.MULTI_FIDELITY.value}
-    if mode is None and getattr(spec.get("strategy"), "value", spec.get("strategy")) == Strategy.MU_COMMA_LAMBDA.value:
+    if mode is None and getattr(spec.get("strategy"), "value", spec.get("strategy")) == Survival.MU_COMMA_LAMBDA.value:
         return {**spec, "mode": Mode.GENERATIONAL.value}
     if mode == Mode.MULTI_FIDELITY.value and block is None:
         return {**spec, "multi_fidelity": True}
@@ -175,7 +175,7 @@ def _budget(spec: Any) -> Budget:
         if key not in ("steps", "tokens"):
             raise unknown_key("budget", key, ("steps", "tokens"))
     for key in ("steps", "tokens"):
-        check_value(f"budget.{key}", spec.get(key), int, Rule(ge=1), optional=True)
+        check_setting(f"budget.{key}", spec.get(key), int, Rule(ge=1), optional=True)
     if spec.get("steps") is None and spec.get("tokens") is None:
         raise ConfigError("budget: set steps or tokens (e.g. budget: {steps: 100})")
     return Budget(steps=spec.get("steps"), tokens=spec.get("tokens"))

@@ -9,19 +9,27 @@ strategy modules (DEAP, numpy) load only when a run starts.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evo._results import RunResult
+    from evo.config import RunConfig
+    from evo.evaluation import RunResult
+    from evo.executors import Executor
+    from evo.storage import RunStore
+    from evo.trial import Fitness
+
+
+def run_strategy(
+    config: RunConfig, fitness: Fitness, store: RunStore, fingerprint: str, *, executor: Executor, **options: Any
+) -> RunResult:
+    """Run the strategy ``config.evolution.mode`` names, from wherever the store left off
+    (``options``: the warm-start genomes and observers :meth:`RunContext.build` takes)."""
+    from evo.evaluation import RunBudgetSpent
     from evo.strategies._context import RunContext
 
-
-def run_strategy(ctx: RunContext) -> RunResult:
-    """Run the strategy ``ctx.settings.mode`` names, from wherever the store left off."""
-    from evo._spending import BudgetSpent
-
+    ctx = RunContext.build(config, fitness, store, fingerprint, executor=executor, **options)
     module = importlib.import_module(f"{__name__}._{ctx.settings.mode.value}")
     try:
         return module.run(ctx)
-    except BudgetSpent:  # the run budget ended it: what ran is recorded, the rest waits for a resume
+    except RunBudgetSpent:  # the run budget ended it: what ran is recorded, the rest waits for a resume
         return ctx.finish()

@@ -19,19 +19,35 @@ from typing import Any
 
 import numpy as np
 
-from evo import _breeding as breeding
-from evo import _deap
-from evo._evaluation import Evaluator, Job, penalty
-from evo._observers import Fanout, RunInfo, RunObserver
-from evo._pruning import HalvingRule, MedianRule
-from evo._results import RunResult, build_result
-from evo._spending import DRIVER_SECONDS, Spending
-from evo._stats import generation_record
-from evo._surrogate import MIN_OBSERVATIONS, History, Observation
-from evo.config import Mode, RunConfig, StopRule, Strategy, Surrogate
+from evo.config import EarlyStopping, Mode, RunConfig, StopRule, Surrogate, Survival
+from evo.early_stopping import HalvingRule, MedianRule
+from evo.evaluation import (
+    DRIVER_SECONDS,
+    Evaluator,
+    Fanout,
+    Job,
+    RunInfo,
+    RunObserver,
+    RunResult,
+    Spending,
+    build_result,
+    penalty,
+)
 from evo.executors import Executor
+from evo.search import (
+    MIN_OBSERVATIONS,
+    Candidate,
+    History,
+    Observation,
+    Prior,
+    deap_types,
+    generation_record,
+    initial_candidates,
+    offspring,
+    select_best,
+)
 from evo.storage import BASELINE_GENERATION, IndividualRecord, RunStore, TrialRecord
-from evo.trial import FailureReason, Fitness, TrialStatus
+from evo.trial import FailureReason, Fitness, Objective, TrialStatus
 
 
 @dataclass
@@ -62,7 +78,7 @@ class RunContext:
         stopping = settings.stopping(fitness.intermediate_values)
         pruner = None
         if stopping is not None:
-            pruner = (HalvingRule if stopping.rule is StopRule.HALVING else MedianRule)(stopping, objectives[0])
+            pruner = stopping_rule(stopping, objectives[0])
         evaluator = Evaluator(
             store=store,
             executor=executor,
@@ -87,7 +103,7 @@ class RunContext:
         self.multi_objective = len(self.objectives) > 1
         # DEAP compares fitnesses lexicographically: with fidelity first, a whole-budget
         # trial beats any partial one, and partial ones only compare at equal fidelity.
-        self.Fitness, self.Individual = _deap.make_types(self.objectives, by_fidelity=self.by_fidelity)
+        self.FitnessValues, self.Individual = deap_types(self.objectives, by_fidelity=self.by_fidelity)
         self._observed: dict[float, History] = {}  # finished trials by fidelity, for a surrogate
         self._read_up_to = 0  # trial ids up to here have been read into _observed
         self._running: set[int] = set()  # ids read while in flight
@@ -135,7 +151,7 @@ class RunContext:
         ind = self.Individual(rec.genome)
         ind.id, ind.trial_id, ind.ok, ind.generation = rec.id, trial.id, trial.ok, rec.generation
         values = tuple(trial.values[o.name] for o in self.objectives) if trial.ok else penalty(self.objectives)
-        ind.fitness = self.Fitness((trial.fidelity if trial.ok else 0.0, *values) if self.by_fidelity else values)
+        ind.fitness = self.FitnessValues((trial.fidelity if trial.ok else 0.0, *values) if self.by_fidelity else values)
         return ind
 
     def individuals(self, records: Sequence[IndividualRecord], trials: Mapping[int, TrialRecord] = {}) -> list:
@@ -156,30 +172,30 @@ class RunContext:
         return self.individuals(records, self.evaluator.evaluate_batch(jobs))
 
     # -- breeding and selection ------------------------------------------------------------
-    def breed(self, population: list, rng: np.random.Generator) -> list[breeding.Member]:
+    def breed(self, population: list, rng: np.random.Generator) -> list[Candidate]:
         """The initial population (warm-start genomes first), or a generation's offspring."""
         if not population:
-            return self.initial_members(rng)
+            return self.initial_candidates(rng)
         history = self.history()
-        return breeding.offspring(self.space, population, self.settings, rng, history.window(), history.known)
+        return offspring(self.space, population, self.settings, rng, history.window(), history.known)
 
-    def initial_members(self, rng: np.random.Generator) -> list[breeding.Member]:
+    def initial_candidates(self, rng: np.random.Generator) -> list[Candidate]:
         """Warm-start genomes, then draws around the baseline (``prior_share``), then draws as ``init`` says."""
         prior = None
         if self.settings.prior_share > 0 and self.config.baseline:
             centre, _ = self.space.adapt({k: v for k, v in self.config.baseline.items() if k in self.space.genes}, rng)
-            prior = breeding.Prior(centre, self.settings.prior_share)
-        return breeding.initial_members(
+            prior = Prior(centre, self.settings.prior_share)
+        return initial_candidates(
             self.space, self.settings.population_size, rng, self.warm_start, self.settings.init, prior
         )
 
     def survivors(self, population: list, new: list) -> list:
         """mu + lambda: the best of both; mu, lambda: the elites and the best offspring."""
         mu = self.settings.population_size
-        if not population or self.settings.strategy is Strategy.MU_PLUS_LAMBDA:
-            return _deap.best(population + new, mu, self.multi_objective)
-        elites = _deap.best(population, self.settings.elitism, self.multi_objective)
-        return elites + _deap.best(new, mu - len(elites), self.multi_objective)
+        if not population or self.settings.strategy is Survival.MU_PLUS_LAMBDA:
+            return select_best(population + new, mu, self.multi_objective)
+        elites = select_best(population, self.settings.elitism, self.multi_objective)
+        return elites + select_best(new, mu - len(elites), self.multi_objective)
 
     def history(self) -> History:
         """The finished trials of this run's genomes a surrogate learns from (empty without
@@ -252,3 +268,10 @@ class RunContext:
 def job_of(rec: IndividualRecord, **options: Any) -> Job:
     """The evaluation of a stored individual; its generation and slot fix the trial seed."""
     return Job(rec.id, rec.genome, rec.generation, rec.slot, **options)
+
+
+def stopping_rule(settings: EarlyStopping, objective: Objective) -> HalvingRule | MedianRule:
+    """The early-stopping rule ``evolution.early_stopping`` asks for, judging ``objective``."""
+    if settings.rule is StopRule.HALVING:
+        return HalvingRule(objective, settings.rungs, settings.eta, settings.brackets, settings.loss_ratio)
+    return MedianRule(objective, settings.min_trials, settings.warmup, settings.loss_ratio)

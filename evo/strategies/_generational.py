@@ -8,7 +8,7 @@ so a seed gives the same run on every executor.
 
 from __future__ import annotations
 
-from evo._results import RunResult
+from evo.evaluation import RunResult
 from evo.strategies._context import RunContext
 
 

@@ -19,23 +19,23 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from evo._evaluation import Evaluator, Job
-from evo._results import RunResult
+from evo.early_stopping import rung_sizes
+from evo.evaluation import Evaluator, Job, RunResult
 from evo.storage import TrialRecord
 from evo.strategies._context import RunContext, job_of
 from evo.trial import FailureReason, Objective
 
 
 def run(ctx: RunContext) -> RunResult:
-    halving = ctx.settings.multi_fidelity
-    assert halving is not None  # the config sets it in this mode
-    rungs, eta = halving.rungs, halving.eta
+    mf = ctx.settings.multi_fidelity
+    assert mf is not None  # the config sets it in this mode
+    rungs, eta = mf.rungs, mf.eta
     start = ctx.open()
     population = ctx.individuals(ctx.store.population(start - 1)) if start else []
     for gen in range(start, ctx.settings.generations + 1):
         members = ctx.store.individuals(gen) or ctx.store.add_individuals(gen, ctx.breed(population, ctx.rng(gen)))
         ctx.observers.generation(gen, sum(rung_sizes(len(members), rungs, eta)))
-        reached = successive_halving(ctx.evaluator, [job_of(r) for r in members], rungs, eta, ctx.objectives[0])
+        reached = train_through_rungs(ctx.evaluator, [job_of(r) for r in members], rungs, eta, ctx.objectives[0])
         new = ctx.individuals(members, reached)
         population = ctx.survivors(population, new)
         whole_budget = [ind for ind in population if not ind.ok or ind.fitness.values[0] >= 1.0]
@@ -44,15 +44,7 @@ def run(ctx: RunContext) -> RunResult:
     return ctx.finish()
 
 
-def rung_sizes(n: int, rungs: Sequence[float], eta: int) -> list[int]:
-    """How many of ``n`` new individuals train at each rung (at most; failures promote fewer)."""
-    sizes = [n]
-    for _ in rungs[1:]:
-        sizes.append(math.ceil(sizes[-1] / eta))
-    return sizes
-
-
-def successive_halving(
+def train_through_rungs(
     evaluator: Evaluator, jobs: Sequence[Job], rungs: Sequence[float], eta: int, objective: Objective
 ) -> dict[int, TrialRecord]:
     """The last trial of every job's individual: at the highest rung it reached."""

@@ -21,11 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from evo import _breeding as breeding
-from evo import _deap
-from evo._operators import mutate
-from evo._results import RunResult
-from evo._space import SearchSpace
+from evo.evaluation import RunResult
+from evo.search import Candidate, select_best
+from evo.space import SearchSpace, mutate
 from evo.storage import BASELINE_GENERATION
 from evo.strategies._context import RunContext, job_of
 
@@ -60,15 +58,15 @@ def run(ctx: RunContext) -> RunResult:
     return result
 
 
-def _next(ctx: RunContext, population: list, rng: np.random.Generator) -> list[breeding.Member]:
+def _next(ctx: RunContext, population: list, rng: np.random.Generator) -> list[Candidate]:
     """The members of the next interval: most continue, the bottom exploit and explore."""
     if not population:
-        return ctx.initial_members(rng)
-    ranked = _deap.best(population, len(population), ctx.multi_objective)
+        return ctx.initial_candidates(rng)
+    ranked = select_best(population, len(population), ctx.multi_objective)
     cut = max(1, math.floor(ctx.settings.pbt.quantile * len(ranked)))
     top = [ind for ind in ranked[:cut] if ind.ok]
     bottom = {ind.id for ind in ranked[len(ranked) - cut :]} | {ind.id for ind in population if not ind.ok}
-    members: list[breeding.Member] = []
+    members: list[Candidate] = []
     for ind in population:  # slot order
         if ind.id in bottom and top:
             source = top[int(rng.integers(len(top)))]

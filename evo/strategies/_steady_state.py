@@ -28,10 +28,9 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 
-from evo import _breeding as breeding
-from evo import _deap
-from evo._results import RunResult
 from evo.config import Replacement
+from evo.evaluation import RunResult
+from evo.search import Candidate, offspring, select_best
 from evo.storage import BASELINE_GENERATION, IndividualRecord, TrialRecord
 from evo.strategies._context import RunContext, job_of
 
@@ -43,7 +42,7 @@ def run(ctx: RunContext) -> RunResult:
     closed = ctx.open()
     state = _Population.load(ctx, closed)
     if not state.members:
-        initial = ctx.initial_members(ctx.rng(0))
+        initial = ctx.initial_candidates(ctx.rng(0))
         state.members = {r.id: r for r in ctx.store.add_individuals(0, initial)}
     ctx.observers.generation(closed, settings.population_size if closed == 0 else settings.lambda_)
     state.close_due()
@@ -97,11 +96,11 @@ class _Population:
         gen, slot = 1 + k // lam, k % lam
         rng = ctx.rng(gen, slot)
         if slot >= lam - ctx.settings.immigrants:
-            member: breeding.Member = (ctx.space.sample(rng), "immigrant", [])
+            member: Candidate = (ctx.space.sample(rng), "immigrant", [])
         else:
             one = dataclasses.replace(ctx.settings, offspring_size=1, immigrants=0)
             history = ctx.history()
-            (member,) = breeding.offspring(ctx.space, self.population, one, rng, history.window(), history.known)
+            (member,) = offspring(ctx.space, self.population, one, rng, history.window(), history.known)
         (rec,) = [r for r in ctx.store.add_individuals(gen, [member], first_slot=slot) if r.slot == slot]
         self.members[rec.id] = rec
         return rec
@@ -134,7 +133,7 @@ def _survivors(ctx: RunContext, population: list, child) -> list:
     ``replacement: nearest`` the member closest to it among those it beats (none: it is dropped)."""
     mu = ctx.settings.population_size
     if len(population) < mu or ctx.multi_objective or ctx.settings.replacement is Replacement.WORST:
-        return _deap.best(population + [child], mu, ctx.multi_objective)
+        return select_best(population + [child], mu, ctx.multi_objective)
     beaten = [m for m in population if child.ok and (not m.ok or child.fitness > m.fitness)]
     if not beaten:
         return population

@@ -23,7 +23,7 @@ import sys
 import threading
 from pathlib import Path
 
-from evo import _breeding as breeding
+from evo.search import _breeding as breeding
 from evo.storage import RunStore, StoreError
 from evo.strategies._context import RunContext
 from fitness.synthetic import SyntheticFitness
@@ -83,8 +83,8 @@ def main() -> None:
     at_entry(RunContext, "record")
     inside_transactions()
 
-    from evo import _api
     from evo.config import parse_config
+    from evo.run import _api
     from fitness import make_fitness
 
     try:

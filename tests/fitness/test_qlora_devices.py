@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from evo._api import start_run
 from evo.config import parse_config
 from evo.executors._devices import DeviceExecutor
+from evo.run import start_run
 from evo.storage import RunStore
 from evo.trial import Budget, FailureReason, Trial
 from fitness.qlora import QLoRAFitness

@@ -1,0 +1,88 @@
+"""PNG plots of a run, written into ``RUN_DIR/plots/``.
+
+Each figure function computes the series it draws, draws them, and returns them, so
+tests can check that what is drawn is what the store holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evo.evaluation import RunInfo, RunObserver
+from evo.reporting._rundata import RunData, load_run
+
+
+class NothingToPlot(ValueError):
+    """The run has no finished trial yet; the message says so in one line."""
+
+
+@dataclass
+class PlotReport:
+    written: dict[str, Path] = field(default_factory=dict)
+    series: dict[str, dict[Any, Any]] = field(default_factory=dict)  # learning_curves keys by trial id
+    skipped: dict[str, str] = field(default_factory=dict)  # figure name -> why it was not drawn
+
+
+def plot_run(run_dir: Path | str, out_dir: Path | str | None = None, data: RunData | None = None) -> PlotReport:
+    """Write every figure that the run's data supports; say why the others were skipped."""
+    from evo.reporting.plots import _figures as figures  # matplotlib loads only when plotting
+
+    data = data or load_run(run_dir)
+    if not data.trials and data.baseline is None:
+        raise NothingToPlot(f"{run_dir}: nothing to plot yet: no trial has finished")
+    out = Path(out_dir) if out_dir else Path(run_dir) / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    report = PlotReport()
+    for name, figure in figures.FIGURES.items():
+        reason = figures.why_not(name, data)
+        if reason:
+            report.skipped[name] = reason
+            continue
+        path = out / f"{name}.png"
+        report.series[name] = figure(data, path)
+        report.written[name] = path
+    return report
+
+
+class PlotRefresher(RunObserver):
+    """Redraws RUN_DIR/plots during a run, so a long run can be watched.
+
+    Refreshes after a generation when ``every_seconds`` have passed since the last
+    refresh, and always at the end. Drawing reads the whole run, so it takes longer as
+    the run grows (about a second at a few hundred trials): the pause also lasts at least
+    ``PAUSE_FACTOR`` times the last drawing, which keeps plotting under a tenth of the
+    driver's time however long the run.
+    """
+
+    PAUSE_FACTOR = 9.0
+
+    def __init__(self, every_seconds: float = 30.0):
+        self.every_seconds = every_seconds
+        self.last = float("-inf")
+        self.pause = every_seconds
+
+    def start(self, run: RunInfo) -> None:
+        self.run_dir = run.run_dir
+
+    def generation_done(self, stats) -> None:
+        import time
+
+        if self.run_dir is not None and time.monotonic() - self.last >= self.pause:
+            self._refresh(self.run_dir)
+
+    def end(self) -> None:
+        if self.run_dir is not None:
+            self._refresh(self.run_dir)
+
+    def _refresh(self, run_dir: Path) -> None:
+        import time
+
+        began = time.monotonic()
+        try:
+            plot_run(run_dir)
+        except NothingToPlot:
+            pass
+        self.last = time.monotonic()
+        self.pause = max(self.every_seconds, self.PAUSE_FACTOR * (self.last - began))
