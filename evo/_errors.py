@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ConfigError(ValueError):
@@ -20,3 +25,21 @@ class Deprecated(FutureWarning):
 def renamed(old: str, new: str, *, stacklevel: int = 3) -> None:
     """Warn that ``old`` (a config key, a flag, a name) is now ``new``, with the same meaning."""
     warnings.warn(f"{old} is deprecated since 0.2.0: use {new} (the same setting)", Deprecated, stacklevel=stacklevel)
+
+
+def renamed_keywords(**new_name_of: str) -> Callable[[F], F]:
+    """A function that still takes the keyword arguments a release renamed (``old="new"``):
+    an old one is passed on under its new name, with the warning of :func:`renamed`."""
+
+    def wrap(function: F) -> F:
+        @functools.wraps(function)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for old, new in new_name_of.items():
+                if old in kwargs:
+                    renamed(f"{function.__name__}({old}=...)", f"{function.__name__}({new}=...)")
+                    kwargs[new] = kwargs.pop(old)
+            return function(*args, **kwargs)
+
+        return call  # type: ignore[return-value]
+
+    return wrap

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from evo._errors import renamed_keywords
 from evo.config import EvolutionSettings, RunConfig, parse_config
 from evo.evaluation import RunAborted, RunObserver, RunResult, run_fingerprint
 from evo.executors import Executor, make_executor
@@ -18,11 +19,12 @@ from evo.search import genomes_from_run
 from evo.space import SearchSpace, canonical
 from evo.storage import RunStore
 from evo.strategies import run_strategy
-from evo.trial import Budget, ConfigError, Fitness, renamed
+from evo.trial import Budget, ConfigError, Fitness
 
 __all__ = ["evolve", "start_run", "resume_run", "RunAborted"]
 
 
+@renamed_keywords(seed_genomes="warm_start")  # 0.1's name: "seed" is the random seed only since 0.2
 def evolve(
     space: SearchSpace | Mapping[str, Any],
     fitness: Fitness,
@@ -37,7 +39,6 @@ def evolve(
     warm_start: Sequence[Mapping[str, Any]] = (),
     observers: Sequence[RunObserver] = (),
     executor: Executor | Mapping[str, Any] | None = None,
-    **deprecated: Any,
 ) -> RunResult:
     """Evolve ``fitness`` over ``space`` and return the best configs and the history.
 
@@ -50,7 +51,6 @@ def evolve(
     ``generations`` in ``evolution`` it runs until then). ``warm_start``: genomes the first
     population starts with.
     """
-    warm_start = _renamed_kwargs(deprecated, {"seed_genomes": warm_start}, "evolve")["seed_genomes"]
     if isinstance(evolution, EvolutionSettings):
         evolution = {
             f.name: getattr(getattr(evolution, f.name), "value", getattr(evolution, f.name))
@@ -75,6 +75,12 @@ def evolve(
     return start_run(config, fitness, run_dir, warm_start=warm_start, observers=observers, executor=executor)
 
 
+@renamed_keywords(
+    seed_genomes="warm_start",
+    seed_from="warm_start_from",
+    seed_generation="warm_start_generation",
+    seed_top_k="warm_start_top_k",
+)
 def start_run(
     config: RunConfig,
     fitness: Fitness,
@@ -87,7 +93,6 @@ def start_run(
     observers: Sequence[RunObserver] = (),
     warn: Callable[[str], None] = lambda message: None,
     executor: Executor | None = None,
-    **deprecated: Any,
 ) -> RunResult:
     """Start a new run of ``config`` in ``run_dir`` (None: in memory).
 
@@ -97,18 +102,6 @@ def start_run(
     without one, on the executor ``config.executor`` describes, built here and closed
     at the end.
     """
-    given = _renamed_kwargs(
-        deprecated,
-        {
-            "seed_genomes": warm_start,
-            "seed_from": warm_start_from,
-            "seed_generation": warm_start_generation,
-            "seed_top_k": warm_start_top_k,
-        },
-        "start_run",
-    )
-    warm_start, warm_start_from = given["seed_genomes"], given["seed_from"]
-    warm_start_generation, warm_start_top_k = given["seed_generation"], given["seed_top_k"]
     for message in check_run(config, fitness):
         warn(message)
     check_report_to(config.report_to)
@@ -268,23 +261,3 @@ def _import_results(
             store.copy_trial(
                 record, fingerprint=fingerprint, config_key=key, note=f"reused from {source.run_dir} trial {record.id}"
             )
-
-
-def _renamed_kwargs(deprecated: Mapping[str, Any], current: Mapping[str, Any], call: str) -> dict[str, Any]:
-    """``current`` (keyed by the old names, valued by the new arguments) with any old-name
-    argument of 0.1 (``seed_genomes``, ``seed_from``, ...) moved in, each with a warning."""
-    out = dict(current)
-    for old, value in deprecated.items():
-        if old not in _OLD_NAMES or old not in out:
-            raise TypeError(f"{call}() got an unexpected keyword argument {old!r}")
-        renamed(f"{call}({old}=...)", f"{call}({_OLD_NAMES[old]}=...)", stacklevel=4)
-        out[old] = value
-    return out
-
-
-_OLD_NAMES = {  # 0.1's names: "seed" is the random seed only since 0.2
-    "seed_genomes": "warm_start",
-    "seed_from": "warm_start_from",
-    "seed_generation": "warm_start_generation",
-    "seed_top_k": "warm_start_top_k",
-}

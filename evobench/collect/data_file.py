@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from evo.trial import ConfigError
-from evobench.collect.plan import Plan
+from evobench.collect.plan import CollectionPlan
 
 FORMAT = 1
 
 
-def header_for(plan: Plan, fitness: Any) -> dict[str, Any]:
+def header_for(plan: CollectionPlan, fitness: Any) -> dict[str, Any]:
     identity = plan.identity(fitness.fingerprint())
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     import scipy

@@ -22,7 +22,7 @@ from typing import Any
 
 from evo.trial import Trial, TrialResult
 from evobench.collect.data_file import append
-from evobench.collect.plan import Plan
+from evobench.collect.plan import CollectionPlan
 
 TOP_LEVEL_METRICS = (
     "train_loss_curve",
@@ -105,7 +105,7 @@ def stop_on_signals() -> Iterator[dict[str, Any]]:
             signal.signal(s, h)
 
 
-def collect(plan: Plan, fitness: Any, path: Path, todo: list[int], header: dict[str, Any]) -> int:
+def collect(plan: CollectionPlan, fitness: Any, path: Path, todo: list[int], header: dict[str, Any]) -> int:
     """Evaluate and append ``todo`` in order; returns how many were written."""
     machine = machine_info(fitness)
     durations: list[float] = []

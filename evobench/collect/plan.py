@@ -26,7 +26,7 @@ QUICK_BUDGET = {"steps": 4}
 
 
 @dataclass(frozen=True)
-class Plan:
+class CollectionPlan:
     """What the collection evaluates: every trial is ``trial(i)``."""
 
     space: SearchSpace
@@ -64,7 +64,7 @@ class Plan:
         }
 
 
-def load_plan(options: Any) -> Plan:
+def load_plan(options: Any) -> CollectionPlan:
     """The plan of the command's options (``config``, ``eval_every``, ``quick``, ``model``,
     ``sample_seed``); a config that cannot be read is a ConfigError naming ``--config``."""
     try:
@@ -80,7 +80,7 @@ def load_plan(options: Any) -> Plan:
         budget = QUICK_BUDGET
     if options.model:
         fitness_spec["model"] = options.model
-    return Plan(
+    return CollectionPlan(
         SearchSpace.from_spec(config["search_space"]),
         dict(config.get("fixed") or {}),
         Budget(**budget),
