@@ -23,8 +23,8 @@ import statistics
 import time
 
 from evo.trial import Budget, Trial
+from fitness.qlora.memory.sizing import CohortPlan, CohortSizer
 from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.training.sizing import CohortPlan, CohortSizer
 from fitness.qlora.worker.runner import TrialRunner
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

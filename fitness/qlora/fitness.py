@@ -132,7 +132,7 @@ class QLoRAFitness(FitnessBase):
     @property
     def batch_capacity(self) -> int:  # type: ignore[override]  # depends on the spec and the device
         """Trials handed to the worker at once: ``fitness.cohort`` (auto: see ``sizing.cohort_plan``)."""
-        from fitness.qlora.training.sizing import cohort_plan
+        from fitness.qlora.memory.sizing import cohort_plan
 
         if self.spec.cohort == "auto" and self.spec.device is Device.AUTO:
             from fitness.qlora.base.model import pick_device  # imports torch, so only here

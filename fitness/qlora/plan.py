@@ -27,11 +27,11 @@ from fitness.qlora.base.hub import find_model_config
 from fitness.qlora.base.shape import offline_config, shipped_config
 from fitness.qlora.base.source import ModelSource, default_cache_root, resolve_model
 from fitness.qlora.genes import TrialConfig, genes_for_model, parse_genes
+from fitness.qlora.memory.calibration import Calibration
+from fitness.qlora.memory.footprint import EvalShape, megabytes
+from fitness.qlora.memory.planner import CUDA_CONTEXT_MB, CUDA_USABLE, MemoryPlanner, Room
+from fitness.qlora.memory.sizing import cohort_plan
 from fitness.qlora.spec import Device, QLoRASpec
-from fitness.qlora.training.calibration import Calibration
-from fitness.qlora.training.footprint import EvalShape, megabytes
-from fitness.qlora.training.memory_plan import CUDA_CONTEXT_MB, CUDA_USABLE, MemoryPlanner, Room
-from fitness.qlora.training.sizing import cohort_plan
 
 if TYPE_CHECKING:
     from evo.trial import Plan, PlanShape

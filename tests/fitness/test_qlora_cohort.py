@@ -155,7 +155,7 @@ def test_out_of_memory_splits_the_cohort_and_loses_no_trial(runner):
     import torch
 
     from fitness.qlora.genes import parse_genes
-    from fitness.qlora.training.sizing import CohortLimit
+    from fitness.qlora.memory.sizing import CohortLimit
     from fitness.qlora.training.train import cohort_shape
 
     def small_device(module, args, kwargs):

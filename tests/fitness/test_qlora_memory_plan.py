@@ -1,6 +1,6 @@
 """Trials sized to memory before they start, on the tiny 4-bit Llama in float32.
 
-The runner runs in this process (``worker/cohort_memory.py`` is the worker's side), and each
+The runner runs in this process (``memory/cohort_memory.py`` is the worker's side), and each
 test sets ``memory_limit_mb`` on it from the planner's own estimates, so it knows which
 micro-batch a trial must come down to. Its calibration stays empty, so recorded peaks cannot
 move the estimates between a limit's choice and the trial; the last tests check recording.
@@ -16,10 +16,10 @@ import pytest
 from evo.trial import Budget, FailureReason, Trial, TrialStatus
 from fitness.qlora.base.shape import LinearKind, ModelShape
 from fitness.qlora.genes import TrialConfig, parse_genes
+from fitness.qlora.memory.calibration import Calibration
+from fitness.qlora.memory.footprint import EvalShape
+from fitness.qlora.memory.planner import MemoryPlanner, Room, next_split
 from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.training.calibration import Calibration
-from fitness.qlora.training.footprint import EvalShape
-from fitness.qlora.training.memory_plan import MemoryPlanner, Room, next_split
 
 FLOAT32 = {"bnb_4bit_compute_dtype": "float32", "max_seq_length": 64, "learning_rate": 3e-3, "lora_dropout": 0.0}
 BUDGET = Budget(tokens=2048)  # 4 steps at 8 x 64

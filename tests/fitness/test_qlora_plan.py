@@ -97,9 +97,9 @@ def test_the_default_config_is_planned_on_this_cpu_and_timed_once_speeds_are_mea
     from fitness.qlora.base.model import device_kind
     from fitness.qlora.base.source import resolve_model
     from fitness.qlora.genes import TrialConfig
+    from fitness.qlora.memory.calibration import Calibration
+    from fitness.qlora.memory.footprint import TrialShape
     from fitness.qlora.spec import Device, QLoRASpec
-    from fitness.qlora.training.calibration import Calibration
-    from fitness.qlora.training.footprint import TrialShape
 
     shutil.copytree(cache, tmp_path, dirs_exist_ok=True)  # a calibration of its own
     overrides = ["fitness.device=cpu", f"fitness.cache_dir={tmp_path}"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evo.trial import ConfigError, Deprecated
-from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.training.sizing import (
+from fitness.qlora.memory.sizing import (
     CPU_AUTO,
     CUDA_CAP,
     CUDA_START,
@@ -15,6 +14,7 @@ from fitness.qlora.training.sizing import (
     CohortPlan,
     cohort_plan,
 )
+from fitness.qlora.spec import QLoRASpec
 
 
 def test_cohort_setting_is_checked():

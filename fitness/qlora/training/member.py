@@ -39,7 +39,7 @@ class TrainingJob:
 
     ``split`` > 1 trains each batch of the genes in that many micro-batches (``split`` times the
     accumulation: the same effective batch and data), because the whole one would not fit in
-    memory; ``split_reason`` says why (``memory_plan.py``, or a real out-of-memory error)."""
+    memory; ``split_reason`` says why (``memory/planner.py``, or a real out-of-memory error)."""
 
     trial: Trial
     cfg: TrialConfig

@@ -26,12 +26,12 @@ import torch
 from evo.trial import Budget, Trial
 from fitness.qlora.data.tokens import TokenizedCorpus
 from fitness.qlora.genes import TrialConfig
+from fitness.qlora.memory.planner import next_split
+from fitness.qlora.memory.sizing import CohortLimit
 from fitness.qlora.training.adapter import linear_modules
 from fitness.qlora.training.cohort import Cohort, causal_lm_loss, hidden_states
 from fitness.qlora.training.evaluate import EvalSettings, perplexities
 from fitness.qlora.training.member import DivergedError, Event, Member, TrainingJob, TrainingOutcome
-from fitness.qlora.training.memory_plan import next_split
-from fitness.qlora.training.sizing import CohortLimit
 
 __all__ = [
     "DivergedError",

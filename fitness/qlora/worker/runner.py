@@ -4,7 +4,7 @@
 says what happened (OOM, DIVERGED, EXCEPTION; a bad checkpoint is an EXCEPTION), and a
 trial early stopping ended is PRUNED. Trials that share the base and the block shape
 (``train.cohort_shape``) train in one cohort, sized to the device's memory first
-(``cohort_memory.py``); each is answered as soon as it ends. Deaths and timeouts are the
+(``memory/cohort_memory.py``); each is answered as soon as it ends. Deaths and timeouts are the
 supervisor's to report (see ``supervisor.py``), since a dead process can't answer.
 """
 
@@ -14,6 +14,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -24,9 +25,12 @@ from fitness.qlora.base.source import default_cache_root, resolve_model
 from fitness.qlora.data.corpus import corpus_for
 from fitness.qlora.data.tokens import tokenize_corpus
 from fitness.qlora.genes import QuantSettings, TrialConfig, parse_genes
+from fitness.qlora.memory.cohort_memory import CohortMemory
+from fitness.qlora.memory.planner import DoesNotFit
+from fitness.qlora.memory.process import address_space_cap, peak_rss_mb, reset_peak_rss
+from fitness.qlora.memory.sizing import CohortSizer, cohort_plan
 from fitness.qlora.spec import QLoRASpec
 from fitness.qlora.training.evaluate import EvalSettings
-from fitness.qlora.training.sizing import CohortSizer, cohort_plan
 from fitness.qlora.training.train import (
     DivergedError,
     TrainingJob,
@@ -36,8 +40,6 @@ from fitness.qlora.training.train import (
     steps_for,
     train_cohort,
 )
-from fitness.qlora.worker.cohort_memory import CohortMemory
-from fitness.qlora.worker.memory import address_space_cap, peak_rss_mb, reset_peak_rss
 
 Send = Callable[[int, TrialResult], None]
 
@@ -113,15 +115,7 @@ class TrialRunner:
                 metrics["base_loads"] = self.base.loads
             capacity = None
             if self.memory is not None:
-                sized = self.memory.size(jobs)
-                for _, job, metrics, _ in members:
-                    fit = sized.fits[id(job.trial)]
-                    metrics["memory_estimate_mb"] = round(fit.footprint.total, 1)  # the base included
-                    if fit.room_mb is not None:
-                        metrics["memory_room_mb"] = round(fit.room_mb, 1)  # what the trials may add to it
-                for job, refusal in sized.refused:  # before any training: an OOM that costs nothing
-                    answer(job, refusal)
-                jobs, capacity = sized.jobs, sized.capacity
+                jobs, capacity = self._sized(self.memory, members, answer)
                 self.memory.start()  # peaks from here: this cohort's
             if jobs:
                 with address_space_cap(limit_mb * len(jobs) if limit_mb and self.device == "cpu" else None):
@@ -136,7 +130,8 @@ class TrialRunner:
                         capacity=capacity,
                     )
                 if self.memory is not None:
-                    self.memory.record(jobs, trained)
+                    planned = [(job.cfg, job.split) for job in jobs]
+                    self.memory.record(planned, [((job.cfg, job.split), out.metrics) for job, out in trained])
         except Exception as exc:  # outside any trial (loading the base): every trial still waiting fails
             for job in jobs:
                 if id(job.trial) in unanswered:
@@ -144,6 +139,25 @@ class TrialRunner:
         finally:
             if self.device == "cuda":
                 torch.cuda.empty_cache()
+
+    @staticmethod
+    def _sized(memory: CohortMemory, members, answer: Callable) -> tuple[list[TrainingJob], int]:
+        """The jobs that train, each at the micro-batch that fits the device now (a copy when it is split),
+        and how many at once; a job that fits at no micro-batch is answered before any training (an OOM
+        that costs nothing)."""
+        sized = memory.size([job.cfg for _, job, _, _ in members])
+        going = []
+        for (_, job, metrics, _), fit in zip(members, sized.fits):
+            metrics["memory_estimate_mb"] = round(fit.footprint.total, 1)  # the base included
+            if fit.room_mb is not None:
+                metrics["memory_room_mb"] = round(fit.room_mb, 1)  # what the trials may add to it
+            if not fit.fits:
+                answer(job, DoesNotFit(f"does not fit even at micro-batch 1: {fit.why()}"))
+            elif fit.split > 1:
+                going.append(replace(job, split=fit.split, split_reason=f"planned: {fit.why()}"))
+            else:
+                going.append(job)
+        return going, sized.capacity
 
     def _parse(self, trial: Trial, metrics: dict[str, Any]) -> tuple[TrialConfig, dict[str, Any]]:
         cfg, ignored, gene_lr = parse_genes(

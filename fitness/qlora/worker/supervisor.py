@@ -21,8 +21,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from evo.trial import FailureReason, Trial, TrialResult
+from fitness.qlora.memory.process import release_freed_memory, rss_mb
 from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.worker.memory import release_freed_memory, rss_mb
 
 STARTUP_TIMEOUT_S = 3600.0  # first start may convert a GGUF or download a 7B checkpoint
 
