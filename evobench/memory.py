@@ -140,7 +140,7 @@ def _serve(conn, spec: dict[str, Any], cases: list[Case], label: str) -> None:
         from fitness.qlora.worker.runner import TrialRunner
 
         settings = QLoRASpec.from_dict(spec)
-        runner = TrialRunner(settings)
+        runner = TrialRunner(settings.worker_settings)
         if runner.memory is None:
             raise RuntimeError(f"no model shape for {settings.model}")
         planner = runner.memory.planner  # the fitness's own estimate, uncorrected: planner.estimated

@@ -14,9 +14,16 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NoReturn
 
 from evo.trial import ConfigError, Direction, renamed
+from fitness.qlora.base.settings import DEFAULT_MODEL, Device, ModelSettings
+from fitness.qlora.data.records import Fields
+from fitness.qlora.data.settings import DEFAULT_DATA, DataSettings
+from fitness.qlora.genes import LRScaling
+from fitness.qlora.memory.footprint import EvalShape
+from fitness.qlora.memory.settings import MemorySettings
+from fitness.qlora.training.settings import EvalSettings
+from fitness.qlora.worker.settings import WorkerSettings
 
-DEFAULT_MODEL = "smollm2-135m"
-DEFAULT_DATA = "pydoc"
+__all__ = ["DEFAULT_DATA", "DEFAULT_MODEL", "OBJECTIVES", "Device", "LRScaling", "QLoRASpec"]
 
 # The keys naming the record fields (dataset columns) a document is read from.
 DATA_FIELD_KEYS = ("text_field", "messages_field", "prompt_field", "completion_field")
@@ -29,20 +36,6 @@ OBJECTIVES = {
     "train_tokens_per_s": Direction.MAXIMIZE,
     "trainable_parameters": Direction.MINIMIZE,
 }
-
-
-class Device(str, enum.Enum):
-    AUTO = "auto"  # cuda when torch sees a GPU, cpu otherwise
-    CPU = "cpu"
-    CUDA = "cuda"
-
-
-class LRScaling(str, enum.Enum):
-    """How the learning-rate gene is rescaled with the effective batch size."""
-
-    NONE = "none"
-    LINEAR = "linear"  # lr * batch / reference
-    SQRT = "sqrt"  # lr * sqrt(batch / reference)
 
 
 @dataclass(frozen=True)
@@ -184,6 +177,57 @@ class QLoRASpec:
         if isinstance(values.get("objectives"), list):
             values["objectives"] = tuple(values["objectives"])
         return cls(**values)
+
+    # The slice each layer reads, built here only: nothing in base/, data/, memory/, training/
+    # or worker/ sees this class (tests/fitness/qlora/test_layout.py).
+    @property
+    def model_settings(self) -> ModelSettings:
+        return ModelSettings(model=self.model, gguf_file=self.gguf_file, device=self.device, cache_dir=self.cache_dir)
+
+    @property
+    def data_settings(self) -> DataSettings:
+        return DataSettings(
+            data=self.data,
+            validation_fraction=self.validation_fraction,
+            validation_data=self.validation_data,
+            data_split=self.data_split,
+            validation_split=self.validation_split,
+            data_subset=self.data_subset,
+            fields=Fields(self.text_field, self.messages_field, self.prompt_field, self.completion_field),
+        )
+
+    @property
+    def memory_settings(self) -> MemorySettings:
+        return MemorySettings(
+            memory_limit_mb=self.memory_limit_mb,
+            trial_memory_limit_mb=self.trial_memory_limit_mb,
+            cohort=self.cohort,
+            objectives=self.objectives,
+            evaluation=EvalShape(batch_size=self.eval_batch_size, seq_length=self.eval_seq_length),
+        )
+
+    @property
+    def eval_settings(self) -> EvalSettings:
+        return EvalSettings(
+            seq_length=self.eval_seq_length,
+            max_tokens=self.validation_tokens,
+            batch_size=self.eval_batch_size,
+            every=self.eval_every,
+        )
+
+    @property
+    def worker_settings(self) -> WorkerSettings:
+        return WorkerSettings(
+            model=self.model_settings,
+            data=self.data_settings,
+            memory=self.memory_settings,
+            evaluation=self.eval_settings,
+            lr_scaling=self.lr_scaling,
+            lr_reference_batch=self.lr_reference_batch,
+            objectives=self.objectives,
+            trial_timeout=self.trial_timeout,
+            max_worker_rss_growth_mb=self.max_worker_rss_growth_mb,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON- and YAML-able values (enums as strings, lists), e.g. to send to the worker."""

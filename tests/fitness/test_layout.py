@@ -1,5 +1,7 @@
 """The QLoRA fitness's folders are layers: the base model, then data, then memory, then
-training, then the worker that runs trials; no folder imports one above it (lazy imports count too)."""
+training, then the worker that runs trials; no folder imports one above it (lazy imports count too).
+Each reads its own slice of the settings (its ``settings.py``), built by ``spec.py``: of the
+modules beside the folders, the layers import only the genes."""
 
 from __future__ import annotations
 
@@ -8,25 +10,47 @@ from pathlib import Path
 
 QLORA = Path(__file__).resolve().parents[2] / "fitness" / "qlora"
 ORDER = ["base", "data", "memory", "training", "worker"]  # bottom first; the top-level modules may use all
+SHARED = {"genes"}  # the one top-level module below the layers: what a trial's genes are
 
 
-def _imported_folders(path: Path) -> set[str]:
+def _imported(path: Path) -> set[str]:
+    """The names right under ``fitness.qlora`` that ``path`` imports: folders and top-level modules."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fitness.qlora."):
             found.add(node.module.split(".")[2])
+        elif isinstance(node, ast.ImportFrom) and node.module == "fitness.qlora":
+            found |= {a.name for a in node.names}
         elif isinstance(node, ast.Import):
             found |= {a.name.split(".")[2] for a in node.names if a.name.startswith("fitness.qlora.")}
-    return found & set(ORDER)
+    return found
+
+
+def _layer_modules():
+    for folder in ORDER:
+        for path in sorted((QLORA / folder).glob("*.py")):
+            yield folder, path
 
 
 def test_no_folder_imports_a_folder_above_it():
     upward = []
-    for folder in ORDER:
-        for path in (QLORA / folder).glob("*.py"):
-            above = {f for f in _imported_folders(path) if ORDER.index(f) > ORDER.index(folder)}
-            upward += [f"{folder}/{path.name} imports {f}" for f in sorted(above)]
+    for folder, path in _layer_modules():
+        above = {f for f in _imported(path) & set(ORDER) if ORDER.index(f) > ORDER.index(folder)}
+        upward += [f"{folder}/{path.name} imports {f}" for f in sorted(above)]
     assert not upward, "\n".join(upward)
+
+
+def test_the_layers_read_their_settings_not_the_spec():
+    """``QLoRASpec`` (and the fitness, the plan, the exports) stay above the layers."""
+    beside = []
+    for folder, path in _layer_modules():
+        top = _imported(path) - set(ORDER) - SHARED
+        beside += [f"{folder}/{path.name} imports {name}" for name in sorted(top)]
+    assert not beside, "\n".join(beside)
+
+
+def test_the_genes_import_no_layer_nor_the_spec():
+    assert not _imported(QLORA / "genes.py")
 
 
 def test_the_fitness_never_imports_deap():

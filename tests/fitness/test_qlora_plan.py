@@ -37,7 +37,7 @@ def cache(tmp_path_factory) -> Path:
     from fitness.qlora.spec import QLoRASpec
 
     folder = tmp_path_factory.mktemp("plan-cache")
-    read_architecture(resolve_model(QLoRASpec()), folder)
+    read_architecture(resolve_model(QLoRASpec().model_settings), folder)
     return folder
 
 
@@ -111,7 +111,7 @@ def test_the_default_config_is_planned_on_this_cpu_and_timed_once_speeds_are_mea
     assert "wall time: unknown" in out and "no peak measured for this model on cpu:" in out
 
     spec = QLoRASpec.from_dict({"cache_dir": str(tmp_path)})
-    calibration = Calibration.load(tmp_path, resolve_model(spec).identity, device_kind(Device.CPU))
+    calibration = Calibration.load(tmp_path, resolve_model(spec.model_settings).identity, device_kind(Device.CPU))
     shape = TrialShape(4, 128, 64, ("q_proj",), False, TrialConfig().optim, True, 4, True)
     calibration.record(
         [shape], estimated_mb=100.0, measured_mb=150.0, train_tokens_per_s=200.0, eval_tokens_per_s=800.0

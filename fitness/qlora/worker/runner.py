@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from evo.trial import FailureReason, Trial, TrialResult
-from fitness.qlora.base.model import ResidentBase, compute_dtype, load_tokenizer, pick_device
+from fitness.qlora.base.model import ResidentBase, compute_dtype, device_kind, load_tokenizer, pick_device
 from fitness.qlora.base.source import default_cache_root, resolve_model
 from fitness.qlora.data.corpus import corpus_for
 from fitness.qlora.data.tokens import tokenize_corpus
@@ -29,8 +29,6 @@ from fitness.qlora.memory.cohort_memory import CohortMemory
 from fitness.qlora.memory.planner import DoesNotFit
 from fitness.qlora.memory.process import address_space_cap, peak_rss_mb, reset_peak_rss
 from fitness.qlora.memory.sizing import CohortSizer, cohort_plan
-from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.training.evaluate import EvalSettings
 from fitness.qlora.training.train import (
     DivergedError,
     TrainingJob,
@@ -40,6 +38,7 @@ from fitness.qlora.training.train import (
     steps_for,
     train_cohort,
 )
+from fitness.qlora.worker.settings import WorkerSettings
 
 Send = Callable[[int, TrialResult], None]
 
@@ -47,20 +46,22 @@ Send = Callable[[int, TrialResult], None]
 class TrialRunner:
     """Loads the tokenizer, data and the default base once; runs cohorts of trials one after another."""
 
-    def __init__(self, spec: QLoRASpec) -> None:
-        self.spec = spec
-        cache_root = default_cache_root(spec)
-        source = resolve_model(spec)
-        self.device = pick_device(spec.device)
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        model, evaluation = settings.model, settings.evaluation
+        cache_root = default_cache_root(model)
+        source = resolve_model(model)
+        self.device = pick_device(model.device)
         tokenizer = load_tokenizer(source, cache_root)
-        self.data = tokenize_corpus(corpus_for(spec), tokenizer, cache_root)
+        self.data = tokenize_corpus(corpus_for(settings.data, cache_root), tokenizer, cache_root)
         self.base = ResidentBase(source, self.device, cache_root)
         self.base.get(QuantSettings())  # the common case is ready before the first trial's clock starts
-        self.evaluation = EvalSettings(
-            spec.eval_seq_length, spec.validation_tokens, spec.eval_batch_size, spec.eval_every
+        self.evaluation = evaluation
+        self.sizer = CohortSizer(cohort_plan(settings.memory, self.device), device=self.device)
+        blocks = len(self.data.validation_blocks(evaluation.seq_length, evaluation.max_tokens))
+        self.memory = CohortMemory.for_worker(
+            settings.memory, source, cache_root, blocks=blocks, device=self.device, kind=device_kind(model.device)
         )
-        self.sizer = CohortSizer(cohort_plan(spec, self.device), device=self.device)
-        self.memory = CohortMemory.for_worker(spec, source, cache_root, self.data, self.device)
 
     def run(self, trial: Trial) -> TrialResult:
         results: list[TrialResult] = []
@@ -108,7 +109,7 @@ class TrialRunner:
             send(index, self._result(outcome, metrics, applied, start))
 
         jobs = [job for _, job, _, _ in members]
-        limit_mb = self.spec.trial_memory_limit_mb
+        limit_mb = self.settings.memory.trial_memory_limit_mb
         try:
             base = self.base.get(jobs[0].cfg.quant)
             for _, _, metrics, _ in members:
@@ -161,7 +162,7 @@ class TrialRunner:
 
     def _parse(self, trial: Trial, metrics: dict[str, Any]) -> tuple[TrialConfig, dict[str, Any]]:
         cfg, ignored, gene_lr = parse_genes(
-            trial.config, lr_scaling=self.spec.lr_scaling, lr_reference_batch=self.spec.lr_reference_batch
+            trial.config, lr_scaling=self.settings.lr_scaling, lr_reference_batch=self.settings.lr_reference_batch
         )
         applied = cfg.as_dict()
         metrics.update(
@@ -190,7 +191,7 @@ class TrialRunner:
             return TrialResult.pruned(
                 values, outcome.stopped, reason=outcome.reason, metrics=metrics, applied_config=applied
             )
-        values = {"val_perplexity": value, **{name: metrics[name] for name in self.spec.objectives[1:]}}
+        values = {"val_perplexity": value, **{name: metrics[name] for name in self.settings.objectives[1:]}}
         return TrialResult.complete(values, metrics=metrics, applied_config=applied)
 
     def _reset_peak_memory(self) -> None:
