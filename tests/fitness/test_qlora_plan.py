@@ -146,7 +146,7 @@ def test_a_memory_limit_is_the_runs_own_column(cache, capsys):
             "search_space.target_modules.choices=[attention, [q_proj, nope]]",
             "evo: error: target_modules=['q_proj', 'nope']: module 'nope' is not in the model",
         ),
-        ("fitness.memory_limit_mb=-1", "evo: error: fitness.memory_limit_mb: must be a number in (0.0, inf)"),
+        ("fitness.memory_limit_mb=-1", "evo: error: fitness.memory_limit_mb: must be a number > 0 or null, got -1"),
         ("fitness.model=/no/such/model", "evo: error: fitness.model: /no/such/model is neither"),
     ],
 )

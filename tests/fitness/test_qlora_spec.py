@@ -49,6 +49,29 @@ def test_bad_values_name_the_key(key, value):
 
 
 @pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("validation_fraction", 1.5, "must be a number in (0, 1), got 1.5"),
+        ("eval_batch_size", 2.5, "must be a whole number >= 1, got 2.5"),
+        ("memory_limit_mb", True, "must be a number > 0 or null, got True"),
+        ("device", "tpu", "unknown value 'tpu' (known: auto, cpu, cuda)"),
+        ("model", "  ", "must be a non-blank string, got '  '"),
+        ("data_split", "", "must be a non-empty string or null, got ''"),
+        ("cache_dir", 5, "must be a path or null, got 5"),
+        ("cohort", 0, "must be auto or a whole number >= 1, got 0"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_key_the_value_and_what_is_accepted(key, value, message):
+    with pytest.raises(ConfigError) as caught:
+        QLoRASpec.from_dict({"type": "qlora", key: value})
+    assert str(caught.value) == f"fitness.{key}: {message}"
+
+
+def test_an_empty_cache_dir_still_means_the_default():
+    assert QLoRASpec.from_dict({"cache_dir": ""}).cache_dir is None
+
+
+@pytest.mark.parametrize(
     "value, problem",
     [
         (["val_perplexity", "bleu"], "unknown objective 'bleu'"),
