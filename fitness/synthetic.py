@@ -54,7 +54,7 @@ from fitness.qlora.genes import GENES
 DEFAULTS = {name: decl.default for name, decl in GENES.items()}
 _SCHEDULER_GAIN = {"constant": 0.0, "constant_with_warmup": -0.01, "linear": -0.02, "cosine": -0.03}
 _MODULE_GAIN = {"all-linear": -0.05, "mlp": -0.02, "attention": 0.0}
-_METRICS = {  # objectives this fitness can report, besides perplexity
+OBJECTIVES = {  # what ``objectives`` may list: the QLoRA fitness's measures but wall_seconds
     "val_perplexity": Direction.MINIMIZE,
     "peak_memory_mb": Direction.MINIMIZE,
     "trainable_parameters": Direction.MINIMIZE,
@@ -83,7 +83,7 @@ class SyntheticSpec:
     )
     objectives: tuple[str, ...] = field(
         default=("val_perplexity",),
-        metadata=rule(what=f"a list of {', '.join(_METRICS)}", help="what a trial reports to select on"),
+        metadata=rule(what=f"a list of {', '.join(OBJECTIVES)}", help="what a trial reports to select on"),
     )
     eval_every: float = field(
         default=0.125, metadata=rule(gt=0, le=1, help="intermediate validations, as a fraction of the budget")
@@ -96,25 +96,25 @@ class SyntheticSpec:
         if not self.objectives:
             raise ConfigError("fitness.objectives: needs at least one objective, got []")
         for name in self.objectives:
-            if not isinstance(name, str) or name not in _METRICS:
-                raise ConfigError(f"fitness.objectives: unknown objective {name!r} (known: {', '.join(_METRICS)})")
+            if not isinstance(name, str) or name not in OBJECTIVES:
+                raise ConfigError(f"fitness.objectives: unknown objective {name!r} (known: {', '.join(OBJECTIVES)})")
 
 
 UNTRAINED_LEVEL = 1.0  # log-perplexity above the floor before training: e x the tuned perplexity
 BASE_RATE = 0.1  # per-step approach to the asymptote at the best effective step
-STRUCTURAL = frozenset({"r", "lora_alpha", "use_rslora", "target_modules", "optim"})
+STRUCTURAL_GENES = frozenset({"r", "lora_alpha", "use_rslora", "target_modules", "optim"})
 
 
 class SyntheticFitness(FitnessBase):
     """Answers like the QLoRA fitness, in microseconds: same genes, checkpoints and export."""
 
-    structural_genes = STRUCTURAL
+    structural_genes = STRUCTURAL_GENES
     intermediate_values = True  # validates every ``eval_every`` of the budget
     genes: Mapping[str, GeneDecl] = GENES
 
     def __init__(self, spec: SyntheticSpec = SyntheticSpec(), *, device: str | None = None):
         self.spec = spec
-        self.objectives = tuple(Objective(n, _METRICS[n]) for n in spec.objectives)
+        self.objectives = tuple(Objective(n, OBJECTIVES[n]) for n in spec.objectives)
         self.device = device  # the label it was built for (for_device), reported as pinned_device
 
     def for_device(self, label: str) -> SyntheticFitness:
@@ -291,7 +291,7 @@ class _Run:
             "data_seed": self.data_seed,
             "loss_curve": self.loss_curve,
             "val_curve": self.val_curve,
-            "structure": {k: self.config.get(k) for k in sorted(STRUCTURAL)},
+            "structure": {k: self.config.get(k) for k in sorted(STRUCTURAL_GENES)},
         }
         (directory / CHECKPOINT_FILE).write_text(json.dumps(state))
 

@@ -19,7 +19,7 @@ from fitness.qlora.data.corpus import Corpus, corpus_for
 from fitness.qlora.export import split_sections
 from fitness.qlora.genes import GENES, STRUCTURAL_GENES, genes_for_model
 from fitness.qlora.spec import OBJECTIVES, Device, QLoRASpec
-from fitness.qlora.worker.supervisor import TrialWorker
+from fitness.qlora.worker.supervisor import WorkerSupervisor
 
 if TYPE_CHECKING:
     from evo.trial import Plan
@@ -49,7 +49,7 @@ class QLoRAFitness(FitnessBase):
         self.source = source
         self.corpus_identity = corpus.identity
         self.data_summary = {"data": corpus.description, "data_format": "+".join(corpus.formats)}
-        self._worker = TrialWorker(spec.worker_settings)
+        self._worker = WorkerSupervisor(spec.worker_settings)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> QLoRAFitness:
@@ -126,7 +126,7 @@ class QLoRAFitness(FitnessBase):
         """This fitness with a worker of its own, started with ``CUDA_VISIBLE_DEVICES=label``."""
         pinned = copy.copy(self)
         pinned._genes = dict(self._genes)
-        pinned._worker = TrialWorker(self.spec.worker_settings, device=label)
+        pinned._worker = WorkerSupervisor(self.spec.worker_settings, device=label)
         return pinned
 
     @property

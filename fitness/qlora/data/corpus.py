@@ -42,10 +42,6 @@ class Corpus:
     description: str = ""  # where the documents came from and how validation was chosen
 
     @property
-    def chars(self) -> int:
-        return sum(len(text) for doc in self.train + self.validation for text in _texts(doc))
-
-    @property
     def formats(self) -> tuple[str, ...]:
         """The document kinds present: ``chat``, ``prompt_completion``, ``text``."""
         return tuple(sorted({_kind(doc) for doc in self.train + self.validation}))
@@ -235,7 +231,3 @@ def _kind(doc: Doc) -> str:
     if isinstance(doc, Chat):
         return "chat"
     return "prompt_completion" if doc[0] else "text"
-
-
-def _texts(doc: Doc) -> tuple[str, ...]:
-    return tuple(content for _, content in doc.messages) if isinstance(doc, Chat) else doc

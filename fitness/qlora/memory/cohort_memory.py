@@ -30,14 +30,12 @@ from fitness.qlora.base.model import compute_dtype
 from fitness.qlora.base.source import ModelSource
 from fitness.qlora.genes import TrialConfig
 from fitness.qlora.memory.calibration import Calibration, composition
-from fitness.qlora.memory.footprint import TrialShape
+from fitness.qlora.memory.footprint import MB, TrialShape
 from fitness.qlora.memory.planner import Fit, MemoryPlanner, Room
 from fitness.qlora.memory.process import peak_rss_mb, reset_peak_rss, rss_mb, trim_heap
 from fitness.qlora.memory.settings import MemorySettings
 
 log = logging.getLogger(__name__)
-
-MB = 2**20
 
 
 Planned = tuple[TrialConfig, int]  # a trial's genes, and the pieces each of its batches is cut into

@@ -67,7 +67,9 @@ class Event(enum.Enum):
 
 
 @dataclass(eq=False)  # compared and hashed by identity: the loop keys events by member
-class Member:
+class CohortMember:
+    """A trial training in a cohort (a member of the cohort, not of the search's population)."""
+
     job: TrainingJob
     adapter: Adapter
     optimizer: torch.optim.Optimizer
@@ -121,7 +123,9 @@ class Member:
         return loss / self.cfg.gradient_accumulation_steps
 
     @classmethod
-    def start(cls, job: TrainingJob, base, linear: list[str], data: TokenizedCorpus, device: torch.device) -> Member:
+    def start(
+        cls, job: TrainingJob, base, linear: list[str], data: TokenizedCorpus, device: torch.device
+    ) -> CohortMember:
         """A fresh adapter, or the checkpoint's, ready to train; raises for this trial's own faults."""
         trial, cfg = job.trial, job.cfg
         if not 0.0 < trial.fidelity <= 1.0:

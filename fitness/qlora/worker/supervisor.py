@@ -75,7 +75,7 @@ def _answer_until_stopped(conn: Connection, runner) -> None:
         conn.send(("done", rss_mb()))
 
 
-class TrialWorker:
+class WorkerSupervisor:
     """One worker process at a time; ``evaluate_batch`` never raises for trial-level failures.
 
     A batch is one message: the worker cohorts what it can. While it runs, each result is
