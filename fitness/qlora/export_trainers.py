@@ -2,7 +2,7 @@
 
 Each format starts from the Hugging Face sections (``export.split_sections``) and renames
 into the trainer's own keys, checked against each tool's config parser (tests/fitness/
-test_qlora_export_trainers.py). The model is the one the trials trained (a GGUF model's
+qlora/test_export_trainers.py). The model is the one the trials trained (a GGUF model's
 dequantized copy); the dataset lines are placeholders to fill in; the best trial's adapter
 stays where it is and its path is written in every format (a comment where a key would
 make the trainer start from it instead of from scratch).

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-QLORA = Path(__file__).resolve().parents[2] / "fitness" / "qlora"
+QLORA = Path(__file__).resolve().parents[3] / "fitness" / "qlora"
 ORDER = ["base", "data", "memory", "training", "worker"]  # bottom first; the top-level modules may use all
 SHARED = {"genes"}  # the one top-level module below the layers: what a trial's genes are
 

@@ -1,5 +1,5 @@
 """Spec validation, gene parsing and data loading: cheap, no worker; torch in the driver only
-to read a model's config the first time (see test_qlora_architecture.py)."""
+to read a model's config the first time (see base/test_architecture.py)."""
 
 from __future__ import annotations
 
@@ -212,7 +212,7 @@ def test_import_does_not_import_torch_nor_from_spec_once_the_model_was_read(tiny
 def _repo_root():
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 def test_declared_genes_are_the_parsed_ones_with_their_defaults():

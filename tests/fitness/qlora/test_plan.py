@@ -14,7 +14,7 @@ import pytest
 
 from evo.cli import main
 from tests.conftest import ROOT
-from tests.fitness.hubserver import FakeHub, closed_port
+from tests.fitness.qlora.hubserver import FakeHub, closed_port
 
 GPU_7B = ROOT / "experiments" / "gpu_7b.yaml"
 DEFAULT = ROOT / "experiments" / "smollm2_pydoc.yaml"

@@ -20,7 +20,7 @@ from fitness.qlora.base.source import resolve_model
 from fitness.qlora.genes import GENES, genes_for_model
 from fitness.qlora.spec import QLoRASpec
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -132,7 +132,7 @@ def test_trials_without_the_key_get_the_models_own_default(tiny_spec):
 
 
 def _found(architecture: Architecture | None) -> Architecture | None:
-    """The context and the module names (the shape is tests/fitness/test_qlora_footprint.py's)."""
+    """The context and the module names (the shape is tests/fitness/qlora/memory/test_planner.py's)."""
     return None if architecture is None else Architecture(architecture.context_length, architecture.linear_modules)
 
 

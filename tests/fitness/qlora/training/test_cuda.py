@@ -3,7 +3,7 @@
 Skipped without a CUDA device (tests/conftest.py). The out-of-memory errors are the
 allocator's own: the process is capped with ``torch.cuda.set_per_process_memory_fraction``
 just above what one trial needs, so a cohort of four cannot fit while each trial alone can.
-A trial sized to memory before it starts is tested on the CPU (test_qlora_memory_plan.py).
+A trial sized to memory before it starts is tested on the CPU (memory/test_planner.py).
 """
 
 from __future__ import annotations
