@@ -1,11 +1,11 @@
-"""The memory estimate (``fitness/qlora/training/footprint.py``) checked against measured peaks, on the CPU.
+"""The memory estimate (``fitness/qlora/memory/footprint.py``) checked against measured peaks, on the CPU.
 
 Each case is a cohort (one trial, or two to four trained together) of genes that a trial's
 memory depends on. The cases of one model run one after another in one spawned worker
 process, as the fitness runs trials: ``TrialRunner`` (the fitness's own worker side) loads the
 4-bit base and the data once, and trains each cohort for ``STEPS`` optimizer steps and scores
 it. A case's measured peak is the worker's peak RSS during the cohort (VmHWM, reset when the
-cohort starts: ``fitness/qlora/worker/memory.py``) over its RSS just before, with freed heap
+cohort starts: ``fitness/qlora/memory/process.py``) over its RSS just before, with freed heap
 handed back first; its estimate is ``estimate()``'s trials' parts (the base is resident in both).
 """
 
@@ -135,12 +135,12 @@ def _serve(conn, spec: dict[str, Any], cases: list[Case], label: str) -> None:
     try:
         from fitness.qlora.base.model import compute_dtype
         from fitness.qlora.genes import parse_genes
+        from fitness.qlora.memory.process import release_freed_memory, rss_mb
         from fitness.qlora.spec import QLoRASpec
-        from fitness.qlora.worker.memory import release_freed_memory, rss_mb
         from fitness.qlora.worker.runner import TrialRunner
 
         settings = QLoRASpec.from_dict(spec)
-        runner = TrialRunner(settings)
+        runner = TrialRunner(settings.worker_settings)
         if runner.memory is None:
             raise RuntimeError(f"no model shape for {settings.model}")
         planner = runner.memory.planner  # the fitness's own estimate, uncorrected: planner.estimated

@@ -23,8 +23,8 @@ import statistics
 import time
 
 from evo.trial import Budget, Trial
+from fitness.qlora.memory.sizing import CohortPlan, CohortSizer
 from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.training.sizing import CohortPlan, CohortSizer
 from fitness.qlora.worker.runner import TrialRunner
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -94,7 +94,7 @@ def main() -> None:
         }
     )
     t0 = time.perf_counter()
-    runner = TrialRunner(spec)
+    runner = TrialRunner(spec.worker_settings)
     print(f"worker setup {time.perf_counter() - t0:.1f} s on {runner.device}; {args.steps} steps of 4 x 128 a trial")
     trials = generation(max(ks), args.steps, args.dtype)
     run_alone(runner, trials[0])  # warm-up: kernels, allocator, the data blocks

@@ -57,8 +57,8 @@ def timed(fn, *args, **kwargs):
 
 def setup(spec: QLoRASpec):
     """Everything a worker does before its first trial, each part timed."""
-    cache = default_cache_root(spec)
-    source = resolve_model(spec)
+    cache = default_cache_root(spec.model_settings)
+    source = resolve_model(spec.model_settings)
     device = pick_device(spec.device)
     tokenizer, t_tok_load = timed(load_tokenizer, source, cache)
     corpus = load_corpus(spec.data, spec.validation_fraction)

@@ -14,7 +14,7 @@ from evo.trial import Budget, ConfigError, Fitness, FitnessBase, GeneDecl
 if TYPE_CHECKING:
     from evo.trial import Plan
 
-KINDS = ("synthetic", "qlora")
+TYPES = ("synthetic", "qlora")
 
 
 def _fitness_class(kind: Any) -> Any:
@@ -51,7 +51,7 @@ def make_fitness(spec: Mapping[str, Any]) -> Fitness:
     kind = spec.get("type")
     cls = _fitness_class(kind)
     if cls is None:
-        raise ConfigError(f"fitness.type: unknown fitness {kind!r} (known: {', '.join(KINDS)})")
+        raise ConfigError(f"fitness.type: unknown fitness {kind!r} (known: {', '.join(TYPES)})")
     fitness: Fitness = cls.from_spec(spec)
     return fitness
 
@@ -74,7 +74,7 @@ def plan(
     its class's ``plan``, which checks the spec as building it would; None when it cannot say."""
     cls = _fitness_class(spec.get("type"))
     if cls is None:
-        raise ConfigError(f"fitness.type: unknown fitness {spec.get('type')!r} (known: {', '.join(KINDS)})")
+        raise ConfigError(f"fitness.type: unknown fitness {spec.get('type')!r} (known: {', '.join(TYPES)})")
     found: Plan | None = cls.plan(spec, genes, budget, baseline)
     return found
 

@@ -26,12 +26,13 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from evo.config import build, check_fields, probability, rule
 from evo.trial import (
     Budget,
     ConfigError,
@@ -53,7 +54,7 @@ from fitness.qlora.genes import GENES
 DEFAULTS = {name: decl.default for name, decl in GENES.items()}
 _SCHEDULER_GAIN = {"constant": 0.0, "constant_with_warmup": -0.01, "linear": -0.02, "cosine": -0.03}
 _MODULE_GAIN = {"all-linear": -0.05, "mlp": -0.02, "attention": 0.0}
-_METRICS = {  # objectives this fitness can report, besides perplexity
+OBJECTIVES = {  # what ``objectives`` may list: the QLoRA fitness's measures but wall_seconds
     "val_perplexity": Direction.MINIMIZE,
     "peak_memory_mb": Direction.MINIMIZE,
     "trainable_parameters": Direction.MINIMIZE,
@@ -63,62 +64,57 @@ _METRICS = {  # objectives this fitness can report, besides perplexity
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """The ``fitness:`` section of a run config for ``type: synthetic``."""
+    """The ``fitness:`` section of a run config for ``type: synthetic``; each key's bounds sit beside it."""
 
-    type: str = field(default="synthetic", metadata={"help": "a LoRA-like landscape that answers in microseconds"})
+    type: str = field(default="synthetic", metadata=rule(help="a LoRA-like landscape that answers in microseconds"))
     base_perplexity: float = field(
-        default=12.0, metadata={"help": "the perplexity of a perfectly tuned config trained to convergence"}
+        default=12.0, metadata=rule(gt=1, help="the perplexity of a perfectly tuned config trained to convergence")
     )
-    noise: float = field(default=0.01, metadata={"help": "log-normal sigma of the measurement noise"})
+    noise: float = field(default=0.01, metadata=rule(ge=0, lt=1, help="log-normal sigma of the measurement noise"))
     failure_rate: float = field(
-        default=0.0, metadata={"help": "fraction of trials that raise an error (seeded), to exercise failures"}
+        default=0.0, metadata=probability("fraction of trials that raise an error (seeded), to exercise failures")
     )
     seconds_per_trial: float = field(
-        default=0.0, metadata={"help": "sleep per trial, to simulate training time (the mean, with a spread)"}
+        default=0.0, metadata=rule(ge=0, help="sleep per trial, to simulate training time (the mean, with a spread)")
     )
     duration_spread: float = field(
-        default=0.0, metadata={"help": "log-normal sigma of the sleep; 0.5-1 looks like real trials of mixed configs"}
+        default=0.0,
+        metadata=rule(ge=0, le=3, help="log-normal sigma of the sleep; 0.5-1 looks like real trials of mixed configs"),
     )
     objectives: tuple[str, ...] = field(
-        default=("val_perplexity",), metadata={"help": "what a trial reports to select on"}
+        default=("val_perplexity",),
+        metadata=rule(what=f"a list of {', '.join(OBJECTIVES)}", help="what a trial reports to select on"),
     )
-    eval_every: float = field(default=0.125, metadata={"help": "intermediate validations, as a fraction of the budget"})
+    eval_every: float = field(
+        default=0.125, metadata=rule(gt=0, le=1, help="intermediate validations, as a fraction of the budget")
+    )
 
     def __post_init__(self) -> None:
-        if self.base_perplexity <= 1:
-            raise ConfigError(f"fitness.base_perplexity: must be > 1, got {self.base_perplexity}")
-        if not 0 <= self.noise < 1:
-            raise ConfigError(f"fitness.noise: must be in [0, 1), got {self.noise}")
-        if not 0 <= self.failure_rate <= 1:
-            raise ConfigError(f"fitness.failure_rate: must be in [0, 1], got {self.failure_rate}")
-        if self.seconds_per_trial < 0:
-            raise ConfigError(f"fitness.seconds_per_trial: must be >= 0, got {self.seconds_per_trial}")
-        if not 0 <= self.duration_spread <= 3:
-            raise ConfigError(f"fitness.duration_spread: must be in [0, 3], got {self.duration_spread}")
-        if not 0 < self.eval_every <= 1:
-            raise ConfigError(f"fitness.eval_every: must be in (0, 1], got {self.eval_every}")
+        check_fields(self, "fitness")
+        if not isinstance(self.objectives, tuple):
+            raise ConfigError(f"fitness.objectives: expected a list of objective names, got {self.objectives!r}")
         if not self.objectives:
-            raise ConfigError("fitness.objectives: needs at least one objective")
+            raise ConfigError("fitness.objectives: needs at least one objective, got []")
         for name in self.objectives:
-            if name not in _METRICS:
-                raise ConfigError(f"fitness.objectives: unknown objective {name!r} (known: {', '.join(_METRICS)})")
+            if not isinstance(name, str) or name not in OBJECTIVES:
+                raise ConfigError(f"fitness.objectives: unknown objective {name!r} (known: {', '.join(OBJECTIVES)})")
 
 
 UNTRAINED_LEVEL = 1.0  # log-perplexity above the floor before training: e x the tuned perplexity
 BASE_RATE = 0.1  # per-step approach to the asymptote at the best effective step
-STRUCTURAL = frozenset({"r", "lora_alpha", "use_rslora", "target_modules", "optim"})
+STRUCTURAL_GENES = frozenset({"r", "lora_alpha", "use_rslora", "target_modules", "optim"})
 
 
 class SyntheticFitness(FitnessBase):
     """Answers like the QLoRA fitness, in microseconds: same genes, checkpoints and export."""
 
-    structural_genes = STRUCTURAL
+    structural_genes = STRUCTURAL_GENES
     intermediate_values = True  # validates every ``eval_every`` of the budget
     genes: Mapping[str, GeneDecl] = GENES
 
     def __init__(self, spec: SyntheticSpec = SyntheticSpec(), *, device: str | None = None):
         self.spec = spec
-        self.objectives = tuple(Objective(n, _METRICS[n]) for n in spec.objectives)
+        self.objectives = tuple(Objective(n, OBJECTIVES[n]) for n in spec.objectives)
         self.device = device  # the label it was built for (for_device), reported as pinned_device
 
     def for_device(self, label: str) -> SyntheticFitness:
@@ -127,19 +123,9 @@ class SyntheticFitness(FitnessBase):
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> SyntheticFitness:
-        known = {f.name for f in fields(SyntheticSpec)}
-        extra = set(spec) - known
-        if extra:
-            raise ConfigError(f"fitness.{sorted(extra)[0]}: unknown key for the synthetic fitness")
-        values = dict(spec)
-        if "objectives" in values:
-            if not isinstance(values["objectives"], (list, tuple)):
-                raise ConfigError("fitness.objectives: expected a list of objective names")
-            values["objectives"] = tuple(values["objectives"])
-        try:
-            return cls(SyntheticSpec(**values))
-        except TypeError as exc:
-            raise ConfigError(f"fitness: {exc}") from None
+        if isinstance(spec, Mapping) and isinstance(spec.get("objectives"), list):  # YAML gives a list
+            spec = {**spec, "objectives": tuple(spec["objectives"])}
+        return cls(build(SyntheticSpec, spec, "fitness"))
 
     def fingerprint(self) -> str:
         spec = asdict(self.spec)
@@ -305,7 +291,7 @@ class _Run:
             "data_seed": self.data_seed,
             "loss_curve": self.loss_curve,
             "val_curve": self.val_curve,
-            "structure": {k: self.config.get(k) for k in sorted(STRUCTURAL)},
+            "structure": {k: self.config.get(k) for k in sorted(STRUCTURAL_GENES)},
         }
         (directory / CHECKPOINT_FILE).write_text(json.dumps(state))
 

@@ -222,7 +222,7 @@ CASES = [
     data_case("malformed-jsonl", '{"text": "fine"}\n{"text": \n', ".jsonl", "fitness.data"),
     data_case("jsonl-without-text", '{"txt": "a"}\n{"txt": "b"}\n', ".jsonl", "fitness.data"),
     config_case("missing-data", at("fitness", "data", "/nonexistent/corpus.txt"), "fitness.data", base="qlora"),
-    # the hub: not found where it answers, unreachable where it doesn't (tests/fitness/test_qlora_hub.py: each cause)
+    # the hub: not found where it answers, unreachable where it doesn't (tests/fitness/qlora/base/test_hub.py: each cause)
     config_case(
         "hub-model-not-found", at("fitness", "model", "nosuchorg/nosuchmodel-7b"), "fitness.model", base="qlora"
     ),

@@ -59,7 +59,7 @@ def spec_for(options: Options, model: Path, scratch: Path, cohort: int | str):
     fitness.update(model=str(model), device=options.device, cache_dir=str(scratch / "cache"), cohort=cohort)
     if options.quick:
         fitness.update(QUICK_VALIDATION)
-    return QLoRASpec.from_dict(fitness)
+    return QLoRASpec.from_dict(fitness).worker_settings
 
 
 def note(record: Record, summary: str, **details: Any) -> None:

@@ -26,7 +26,7 @@ import torch
 
 from fitness.qlora.data.tokens import IGNORE_INDEX, Blocks, TokenizedCorpus, shuffled_batches
 from fitness.qlora.export import split_sections
-from fitness.qlora.worker.memory import peak_rss_mb, reset_peak_rss
+from fitness.qlora.memory.process import peak_rss_mb, reset_peak_rss
 
 
 class _Stream(torch.utils.data.IterableDataset):

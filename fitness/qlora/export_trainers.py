@@ -2,7 +2,7 @@
 
 Each format starts from the Hugging Face sections (``export.split_sections``) and renames
 into the trainer's own keys, checked against each tool's config parser (tests/fitness/
-test_qlora_export_trainers.py). The model is the one the trials trained (a GGUF model's
+qlora/test_export_trainers.py). The model is the one the trials trained (a GGUF model's
 dequantized copy); the dataset lines are placeholders to fill in; the best trial's adapter
 stays where it is and its path is written in every format (a comment where a key would
 make the trainer start from it instead of from scratch).
@@ -212,7 +212,7 @@ def model_location(spec: Mapping[str, Any]) -> tuple[str, list[str]]:
 
     try:
         parsed = QLoRASpec.from_dict(spec)
-        source = resolve_model(parsed)
+        source = resolve_model(parsed.model_settings)
     except ConfigError as exc:  # moved or never here: the name as the run had it
         return str(spec.get("model", DEFAULT_MODEL)), [f"model not found here ({exc}); set model_name_or_path"]
     notes = []
@@ -220,7 +220,7 @@ def model_location(spec: Mapping[str, Any]) -> tuple[str, list[str]]:
         notes.append("smollm2-135m is HuggingFaceTB/SmolLM2-135M-Instruct (the trials used its GGUF Q4_1, dequantized)")
     if source.gguf_file is None:
         return source.name_or_path, notes
-    converted = converted_gguf_dir(source, default_cache_root(parsed))
+    converted = converted_gguf_dir(source, default_cache_root(parsed.model_settings))
     if (converted / "config.json").is_file():
         return str(converted), notes
     return str(Path(source.name_or_path) / source.gguf_file), [*notes, "a GGUF file: convert it to safetensors first"]

@@ -19,7 +19,7 @@ from fitness.qlora.data.corpus import Corpus, corpus_for
 from fitness.qlora.export import split_sections
 from fitness.qlora.genes import GENES, STRUCTURAL_GENES, genes_for_model
 from fitness.qlora.spec import OBJECTIVES, Device, QLoRASpec
-from fitness.qlora.worker.supervisor import TrialWorker
+from fitness.qlora.worker.supervisor import WorkerSupervisor
 
 if TYPE_CHECKING:
     from evo.trial import Plan
@@ -49,15 +49,15 @@ class QLoRAFitness(FitnessBase):
         self.source = source
         self.corpus_identity = corpus.identity
         self.data_summary = {"data": corpus.description, "data_format": "+".join(corpus.formats)}
-        self._worker = TrialWorker(spec)
+        self._worker = WorkerSupervisor(spec.worker_settings)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> QLoRAFitness:
         parsed = QLoRASpec.from_dict(spec)
-        source, cache_root = resolve_model(parsed), default_cache_root(parsed)
+        source, cache_root = resolve_model(parsed.model_settings), default_cache_root(parsed.model_settings)
         # a hub model first: a missing, gated or unreachable one is refused in seconds, before the data is read
         config_file = None if source.is_local else find_model_config(source, cache_root)
-        corpus = check_chat_data(corpus_for(parsed), source, cache_root, parsed.model)
+        corpus = check_chat_data(corpus_for(parsed.data_settings, cache_root), source, cache_root, parsed.model)
         model = read_architecture(source, cache_root, config_file)
         if model is None:
             return cls(parsed, source=source, corpus=corpus)
@@ -126,13 +126,13 @@ class QLoRAFitness(FitnessBase):
         """This fitness with a worker of its own, started with ``CUDA_VISIBLE_DEVICES=label``."""
         pinned = copy.copy(self)
         pinned._genes = dict(self._genes)
-        pinned._worker = TrialWorker(self.spec, device=label)
+        pinned._worker = WorkerSupervisor(self.spec.worker_settings, device=label)
         return pinned
 
     @property
     def batch_capacity(self) -> int:  # type: ignore[override]  # depends on the spec and the device
         """Trials handed to the worker at once: ``fitness.cohort`` (auto: see ``sizing.cohort_plan``)."""
-        from fitness.qlora.training.sizing import cohort_plan
+        from fitness.qlora.memory.sizing import cohort_plan
 
         if self.spec.cohort == "auto" and self.spec.device is Device.AUTO:
             from fitness.qlora.base.model import pick_device  # imports torch, so only here
@@ -140,7 +140,7 @@ class QLoRAFitness(FitnessBase):
             device = pick_device(self.spec.device)
         else:
             device = "cpu" if self.spec.device is Device.AUTO else self.spec.device.value
-        return cohort_plan(self.spec, device).cap
+        return cohort_plan(self.spec.memory_settings, device).cap
 
     def evaluate(self, trial: Trial) -> TrialResult:
         return self.evaluate_batch([trial])[0]

@@ -16,13 +16,20 @@ from types import MappingProxyType
 from typing import Any
 
 from evo.trial import GeneDecl, ValueKind, why_refused
-from fitness.qlora.spec import LRScaling
 
 TARGET_MODULE_SETS: dict[str, tuple[str, ...] | str] = {
     "attention": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "mlp": ("gate_proj", "up_proj", "down_proj"),
     "all-linear": "all-linear",  # peft picks every Linear except the output head
 }
+
+
+class LRScaling(str, enum.Enum):
+    """How the learning-rate gene is rescaled with the effective batch size (``fitness.lr_scaling``)."""
+
+    NONE = "none"
+    LINEAR = "linear"  # lr * batch / reference
+    SQRT = "sqrt"  # lr * sqrt(batch / reference)
 
 
 class Optim(str, enum.Enum):

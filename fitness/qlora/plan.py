@@ -27,11 +27,11 @@ from fitness.qlora.base.hub import find_model_config
 from fitness.qlora.base.shape import offline_config, shipped_config
 from fitness.qlora.base.source import ModelSource, default_cache_root, resolve_model
 from fitness.qlora.genes import TrialConfig, genes_for_model, parse_genes
+from fitness.qlora.memory.calibration import Calibration
+from fitness.qlora.memory.footprint import megabytes
+from fitness.qlora.memory.planner import CUDA_CONTEXT_MB, CUDA_USABLE, MemoryPlanner, Room
+from fitness.qlora.memory.sizing import cohort_plan
 from fitness.qlora.spec import Device, QLoRASpec
-from fitness.qlora.training.calibration import Calibration
-from fitness.qlora.training.footprint import EvalShape, megabytes
-from fitness.qlora.training.memory_plan import CUDA_CONTEXT_MB, CUDA_USABLE, MemoryPlanner, Room
-from fitness.qlora.training.sizing import cohort_plan
 
 if TYPE_CHECKING:
     from evo.trial import Plan, PlanShape
@@ -60,7 +60,7 @@ def plan(
     from fitness.qlora.training.train import steps_for
 
     parsed = QLoRASpec.from_dict(spec)
-    source, cache_root = resolve_model(parsed), default_cache_root(parsed)
+    source, cache_root = resolve_model(parsed.model_settings), default_cache_root(parsed.model_settings)
     architecture, read_from = _architecture(source, cache_root)
     declared = genes_for_model(architecture.context_length, architecture.linear_modules)
     _check(genes, declared, "")
@@ -73,7 +73,7 @@ def plan(
     bf16 = has_fast_bf16(device) if gpu or device == "cpu" else True  # no GPU here: any since Ampere has it
     kind = device_kind(parsed.device) if gpu or device == "cpu" else None
     calibration = Calibration.load(cache_root, source.identity, kind) if kind else Calibration(None)
-    evaluation = EvalShape(parsed.eval_batch_size, parsed.eval_seq_length)
+    evaluation = parsed.memory_settings.evaluation
     planner = MemoryPlanner(architecture.shape, evaluation, calibration)
     uncorrected = planner if device == "cuda" else MemoryPlanner(architecture.shape, evaluation, Calibration(None))
     columns = _columns(parsed, planner, uncorrected, device, gpu)
@@ -112,7 +112,7 @@ def plan(
     cohort: list[int | None] = []
     for column in columns:  # trials of the reference's shape trained at once, up to what fitness.cohort allows
         fit = column.planner.fit(reference, width(reference), column.room)
-        most = cohort_plan(parsed, column.device).cap
+        most = cohort_plan(parsed.memory_settings, column.device).cap
         shapes = [column.planner.shape(reference, width(reference), fit.split)] * most
         cohort.append(column.planner.capacity(shapes, column.room) if fit.fits else None)
     base = planner.estimated([planner.shape(reference, width(reference))]).base

@@ -31,7 +31,7 @@ def test_the_quick_check_runs_every_step_on_the_cpu(tmp_path):
     assert steps["environment"]["status"] == "passed"
     assert steps["environment"]["details"]["bitsandbytes"]["float32"]["relative_error"] < 1e-3
     gpu_tests = steps["gpu_tests"]["details"]["tests"]
-    assert "tests/fitness/test_qlora_cuda.py" in steps["gpu_tests"]["details"]["files"] and len(gpu_tests) >= 4
+    assert "tests/fitness/qlora/training/test_cuda.py" in steps["gpu_tests"]["details"]["files"] and len(gpu_tests) >= 4
     assert steps["gpu_tests"]["status"] == ("passed" if _has_cuda() else "skipped")
     cohorts = steps["cohorts"]
     assert cohorts["status"] == "passed", cohorts["summary"]

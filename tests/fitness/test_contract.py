@@ -155,6 +155,6 @@ class TestQLoRAFitness(FitnessContract):
     def test_close_is_idempotent(self, make_fitness):
         super().test_close_is_idempotent(make_fitness)
 
-    @pytest.mark.slow  # starts a worker of its own (test_qlora_devices.py runs pinned workers by default)
+    @pytest.mark.slow  # starts a worker of its own (qlora/worker/test_devices.py runs pinned workers by default)
     def test_the_fitness_for_a_device_answers_as_the_fitness_does(self, fitness):
         super().test_the_fitness_for_a_device_answers_as_the_fitness_does(fitness)

@@ -34,7 +34,7 @@ class Architecture:
 
     context_length: int | None
     linear_modules: tuple[str, ...]
-    shape: ModelShape | None = None  # the sizes memory is estimated from (training/footprint.py)
+    shape: ModelShape | None = None  # the sizes memory is estimated from (memory/footprint.py)
 
 
 def read_architecture(

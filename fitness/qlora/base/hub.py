@@ -20,7 +20,7 @@ from evo.trial import ConfigError
 from fitness.qlora.base.source import ModelSource, converted_gguf_dir
 
 HUB_TIMEOUT_S = 5.0  # per request; a healthy hub answers a HEAD in well under a second
-CONFIG = "config.json"
+CONFIG_FILE = "config.json"
 DATASET_CARD = "README.md"  # every dataset repo has one or answers EntryNotFound; datasets asks for it first
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # each possibly sharded: NAME.index.json lists the shards
 LOGIN = "log in (hf auth login, or set HF_TOKEN)"
@@ -41,8 +41,8 @@ def find_model_config(source: ModelSource, cache_root: Path) -> Path | None:
     if constants.HF_HUB_OFFLINE:
         return _cached_model(source, cache_root)
     try:
-        _head(repo, source.gguf_file or CONFIG, "model")
-        return None if source.gguf_file else Path(hf_hub_download(repo, CONFIG, etag_timeout=HUB_TIMEOUT_S))
+        _head(repo, source.gguf_file or CONFIG_FILE, "model")
+        return None if source.gguf_file else Path(hf_hub_download(repo, CONFIG_FILE, etag_timeout=HUB_TIMEOUT_S))
     except Exception as exc:
         raise ConfigError(_model_problem(exc, source)) from None
 
@@ -166,12 +166,12 @@ def _cached_model(source: ModelSource, cache_root: Path) -> Path | None:
         f"download it once where the hub is reachable (hf download {repo}), or point fitness.model at a local directory"
     )
     if source.gguf_file:
-        if (converted_gguf_dir(source, cache_root) / CONFIG).is_file() or _cached(repo, source.gguf_file):
+        if (converted_gguf_dir(source, cache_root) / CONFIG_FILE).is_file() or _cached(repo, source.gguf_file):
             return None
         raise ConfigError(
             f"fitness.model: HF_HUB_OFFLINE is set and {where} has no {source.gguf_file} of {repo}: {fix}"
         )
-    config = _cached(repo, CONFIG)
+    config = _cached(repo, CONFIG_FILE)
     if config is None:
         raise ConfigError(f"fitness.model: HF_HUB_OFFLINE is set and {where} has no copy of {repo}: {fix}")
     if not _weights_cached(repo):
@@ -185,7 +185,7 @@ def _model_is_cached(source: ModelSource) -> bool:
     """Whether HF_HUB_OFFLINE=1 would find what the worker loads (the converted GGUF copy is not looked for)."""
     if source.gguf_file:
         return _cached(source.name_or_path, source.gguf_file) is not None
-    return _cached(source.name_or_path, CONFIG) is not None and _weights_cached(source.name_or_path)
+    return _cached(source.name_or_path, CONFIG_FILE) is not None and _weights_cached(source.name_or_path)
 
 
 def _weights_cached(repo: str) -> bool:

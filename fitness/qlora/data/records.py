@@ -36,7 +36,7 @@ Doc = tuple[str, str] | Chat  # (prompt, completion): the loss is on the complet
 
 @dataclass(frozen=True)
 class Fields:
-    """The record fields (dataset columns) documents are read from: the spec's ``*_field`` keys."""
+    """The record fields (dataset columns) documents are read from: ``fitness.*_field``."""
 
     text: str = "text"
     messages: str = "messages"

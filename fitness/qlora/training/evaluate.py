@@ -8,24 +8,14 @@ copy goes through its own adapter, so the base runs once for all of them.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import math
-from dataclasses import dataclass
 
 import torch
 
 from fitness.qlora.data.tokens import IGNORE_INDEX, Blocks
+from fitness.qlora.memory.process import trim_heap
 from fitness.qlora.training.adapter import Adapter
 from fitness.qlora.training.cohort import Cohort, causal_lm_loss, hidden_states
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    seq_length: int  # block length of the validation set
-    max_tokens: int  # validation set size cap
-    batch_size: int  # validation blocks per forward, per trial
-    every: int  # optimizer steps between intermediate evaluations; 0 = end only
 
 
 @torch.no_grad()
@@ -54,15 +44,3 @@ def perplexities(cohort: Cohort, adapters: list[Adapter], blocks: Blocks, batch_
         base.train(training)
     means = [nll / max(total_tokens, 1) for nll in total_nll.tolist()]
     return [math.exp(mean) if mean < 700 else math.inf for mean in means]
-
-
-def trim_heap() -> None:
-    """Give the heap pages freed since the training step back to the OS (glibc; elsewhere a no-op).
-
-    glibc keeps them otherwise, and the validation's large blocks, mapped afresh, come on top:
-    the trial's peak was nearer the training step's plus the validation's than the larger of the
-    two (SmolLM2-135M at 4x128 in float32: 1.73 GB over the base without it, 1.34 GB with it;
-    docs/memory.md).
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)

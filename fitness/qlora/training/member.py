@@ -39,7 +39,7 @@ class TrainingJob:
 
     ``split`` > 1 trains each batch of the genes in that many micro-batches (``split`` times the
     accumulation: the same effective batch and data), because the whole one would not fit in
-    memory; ``split_reason`` says why (``memory_plan.py``, or a real out-of-memory error)."""
+    memory; ``split_reason`` says why (``memory/planner.py``, or a real out-of-memory error)."""
 
     trial: Trial
     cfg: TrialConfig
@@ -67,7 +67,9 @@ class Event(enum.Enum):
 
 
 @dataclass(eq=False)  # compared and hashed by identity: the loop keys events by member
-class Member:
+class CohortMember:
+    """A trial training in a cohort (a member of the cohort, not of the search's population)."""
+
     job: TrainingJob
     adapter: Adapter
     optimizer: torch.optim.Optimizer
@@ -121,7 +123,9 @@ class Member:
         return loss / self.cfg.gradient_accumulation_steps
 
     @classmethod
-    def start(cls, job: TrainingJob, base, linear: list[str], data: TokenizedCorpus, device: torch.device) -> Member:
+    def start(
+        cls, job: TrainingJob, base, linear: list[str], data: TokenizedCorpus, device: torch.device
+    ) -> CohortMember:
         """A fresh adapter, or the checkpoint's, ready to train; raises for this trial's own faults."""
         trial, cfg = job.trial, job.cfg
         if not 0.0 < trial.fidelity <= 1.0:

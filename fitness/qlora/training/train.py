@@ -26,12 +26,13 @@ import torch
 from evo.trial import Budget, Trial
 from fitness.qlora.data.tokens import TokenizedCorpus
 from fitness.qlora.genes import TrialConfig
+from fitness.qlora.memory.planner import next_split
+from fitness.qlora.memory.sizing import CohortLimit
 from fitness.qlora.training.adapter import linear_modules
 from fitness.qlora.training.cohort import Cohort, causal_lm_loss, hidden_states
-from fitness.qlora.training.evaluate import EvalSettings, perplexities
-from fitness.qlora.training.member import DivergedError, Event, Member, TrainingJob, TrainingOutcome
-from fitness.qlora.training.memory_plan import next_split
-from fitness.qlora.training.sizing import CohortLimit
+from fitness.qlora.training.evaluate import perplexities
+from fitness.qlora.training.member import CohortMember, DivergedError, Event, TrainingJob, TrainingOutcome
+from fitness.qlora.training.settings import EvalSettings
 
 __all__ = [
     "DivergedError",
@@ -122,7 +123,7 @@ def train_cohort(
             while queue and len(active) < min(limit.size, cap):
                 job = queue.popleft()
                 try:
-                    member = Member.start(job, base, linear, data, cohort.device)
+                    member = CohortMember.start(job, base, linear, data, cohort.device)
                 except Exception as exc:  # this trial's own fault (a bad checkpoint, genes): it alone fails
                     answer(job, exc)
                     continue
@@ -173,8 +174,8 @@ def smaller_micro_batch(job: TrainingJob, exc: BaseException) -> TrainingJob | N
 
 
 def _iterate(
-    cohort: Cohort, active: list[Member], val_blocks, evaluation: EvalSettings, limit, base_model
-) -> list[Member]:
+    cohort: Cohort, active: list[CohortMember], val_blocks, evaluation: EvalSettings, limit, base_model
+) -> list[CohortMember]:
     """One micro-step of every active member, then the evaluations it made due; the members that ended."""
     events = {m: Event.FINAL for m in active if m.step >= m.target}  # continued at its target: only scored
     training = [m for m in active if m not in events]
@@ -205,7 +206,7 @@ def _iterate(
     return [m for m in events if m.result is not None]
 
 
-def _micro_step(cohort: Cohort, members: list[Member]) -> tuple[int, list[float]]:
+def _micro_step(cohort: Cohort, members: list[CohortMember]) -> tuple[int, list[float]]:
     """Forward and backward one micro-batch of each member: the tokens, and each member's loss."""
     batches = [m.next_batch(cohort.device) for m in members]
     cohort.layout([(m.adapter, len(ids)) for m, (ids, _) in zip(members, batches)], training=True)

@@ -4,7 +4,7 @@
 says what happened (OOM, DIVERGED, EXCEPTION; a bad checkpoint is an EXCEPTION), and a
 trial early stopping ended is PRUNED. Trials that share the base and the block shape
 (``train.cohort_shape``) train in one cohort, sized to the device's memory first
-(``cohort_memory.py``); each is answered as soon as it ends. Deaths and timeouts are the
+(``memory/cohort_memory.py``); each is answered as soon as it ends. Deaths and timeouts are the
 supervisor's to report (see ``supervisor.py``), since a dead process can't answer.
 """
 
@@ -14,19 +14,21 @@ import math
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from evo.trial import FailureReason, Trial, TrialResult
-from fitness.qlora.base.model import ResidentBase, compute_dtype, load_tokenizer, pick_device
+from fitness.qlora.base.model import ResidentBase, compute_dtype, device_kind, load_tokenizer, pick_device
 from fitness.qlora.base.source import default_cache_root, resolve_model
 from fitness.qlora.data.corpus import corpus_for
 from fitness.qlora.data.tokens import tokenize_corpus
 from fitness.qlora.genes import QuantSettings, TrialConfig, parse_genes
-from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.training.evaluate import EvalSettings
-from fitness.qlora.training.sizing import CohortSizer, cohort_plan
+from fitness.qlora.memory.cohort_memory import CohortMemory
+from fitness.qlora.memory.planner import DoesNotFit
+from fitness.qlora.memory.process import address_space_cap, peak_rss_mb, reset_peak_rss
+from fitness.qlora.memory.sizing import CohortSizer, cohort_plan
 from fitness.qlora.training.train import (
     DivergedError,
     TrainingJob,
@@ -36,8 +38,7 @@ from fitness.qlora.training.train import (
     steps_for,
     train_cohort,
 )
-from fitness.qlora.worker.cohort_memory import CohortMemory
-from fitness.qlora.worker.memory import address_space_cap, peak_rss_mb, reset_peak_rss
+from fitness.qlora.worker.settings import WorkerSettings
 
 Send = Callable[[int, TrialResult], None]
 
@@ -45,20 +46,22 @@ Send = Callable[[int, TrialResult], None]
 class TrialRunner:
     """Loads the tokenizer, data and the default base once; runs cohorts of trials one after another."""
 
-    def __init__(self, spec: QLoRASpec) -> None:
-        self.spec = spec
-        cache_root = default_cache_root(spec)
-        source = resolve_model(spec)
-        self.device = pick_device(spec.device)
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        model, evaluation = settings.model, settings.evaluation
+        cache_root = default_cache_root(model)
+        source = resolve_model(model)
+        self.device = pick_device(model.device)
         tokenizer = load_tokenizer(source, cache_root)
-        self.data = tokenize_corpus(corpus_for(spec), tokenizer, cache_root)
+        self.data = tokenize_corpus(corpus_for(settings.data, cache_root), tokenizer, cache_root)
         self.base = ResidentBase(source, self.device, cache_root)
         self.base.get(QuantSettings())  # the common case is ready before the first trial's clock starts
-        self.evaluation = EvalSettings(
-            spec.eval_seq_length, spec.validation_tokens, spec.eval_batch_size, spec.eval_every
+        self.evaluation = evaluation
+        self.sizer = CohortSizer(cohort_plan(settings.memory, self.device), device=self.device)
+        blocks = len(self.data.validation_blocks(evaluation.seq_length, evaluation.max_tokens))
+        self.memory = CohortMemory.for_worker(
+            settings.memory, source, cache_root, blocks=blocks, device=self.device, kind=device_kind(model.device)
         )
-        self.sizer = CohortSizer(cohort_plan(spec, self.device), device=self.device)
-        self.memory = CohortMemory.for_worker(spec, source, cache_root, self.data, self.device)
 
     def run(self, trial: Trial) -> TrialResult:
         results: list[TrialResult] = []
@@ -106,22 +109,14 @@ class TrialRunner:
             send(index, self._result(outcome, metrics, applied, start))
 
         jobs = [job for _, job, _, _ in members]
-        limit_mb = self.spec.trial_memory_limit_mb
+        limit_mb = self.settings.memory.trial_memory_limit_mb
         try:
             base = self.base.get(jobs[0].cfg.quant)
             for _, _, metrics, _ in members:
                 metrics["base_loads"] = self.base.loads
             capacity = None
             if self.memory is not None:
-                sized = self.memory.size(jobs)
-                for _, job, metrics, _ in members:
-                    fit = sized.fits[id(job.trial)]
-                    metrics["memory_estimate_mb"] = round(fit.footprint.total, 1)  # the base included
-                    if fit.room_mb is not None:
-                        metrics["memory_room_mb"] = round(fit.room_mb, 1)  # what the trials may add to it
-                for job, refusal in sized.refused:  # before any training: an OOM that costs nothing
-                    answer(job, refusal)
-                jobs, capacity = sized.jobs, sized.capacity
+                jobs, capacity = self._sized(self.memory, members, answer)
                 self.memory.start()  # peaks from here: this cohort's
             if jobs:
                 with address_space_cap(limit_mb * len(jobs) if limit_mb and self.device == "cpu" else None):
@@ -136,7 +131,8 @@ class TrialRunner:
                         capacity=capacity,
                     )
                 if self.memory is not None:
-                    self.memory.record(jobs, trained)
+                    planned = [(job.cfg, job.split) for job in jobs]
+                    self.memory.record(planned, [((job.cfg, job.split), out.metrics) for job, out in trained])
         except Exception as exc:  # outside any trial (loading the base): every trial still waiting fails
             for job in jobs:
                 if id(job.trial) in unanswered:
@@ -145,9 +141,28 @@ class TrialRunner:
             if self.device == "cuda":
                 torch.cuda.empty_cache()
 
+    @staticmethod
+    def _sized(memory: CohortMemory, members, answer: Callable) -> tuple[list[TrainingJob], int]:
+        """The jobs that train, each at the micro-batch that fits the device now (a copy when it is split),
+        and how many at once; a job that fits at no micro-batch is answered before any training (an OOM
+        that costs nothing)."""
+        sized = memory.size([job.cfg for _, job, _, _ in members])
+        going = []
+        for (_, job, metrics, _), fit in zip(members, sized.fits):
+            metrics["memory_estimate_mb"] = round(fit.footprint.total, 1)  # the base included
+            if fit.room_mb is not None:
+                metrics["memory_room_mb"] = round(fit.room_mb, 1)  # what the trials may add to it
+            if not fit.fits:
+                answer(job, DoesNotFit(f"does not fit even at micro-batch 1: {fit.why()}"))
+            elif fit.split > 1:
+                going.append(replace(job, split=fit.split, split_reason=f"planned: {fit.why()}"))
+            else:
+                going.append(job)
+        return going, sized.capacity
+
     def _parse(self, trial: Trial, metrics: dict[str, Any]) -> tuple[TrialConfig, dict[str, Any]]:
         cfg, ignored, gene_lr = parse_genes(
-            trial.config, lr_scaling=self.spec.lr_scaling, lr_reference_batch=self.spec.lr_reference_batch
+            trial.config, lr_scaling=self.settings.lr_scaling, lr_reference_batch=self.settings.lr_reference_batch
         )
         applied = cfg.as_dict()
         metrics.update(
@@ -176,7 +191,7 @@ class TrialRunner:
             return TrialResult.pruned(
                 values, outcome.stopped, reason=outcome.reason, metrics=metrics, applied_config=applied
             )
-        values = {"val_perplexity": value, **{name: metrics[name] for name in self.spec.objectives[1:]}}
+        values = {"val_perplexity": value, **{name: metrics[name] for name in self.settings.objectives[1:]}}
         return TrialResult.complete(values, metrics=metrics, applied_config=applied)
 
     def _reset_peak_memory(self) -> None:

@@ -21,8 +21,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from evo.trial import FailureReason, Trial, TrialResult
-from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.worker.memory import release_freed_memory, rss_mb
+from fitness.qlora.memory.process import release_freed_memory, rss_mb
+from fitness.qlora.worker.settings import WorkerSettings
 
 STARTUP_TIMEOUT_S = 3600.0  # first start may convert a GGUF or download a 7B checkpoint
 
@@ -36,7 +36,7 @@ def _not_the_kernels_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith(_KERNELS_NOTICE)
 
 
-def _serve(conn: Connection, spec_dict: dict[str, Any], device: str | None = None) -> None:
+def _serve(conn: Connection, settings: WorkerSettings, device: str | None = None) -> None:
     """Worker process entry: set up once, then answer ("trials", [Trial, ...]) until ("stop",) or EOF.
 
     It first sends ("ready", rss, the CUDA_VISIBLE_DEVICES it saw); then each trial's result
@@ -53,7 +53,7 @@ def _serve(conn: Connection, spec_dict: dict[str, Any], device: str | None = Non
     try:
         from fitness.qlora.worker.runner import TrialRunner
 
-        runner = TrialRunner(QLoRASpec.from_dict(spec_dict))
+        runner = TrialRunner(settings)
     except Exception as exc:  # reported to the driver, which fails the trial with it
         conn.send(("startup_failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:500]))
         return
@@ -75,7 +75,7 @@ def _answer_until_stopped(conn: Connection, runner) -> None:
         conn.send(("done", rss_mb()))
 
 
-class TrialWorker:
+class WorkerSupervisor:
     """One worker process at a time; ``evaluate_batch`` never raises for trial-level failures.
 
     A batch is one message: the worker cohorts what it can. While it runs, each result is
@@ -83,8 +83,8 @@ class TrialWorker:
     training side by side); a worker that dies or times out fails only those.
     """
 
-    def __init__(self, spec: QLoRASpec, *, device: str | None = None) -> None:
-        self.spec = spec
+    def __init__(self, settings: WorkerSettings, *, device: str | None = None) -> None:
+        self.settings = settings
         self.device = device  # CUDA_VISIBLE_DEVICES of every worker process it starts (None: inherited)
         self._waiting = False  # a thread is blocked on the worker's answer
         self._context = multiprocessing.get_context("spawn")  # fork would copy CUDA/OpenMP state
@@ -115,7 +115,7 @@ class TrialWorker:
         results: dict[int, TrialResult] = {}
         pid = self.pid
         while True:
-            answer = self._receive(self.spec.trial_timeout * max(1, len(trials) - len(results)))
+            answer = self._receive(self.settings.trial_timeout * max(1, len(trials) - len(results)))
             if answer is None or answer == "died":
                 failure = self._lost(answer is None, len(trials))
                 return [results.get(i, failure) for i in range(len(trials))]
@@ -123,7 +123,7 @@ class TrialWorker:
                 results[answer[1]] = answer[2]
                 continue
             worker_rss = answer[1]  # "done": every trial answered
-            if worker_rss - self._ready_rss_mb > self.spec.max_worker_rss_growth_mb:
+            if worker_rss - self._ready_rss_mb > self.settings.max_worker_rss_growth_mb:
                 self.close()  # leaked: the next trial gets a fresh worker
             seen = self._seen_devices
             return [
@@ -138,7 +138,7 @@ class TrialWorker:
             cohort = f" (with {trials} trials in its cohort)" if trials > 1 else ""
             return TrialResult.failed(
                 FailureReason.TIMEOUT,
-                f"trial exceeded trial_timeout={self.spec.trial_timeout:g}s{cohort}; worker killed",
+                f"trial exceeded trial_timeout={self.settings.trial_timeout:g}s{cohort}; worker killed",
             )
         return TrialResult.failed(FailureReason.KILLED, self._death_message("during the trial"))
 
@@ -159,7 +159,7 @@ class TrialWorker:
     def _start(self) -> TrialResult | None:
         parent, child = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=_serve, args=(child, self.spec.as_dict(), self.device), name="qlora-worker", daemon=True
+            target=_serve, args=(child, self.settings, self.device), name="qlora-worker", daemon=True
         )
         try:
             process.start()  # raises e.g. from a script without a __main__ guard (spawn re-imports it)

@@ -1,7 +1,7 @@
 """Several devices on one machine (``executor.devices``): one worker per device, side by side.
 
 Device labels need no GPU: on this machine ``devices: [a, b]`` schedules and pins exactly as
-``[0, 1]`` does on a GPU box (the QLoRA worker's side is in tests/fitness/test_qlora_devices.py).
+``[0, 1]`` does on a GPU box (the QLoRA worker's side is in tests/fitness/qlora/worker/test_devices.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``evo plan``: the trials a run trains, counted from its settings, and the fitness's plan formatted.
 
-The synthetic fitness has no memory plan; the QLoRA fitness's (tests/fitness/test_qlora_plan.py)
+The synthetic fitness has no memory plan; the QLoRA fitness's (tests/fitness/qlora/test_plan.py)
 is formatted here from a plan written by hand, so the engine's side runs without torch.
 """
 

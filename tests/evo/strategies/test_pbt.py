@@ -6,7 +6,7 @@ from evo.cli import main
 from evo.config import parse_config
 from evo.run import start_run
 from evo.storage import RunStore
-from fitness.synthetic import STRUCTURAL, SyntheticFitness
+from fitness.synthetic import STRUCTURAL_GENES, SyntheticFitness
 
 
 def pbt_config(synthetic_config):
@@ -46,7 +46,7 @@ def test_members_train_in_intervals_and_the_bottom_copies_the_top(synthetic_conf
                 )
                 if member.origin == "exploit":
                     assert parent.id in top
-                    assert all(member.genome[g] == parent.genome[g] for g in STRUCTURAL if g in member.genome)
+                    assert all(member.genome[g] == parent.genome[g] for g in STRUCTURAL_GENES if g in member.genome)
                     assert member.genome != parent.genome  # explored
                 else:
                     assert member.origin == "continue" and member.genome == parent.genome

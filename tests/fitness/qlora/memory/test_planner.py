@@ -1,6 +1,6 @@
 """Trials sized to memory before they start, on the tiny 4-bit Llama in float32.
 
-The runner runs in this process (``worker/cohort_memory.py`` is the worker's side), and each
+The runner runs in this process (``memory/cohort_memory.py`` is the worker's side), and each
 test sets ``memory_limit_mb`` on it from the planner's own estimates, so it knows which
 micro-batch a trial must come down to. Its calibration stays empty, so recorded peaks cannot
 move the estimates between a limit's choice and the trial; the last tests check recording.
@@ -16,10 +16,10 @@ import pytest
 from evo.trial import Budget, FailureReason, Trial, TrialStatus
 from fitness.qlora.base.shape import LinearKind, ModelShape
 from fitness.qlora.genes import TrialConfig, parse_genes
+from fitness.qlora.memory.calibration import Calibration
+from fitness.qlora.memory.footprint import EvalShape
+from fitness.qlora.memory.planner import MemoryPlanner, Room, next_split
 from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.training.calibration import Calibration
-from fitness.qlora.training.footprint import EvalShape
-from fitness.qlora.training.memory_plan import MemoryPlanner, Room, next_split
 
 FLOAT32 = {"bnb_4bit_compute_dtype": "float32", "max_seq_length": 64, "learning_rate": 3e-3, "lora_dropout": 0.0}
 BUDGET = Budget(tokens=2048)  # 4 steps at 8 x 64
@@ -37,7 +37,7 @@ def runner(tiny_spec, tmp_path_factory):
     from fitness.qlora.worker.runner import TrialRunner
 
     cache = tmp_path_factory.mktemp("memory-plan-cache")  # its own calibration file, away from other tests
-    runner = TrialRunner(QLoRASpec.from_dict({**tiny_spec, "cache_dir": str(cache), "cohort": 4}))
+    runner = TrialRunner(QLoRASpec.from_dict({**tiny_spec, "cache_dir": str(cache), "cohort": 4}).worker_settings)
     assert runner.memory is not None
     runner.memory.planner.calibration = Calibration(None)  # in memory; and kept empty:
     runner.memory.record = lambda planned, answered: None  # the limits below are chosen on uncorrected estimates
@@ -50,7 +50,7 @@ def trial(config, trial_id=0, **fields):
 
 
 def cfg_of(runner, config) -> TrialConfig:
-    return parse_genes({**FLOAT32, **config}, lr_scaling=runner.spec.lr_scaling, lr_reference_batch=8)[0]
+    return parse_genes({**FLOAT32, **config}, lr_scaling=runner.settings.lr_scaling, lr_reference_batch=8)[0]
 
 
 def total(runner, config, split=1, together=1) -> float:
@@ -167,7 +167,7 @@ def test_a_cohort_trains_as_many_at_once_as_the_estimates_fit(runner):
 def test_calibration_is_written_after_a_cohort_and_corrects_later_estimates(tiny_spec, tmp_path):
     from fitness.qlora.worker.runner import TrialRunner
 
-    runner = TrialRunner(QLoRASpec.from_dict({**tiny_spec, "cache_dir": str(tmp_path)}))
+    runner = TrialRunner(QLoRASpec.from_dict({**tiny_spec, "cache_dir": str(tmp_path)}).worker_settings)
     config = {"per_device_train_batch_size": 8, "max_seq_length": 256}
     runner.run(trial({"per_device_train_batch_size": 1}, 20))  # the worker's first cohort: one-time costs, not kept
     assert not (tmp_path / "memory").exists()

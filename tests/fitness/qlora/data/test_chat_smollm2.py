@@ -11,7 +11,7 @@ import yaml
 from evo.cli import main
 from evo.storage import RunStore
 from evo.trial import TrialStatus
-from tests.fitness.chatdata import conversations, write_jsonl
+from tests.fitness.qlora.chatdata import conversations, write_jsonl
 
 pytestmark = pytest.mark.slow
 

@@ -37,7 +37,7 @@ from fitness.qlora.base.shape import ModelShape
 from fitness.qlora.genes import TARGET_MODULE_SETS, Optim, TrialConfig
 
 MB = 2**20
-FLOAT32 = 4
+FLOAT32_BYTES = 4
 
 # Saved for the backward per token and decoder layer (Llama family, sdpa attention):
 SAVED_HIDDEN = 3  # hidden-sized, compute dtype: the norms' outputs (the 4-bit matmuls' inputs), the attention output
@@ -152,9 +152,9 @@ def base_mb(model: ModelShape, dtype_bytes: int, double_quant: bool) -> float:
     """The resident 4-bit base: packed weights, their constants, and the rest in the compute dtype."""
     quantized = model.linear_parameters
     if double_quant:
-        constants = quantized / QUANT_BLOCK * (1 + FLOAT32 / NESTED_BLOCK)
+        constants = quantized / QUANT_BLOCK * (1 + FLOAT32_BYTES / NESTED_BLOCK)
     else:
-        constants = quantized / QUANT_BLOCK * FLOAT32
+        constants = quantized / QUANT_BLOCK * FLOAT32_BYTES
     kept = model.parameters - quantized  # embeddings, norms, an untied head
     return (quantized / 2 + constants + kept * dtype_bytes) / MB
 
@@ -168,7 +168,7 @@ def estimate(model: ModelShape, trials: Sequence[TrialShape], evaluation: EvalSh
     adapters = optimizer = 0.0
     for trial in trials:
         modules = _adapted(model, trial)
-        adapters += 3 * FLOAT32 * sum(r * (i + o) for r, i, o in modules)  # weights, gradients, stacked copies
+        adapters += 3 * FLOAT32_BYTES * sum(r * (i + o) for r, i, o in modules)  # weights, gradients, stacked copies
         optimizer += _optimizer_bytes(trial.optim, modules)
     tokens = sum(t.tokens for t in trials)
     saved = sum(_saved_per_token(model, t) * t.tokens for t in trials)
@@ -184,8 +184,8 @@ def estimate(model: ModelShape, trials: Sequence[TrialShape], evaluation: EvalSh
         "logits": max(t.micro_batch * (t.seq_length - 1) for t in trials)
         * model.vocab_size
         * _head_bytes(d, LOGIT_FLOAT32_COPIES),
-        "backward": recomputed + tokens * model.intermediate_size * FLOAT32 * BACKWARD_LIVE_INTERMEDIATE,
-        "dropout": max((_dropout_inputs(model, t) * t.tokens * FLOAT32 for t in trials if t.dropout), default=0),
+        "backward": recomputed + tokens * model.intermediate_size * FLOAT32_BYTES * BACKWARD_LIVE_INTERMEDIATE,
+        "dropout": max((_dropout_inputs(model, t) * t.tokens * FLOAT32_BYTES for t in trials if t.dropout), default=0),
     }
     moment = max(transients, key=lambda k: transients[k])
     step = saved + masks + transients[moment]
@@ -211,12 +211,15 @@ def _adapted(model: ModelShape, trial: TrialShape) -> list[tuple[int, int, int]]
 
 def _optimizer_bytes(optim: Optim, modules: list[tuple[int, int, int]]) -> float:
     if optim is Optim.ADAMW_TORCH:
-        return 2 * FLOAT32 * sum(r * (i + o) for r, i, o in modules)
+        return 2 * FLOAT32_BYTES * sum(r * (i + o) for r, i, o in modules)
     if optim is Optim.ADAFACTOR:  # the factored second moment of a matrix: a row and a column
-        return FLOAT32 * sum((r + i) + (o + r) for r, i, o in modules)
+        return FLOAT32_BYTES * sum((r + i) + (o + r) for r, i, o in modules)
     # 8-bit AdamW (paged too): two bytes and a float32 absmax per block; small tensors stay in float32
     tensors = [n for r, i, o in modules for n in (r * i, o * r)]
-    return sum(2 * n * (1 + FLOAT32 / BNB_8BIT_BLOCK) if n >= BNB_8BIT_MIN_SIZE else 2 * FLOAT32 * n for n in tensors)
+    return sum(
+        2 * n * (1 + FLOAT32_BYTES / BNB_8BIT_BLOCK) if n >= BNB_8BIT_MIN_SIZE else 2 * FLOAT32_BYTES * n
+        for n in tensors
+    )
 
 
 def _saved_per_token(model: ModelShape, trial: TrialShape) -> float:
@@ -224,19 +227,19 @@ def _saved_per_token(model: ModelShape, trial: TrialShape) -> float:
     d, h = trial.dtype_bytes, model.hidden_size
     layer = (
         (SAVED_HIDDEN + SAVED_QUERY) * h * d
-        + SAVED_NORM_FLOAT32 * h * FLOAT32
+        + SAVED_NORM_FLOAT32 * h * FLOAT32_BYTES
         + SAVED_KV * model.kv_size * d
         + SAVED_INTERMEDIATE * model.intermediate_size * d
-        + (SAVED_PER_HEAD * model.heads + SAVED_SCALARS) * FLOAT32
+        + (SAVED_PER_HEAD * model.heads + SAVED_SCALARS) * FLOAT32_BYTES
     )
     lora = 0.0
     for name in trial.targets:
         kind = model.kind(name)
         if kind is None:
             continue
-        per_module = trial.r * FLOAT32  # A's output, which B's matmul saves
-        if trial.dropout or d != FLOAT32:  # the float32 input: a copy (or the dropped-out product)
-            per_module += kind.in_features * FLOAT32
+        per_module = trial.r * FLOAT32_BYTES  # A's output, which B's matmul saves
+        if trial.dropout or d != FLOAT32_BYTES:  # the float32 input: a copy (or the dropped-out product)
+            per_module += kind.in_features * FLOAT32_BYTES
         if trial.dropout:
             per_module += kind.in_features  # the stacked mask (bool)
         lora += per_module * kind.count
@@ -251,7 +254,7 @@ def _dropout_inputs(model: ModelShape, trial: TrialShape) -> int:
 def _head_bytes(d: int, float32_copies: int) -> int:
     """Bytes per logit: ``float32_copies`` float32 tensors, and the head's output in the compute dtype
     unless that is float32 (then the output is the first float32 copy: ``logits()``'s ``.float()`` is no copy)."""
-    return float32_copies * FLOAT32 + (d if d != FLOAT32 else 0)
+    return float32_copies * FLOAT32_BYTES + (d if d != FLOAT32_BYTES else 0)
 
 
 def _validation_bytes(model: ModelShape, scoring: int, evaluation: EvalShape, d: int) -> float:

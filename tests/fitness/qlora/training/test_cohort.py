@@ -34,7 +34,7 @@ MIXED = [
 def runner(tiny_spec):
     from fitness.qlora.worker.runner import TrialRunner
 
-    return TrialRunner(QLoRASpec.from_dict({**tiny_spec, "eval_every": 2, "cohort": 4}))
+    return TrialRunner(QLoRASpec.from_dict({**tiny_spec, "eval_every": 2, "cohort": 4}).worker_settings)
 
 
 def trials(configs, *, budget=BUDGET, first_id=0, **fields):
@@ -136,7 +136,7 @@ def test_saved_adapters_load_in_peft_and_score_the_same(runner, tmp_path):
     configs = [MIXED[1], {**MIXED[0], "use_rslora": True}]
     batch = [replace(t, artifact_dir=tmp_path / str(t.trial_id)) for t in trials(configs, first_id=50)]
     for trial, result in zip(batch, in_cohort(runner, batch)):
-        cfg, _, _ = parse_genes(trial.config, lr_scaling=runner.spec.lr_scaling, lr_reference_batch=8)
+        cfg, _, _ = parse_genes(trial.config, lr_scaling=runner.settings.lr_scaling, lr_reference_batch=8)
         base = load_base(runner.base.source, cfg.quant, "cpu", runner.base.cache_root)
         model = PeftModel.from_pretrained(base, result.metrics["adapter_path"]).eval()
         blocks = runner.data.validation_blocks(runner.evaluation.seq_length, runner.evaluation.max_tokens)
@@ -155,7 +155,7 @@ def test_out_of_memory_splits_the_cohort_and_loses_no_trial(runner):
     import torch
 
     from fitness.qlora.genes import parse_genes
-    from fitness.qlora.training.sizing import CohortLimit
+    from fitness.qlora.memory.sizing import CohortLimit
     from fitness.qlora.training.train import cohort_shape
 
     def small_device(module, args, kwargs):
@@ -164,7 +164,7 @@ def test_out_of_memory_splits_the_cohort_and_loses_no_trial(runner):
 
     batch = trials([MIXED[0], MIXED[2], MIXED[4], MIXED[1]], first_id=60)  # 4 + 4 + 2 + 4 rows
     alone = [runner.run(t) for t in batch]
-    cfg, _, _ = parse_genes(batch[0].config, lr_scaling=runner.spec.lr_scaling, lr_reference_batch=8)
+    cfg, _, _ = parse_genes(batch[0].config, lr_scaling=runner.settings.lr_scaling, lr_reference_batch=8)
     runner.sizer._limits[cohort_shape(cfg)] = CohortLimit(4, 4, learning=False)
     hook = runner.base.get(cfg.quant).get_decoder().register_forward_pre_hook(small_device, with_kwargs=True)
     try:
@@ -196,7 +196,9 @@ def test_a_cohort_equals_alone_on_cuda(tiny_spec):
     """The same on a GPU: float32 to 1e-5; bfloat16 to the 2% that bf16 rounding drifts to in 8 steps."""
     from fitness.qlora.worker.runner import TrialRunner
 
-    runner = TrialRunner(QLoRASpec.from_dict({**tiny_spec, "device": "cuda", "eval_every": 2, "cohort": 4}))
+    runner = TrialRunner(
+        QLoRASpec.from_dict({**tiny_spec, "device": "cuda", "eval_every": 2, "cohort": 4}).worker_settings
+    )
     for dtype, rel in (("float32", REL), ("bfloat16", 2e-2)):
         batch = [replace(t, config={**t.config, "bnb_4bit_compute_dtype": dtype}) for t in trials(MIXED, first_id=80)]
         for trial, result in zip(batch, in_cohort(runner, batch)):

@@ -20,7 +20,7 @@ from evo.cli import main
 from fitness.qlora.export_trainers import FILL_IN, ExportRequest, trainer_yaml
 from fitness.qlora.genes import parse_genes
 from fitness.qlora.spec import LRScaling
-from tests.fitness.chatdata import chat_model, conversations, write_jsonl
+from tests.fitness.qlora.chatdata import chat_model, conversations, write_jsonl
 
 ADAPTER = "/runs/chat/best/adapter"
 # LLaMA-Factory's own arguments (ModelArguments, QuantizationArguments, DataArguments, FinetuningArguments)

@@ -35,7 +35,7 @@ def test_allocation_past_the_cap_is_oom_and_the_worker_survives(fragile_fitness)
     assert quick(fragile_fitness).ok
     pid = fragile_fitness.worker_pid
     # an adapter of rank 200,000 on every module: 1.6 GB of weights, past the cap even at one row (a
-    # batch past it alone would train in smaller micro-batches: test_qlora_memory_plan.py)
+    # batch past it alone would train in smaller micro-batches: memory/test_planner.py)
     huge = {"per_device_train_batch_size": 1, "r": 200_000, "target_modules": "all-linear"}
     result = fragile_fitness.evaluate(Trial(1, huge, Budget(steps=1), seed=1))
     assert result.status is TrialStatus.FAILED and result.reason is FailureReason.OOM, result.message
@@ -145,7 +145,7 @@ if __name__ == "__main__":
 
 @pytest.mark.slow  # two processes importing bitsandbytes, and a worker (~15 s)
 def test_a_trial_prints_no_kernels_notice(tiny_spec, tmp_path):
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[4]
     bare = subprocess.run([sys.executable, "-c", "import bitsandbytes"], capture_output=True, text=True)
     if KERNELS_NOTICE not in bare.stderr:
         pytest.skip("bitsandbytes has no kernels notice on this CPU (no AVX512-BF16) or this version")

@@ -14,7 +14,7 @@ import pytest
 
 from evo.cli import main
 from tests.conftest import ROOT
-from tests.fitness.hubserver import FakeHub, closed_port
+from tests.fitness.qlora.hubserver import FakeHub, closed_port
 
 GPU_7B = ROOT / "experiments" / "gpu_7b.yaml"
 DEFAULT = ROOT / "experiments" / "smollm2_pydoc.yaml"
@@ -37,7 +37,7 @@ def cache(tmp_path_factory) -> Path:
     from fitness.qlora.spec import QLoRASpec
 
     folder = tmp_path_factory.mktemp("plan-cache")
-    read_architecture(resolve_model(QLoRASpec()), folder)
+    read_architecture(resolve_model(QLoRASpec().model_settings), folder)
     return folder
 
 
@@ -97,9 +97,9 @@ def test_the_default_config_is_planned_on_this_cpu_and_timed_once_speeds_are_mea
     from fitness.qlora.base.model import device_kind
     from fitness.qlora.base.source import resolve_model
     from fitness.qlora.genes import TrialConfig
+    from fitness.qlora.memory.calibration import Calibration
+    from fitness.qlora.memory.footprint import TrialShape
     from fitness.qlora.spec import Device, QLoRASpec
-    from fitness.qlora.training.calibration import Calibration
-    from fitness.qlora.training.footprint import TrialShape
 
     shutil.copytree(cache, tmp_path, dirs_exist_ok=True)  # a calibration of its own
     overrides = ["fitness.device=cpu", f"fitness.cache_dir={tmp_path}"]
@@ -111,7 +111,7 @@ def test_the_default_config_is_planned_on_this_cpu_and_timed_once_speeds_are_mea
     assert "wall time: unknown" in out and "no peak measured for this model on cpu:" in out
 
     spec = QLoRASpec.from_dict({"cache_dir": str(tmp_path)})
-    calibration = Calibration.load(tmp_path, resolve_model(spec).identity, device_kind(Device.CPU))
+    calibration = Calibration.load(tmp_path, resolve_model(spec.model_settings).identity, device_kind(Device.CPU))
     shape = TrialShape(4, 128, 64, ("q_proj",), False, TrialConfig().optim, True, 4, True)
     calibration.record(
         [shape], estimated_mb=100.0, measured_mb=150.0, train_tokens_per_s=200.0, eval_tokens_per_s=800.0
@@ -146,7 +146,7 @@ def test_a_memory_limit_is_the_runs_own_column(cache, capsys):
             "search_space.target_modules.choices=[attention, [q_proj, nope]]",
             "evo: error: target_modules=['q_proj', 'nope']: module 'nope' is not in the model",
         ),
-        ("fitness.memory_limit_mb=-1", "evo: error: fitness.memory_limit_mb: must be a number in (0.0, inf)"),
+        ("fitness.memory_limit_mb=-1", "evo: error: fitness.memory_limit_mb: must be a number > 0 or null, got -1"),
         ("fitness.model=/no/such/model", "evo: error: fitness.model: /no/such/model is neither"),
     ],
 )

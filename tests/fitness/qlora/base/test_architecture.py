@@ -20,7 +20,7 @@ from fitness.qlora.base.source import resolve_model
 from fitness.qlora.genes import GENES, genes_for_model
 from fitness.qlora.spec import QLoRASpec
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -88,7 +88,7 @@ def test_an_unreadable_config_leaves_the_genes_unchecked(tmp_path, caplog):
         fitness = QLoRAFitness.from_spec(spec)
     assert dict(fitness.genes) == dict(GENES)
     assert "could not read the config" in caplog.text and "not checked" in caplog.text
-    assert read_architecture(resolve_model(QLoRASpec.from_dict(spec)), tmp_path / "cache") is None
+    assert read_architecture(resolve_model(QLoRASpec.from_dict(spec).model_settings), tmp_path / "cache") is None
     assert not (tmp_path / "cache" / "architecture").exists()  # a failure is not cached
 
 
@@ -120,7 +120,9 @@ def test_trials_without_the_key_get_the_models_own_default(tiny_spec):
 
     parsed = QLoRASpec.from_dict(tiny_spec)
     genes = genes_for_model(64, ("c_attn", "c_proj", "c_fc"))
-    fitness = QLoRAFitness(parsed, source=resolve_model(parsed), corpus=load_corpus("pydoc", 0.1), genes=genes)
+    fitness = QLoRAFitness(
+        parsed, source=resolve_model(parsed.model_settings), corpus=load_corpus("pydoc", 0.1), genes=genes
+    )
     fitness._worker = _Recorder()  # type: ignore[assignment]
     fitness.evaluate(Trial(0, {"r": 8}, Budget(steps=1), 0))
     fitness.evaluate(Trial(1, {"target_modules": ["c_fc"], "max_seq_length": 32}, Budget(steps=1), 0))
@@ -130,7 +132,7 @@ def test_trials_without_the_key_get_the_models_own_default(tiny_spec):
 
 
 def _found(architecture: Architecture | None) -> Architecture | None:
-    """The context and the module names (the shape is tests/fitness/test_qlora_footprint.py's)."""
+    """The context and the module names (the shape is tests/fitness/qlora/memory/test_planner.py's)."""
     return None if architecture is None else Architecture(architecture.context_length, architecture.linear_modules)
 
 

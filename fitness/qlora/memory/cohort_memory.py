@@ -1,6 +1,6 @@
 """A cohort's memory in the worker: sized to its device before it trains, measured after.
 
-Before a cohort trains, each trial is fitted to the room on the device (``memory_plan.py``):
+Before a cohort trains, each trial is fitted to the room on the device (``planner.py``):
 ``fitness.memory_limit_mb`` when set (on any device), else on CUDA the free memory with the
 base resident; a CPU without a limit has none, and nothing is refused or split there. A
 trial past the room trains its batches in pieces; one past it even at micro-batch 1 is
@@ -17,37 +17,35 @@ pools, arenas).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from evo.trial import ConfigError
 from fitness.qlora.base.architecture import read_architecture
-from fitness.qlora.base.model import compute_dtype, device_kind
+from fitness.qlora.base.model import compute_dtype
 from fitness.qlora.base.source import ModelSource
-from fitness.qlora.data.tokens import TokenizedCorpus
-from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.training.calibration import Calibration
-from fitness.qlora.training.evaluate import trim_heap
-from fitness.qlora.training.footprint import EvalShape, TrialShape
-from fitness.qlora.training.member import TrainingJob, TrainingOutcome
-from fitness.qlora.training.memory_plan import DoesNotFit, Fit, MemoryPlanner, Room
-from fitness.qlora.worker.memory import peak_rss_mb, reset_peak_rss, rss_mb
+from fitness.qlora.genes import TrialConfig
+from fitness.qlora.memory.calibration import Calibration, composition
+from fitness.qlora.memory.footprint import MB, TrialShape
+from fitness.qlora.memory.planner import Fit, MemoryPlanner, Room
+from fitness.qlora.memory.process import peak_rss_mb, reset_peak_rss, rss_mb, trim_heap
+from fitness.qlora.memory.settings import MemorySettings
 
 log = logging.getLogger(__name__)
 
-MB = 2**20
+
+Planned = tuple[TrialConfig, int]  # a trial's genes, and the pieces each of its batches is cut into
 
 
 @dataclass(frozen=True)
 class Sized:
-    """A cohort after the plan: the jobs that train (some split), each job's fit, and how many at once."""
+    """A cohort after the plan: each trial's fit (in the order given), and how many of those that fit train at once."""
 
-    jobs: list[TrainingJob]
-    refused: list[tuple[TrainingJob, DoesNotFit]]
-    fits: dict[int, Fit]  # by id(job.trial)
+    fits: list[Fit]
     capacity: int
 
 
@@ -63,9 +61,11 @@ class CohortMemory:
 
     @classmethod
     def for_worker(
-        cls, spec: QLoRASpec, source: ModelSource, cache_root: Path, data: TokenizedCorpus, device: str
+        cls, settings: MemorySettings, source: ModelSource, cache_root: Path, *, blocks: int, device: str, kind: str
     ) -> CohortMemory | None:
-        """None when the model's shape cannot be read (then trials run unplanned, as before)."""
+        """The plan on ``device`` ("cpu" or "cuda"), corrected by the peaks measured on this ``kind`` of
+        device (``base.model.device_kind``); ``blocks``: the validation set's. None when the model's
+        shape cannot be read (then trials run unplanned, as before)."""
         try:
             architecture = read_architecture(source, cache_root)
         except ConfigError:
@@ -73,11 +73,11 @@ class CohortMemory:
         if architecture is None or architecture.shape is None:
             log.warning("no shape for %s: trials are not sized to memory before they start", source.name_or_path)
             return None
-        blocks = len(data.validation_blocks(spec.eval_seq_length, spec.validation_tokens))
-        evaluation = EvalShape(max(1, min(spec.eval_batch_size, blocks)), spec.eval_seq_length)
-        calibration = Calibration.load(cache_root, source.identity, device_kind(spec.device))
+        # a validation set of fewer blocks than a batch is scored in one smaller batch
+        evaluation = replace(settings.evaluation, batch_size=max(1, min(settings.evaluation.batch_size, blocks)))
+        calibration = Calibration.load(cache_root, source.identity, kind)
         planner = MemoryPlanner(architecture.shape, evaluation, calibration)
-        return cls(planner, device=device, limit_mb=spec.memory_limit_mb)
+        return cls(planner, device=device, limit_mb=settings.memory_limit_mb)
 
     def room(self) -> Room | None:
         """What the cohort may use now: the limit, the free CUDA memory, or nothing known (a CPU)."""
@@ -89,22 +89,12 @@ class CohortMemory:
             return Room.free_cuda((free + cached) / MB)
         return None
 
-    def size(self, jobs: Sequence[TrainingJob]) -> Sized:
-        """Each job at the micro-batch that fits the room; those that fit nowhere refused."""
+    def size(self, cfgs: Sequence[TrialConfig]) -> Sized:
+        """Each trial at the micro-batch that fits the room now (``fits`` False: at none)."""
         room = self.room()
-        going: list[TrainingJob] = []
-        refused: list[tuple[TrainingJob, DoesNotFit]] = []
-        fits: dict[int, Fit] = {}
-        for job in jobs:
-            fit = fits[id(job.trial)] = self.planner.fit(job.cfg, self.itemsize(job), room)
-            if not fit.fits:
-                refused.append((job, DoesNotFit(f"does not fit even at micro-batch 1: {fit.why()}")))
-            elif fit.split > 1:
-                going.append(replace(job, split=fit.split, split_reason=f"planned: {fit.why()}"))
-            else:
-                going.append(job)
-        capacity = self.planner.capacity([self.shape(job) for job in going], room)
-        return Sized(going, refused, fits, capacity)
+        fits = [self.planner.fit(cfg, self.itemsize(cfg), room) for cfg in cfgs]
+        going = [self.shape(cfg, fit.split) for cfg, fit in zip(cfgs, fits) if fit.fits]
+        return Sized(fits, self.planner.capacity(going, room))
 
     def start(self) -> None:
         """Mark the memory before the cohort: its peak is measured from here."""
@@ -116,31 +106,32 @@ class CohortMemory:
             reset_peak_rss()
             self._before_mb = rss_mb()
 
-    def record(self, planned: Sequence[TrainingJob], answered: Sequence[tuple[TrainingJob, TrainingOutcome]]) -> None:
-        """After the cohort of ``planned`` jobs: keep its peak when it is the composition's (see the module doc)."""
+    def record(self, planned: Sequence[Planned], trained: Sequence[tuple[Planned, Mapping[str, Any]]]) -> None:
+        """After the cohort of ``planned`` trials: keep its peak when it is the composition's (see the
+        module doc). ``trained``: the trials that ended with metrics, each at the split it trained at."""
         peak = torch.cuda.max_memory_allocated() / MB if self.device == "cuda" else peak_rss_mb()
         warm, self._warm = self._warm, True
-        splits = {id(job.trial): job.split for job in planned}
-        metrics = [outcome.metrics for _, outcome in answered]
+        shapes = [self.shape(cfg, split) for cfg, split in planned]
+        metrics = [m for _, m in trained]
         if (
             not warm
             or not planned
-            or len(answered) != len(planned)
-            or any(splits.get(id(job.trial)) != job.split for job, _ in answered)  # a real OOM split it
+            # a trial that failed, or one a real out-of-memory error split, makes another composition
+            or composition(shapes) != composition([self.shape(cfg, split) for (cfg, split), _ in trained])
             or any(m.get("cohort_size") != len(planned) or not m.get("train_seconds") for m in metrics)
         ):
             return
         train_seconds = max(m["train_seconds"] for m in metrics)
         self.planner.record(
-            [self.shape(job) for job, _ in answered],
+            shapes,
             peak - self._before_mb,
             train_tokens_per_s=sum(m["train_tokens"] for m in metrics) / train_seconds,
             eval_tokens_per_s=sum(m.get("eval_tokens_per_s", 0.0) for m in metrics) or None,
         )
 
-    def itemsize(self, job: TrainingJob) -> int:
-        """Bytes per element of the job's compute dtype on this device."""
-        return compute_dtype(job.cfg.quant.bnb_4bit_compute_dtype, self.device).itemsize
+    def itemsize(self, cfg: TrialConfig) -> int:
+        """Bytes per element of the trial's compute dtype on this device."""
+        return compute_dtype(cfg.quant.bnb_4bit_compute_dtype, self.device).itemsize
 
-    def shape(self, job: TrainingJob) -> TrialShape:
-        return self.planner.shape(job.cfg, self.itemsize(job), job.split)
+    def shape(self, cfg: TrialConfig, split: int = 1) -> TrialShape:
+        return self.planner.shape(cfg, self.itemsize(cfg), split)

@@ -10,7 +10,7 @@ from fitness.qlora.data.chat import chat_tokens, render_with_spans, tokens_by_pi
 from fitness.qlora.data.corpus import load_corpus
 from fitness.qlora.data.records import Chat, Fields, record_doc
 from fitness.qlora.data.tokens import IGNORE_INDEX, TokenStream, pack, tokenize_corpus, tokenize_docs
-from tests.fitness.chatdata import TINY_TEMPLATE, chat_model, conversations, write_jsonl
+from tests.fitness.qlora.chatdata import TINY_TEMPLATE, chat_model, conversations, write_jsonl
 
 CHAT = Chat(
     (

@@ -3,7 +3,7 @@
 Skipped without a CUDA device (tests/conftest.py). The out-of-memory errors are the
 allocator's own: the process is capped with ``torch.cuda.set_per_process_memory_fraction``
 just above what one trial needs, so a cohort of four cannot fit while each trial alone can.
-A trial sized to memory before it starts is tested on the CPU (test_qlora_memory_plan.py).
+A trial sized to memory before it starts is tested on the CPU (memory/test_planner.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ HEADROOM = 2.5  # the cap, in multiples of one trial's peak above the base: one 
 def runner_on(tiny_spec, device: str, cohort: int):
     from fitness.qlora.worker.runner import TrialRunner
 
-    return TrialRunner(QLoRASpec.from_dict({**tiny_spec, "device": device, "cohort": cohort}))
+    return TrialRunner(QLoRASpec.from_dict({**tiny_spec, "device": device, "cohort": cohort}).worker_settings)
 
 
 def trial(trial_id: int, config: dict, steps: int = 3) -> Trial:
@@ -71,7 +71,7 @@ def test_a_float32_trial_on_cuda_equals_the_same_trial_on_the_cpu(tiny_spec):
     on_cpu, on_cuda = runner_on(tiny_spec, "cpu", 1), runner_on(tiny_spec, "cuda", 1)
     cpu, cuda = on_cpu.run(trial(0, config, steps=6)), on_cuda.run(trial(0, config, steps=6))
     assert cuda.ok and cuda.metrics["device"] == "cuda" and cuda.metrics["peak_cuda_allocated_mb"] > 0, cuda.message
-    quant = parse_genes(config, lr_scaling=on_cpu.spec.lr_scaling, lr_reference_batch=8)[0].quant
+    quant = parse_genes(config, lr_scaling=on_cpu.settings.lr_scaling, lr_reference_batch=8)[0].quant
     weights_cpu, weights_cuda = dequantized(on_cpu.base.get(quant)), dequantized(on_cuda.base.get(quant))
     assert weights_cpu.keys() == weights_cuda.keys() and weights_cpu
     differ = max(float((weights_cpu[k] - weights_cuda[k]).abs().max()) for k in weights_cpu)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.fitness.hubserver import FakeHub, Repo, closed_port
+from tests.fitness.qlora.hubserver import FakeHub, Repo, closed_port
 
 LLAMA_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 REFUSED_WITHIN_S = 30.0  # what a user waits, end to end, for a bad model or data set to be refused

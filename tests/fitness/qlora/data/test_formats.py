@@ -14,7 +14,7 @@ from evo.cli import main
 from evo.trial import ConfigError
 from fitness.qlora.data.corpus import load_corpus
 from fitness.qlora.data.records import Chat, Fields
-from tests.fitness.chatdata import conversations, write_jsonl
+from tests.fitness.qlora.chatdata import conversations, write_jsonl
 
 datasets = pytest.importorskip("datasets")
 
@@ -90,7 +90,7 @@ def test_splits_of_a_saved_dataset_dict(tmp_path):
 
 
 def asked_hub(monkeypatch) -> list:
-    """The hub check before load_dataset, recorded instead of asked (tests/fitness/test_qlora_hub.py asks a fake hub)."""
+    """The hub check before load_dataset, recorded instead of asked (base/test_hub.py asks a fake hub)."""
     from fitness.qlora.base import hub
 
     asked: list = []

@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 
 from fitness.qlora.base.shape import ModelShape
 from fitness.qlora.genes import TrialConfig
-from fitness.qlora.training.calibration import Calibration
-from fitness.qlora.training.footprint import EvalShape, Footprint, TrialShape, estimate, megabytes
+from fitness.qlora.memory.calibration import Calibration
+from fitness.qlora.memory.footprint import EvalShape, Footprint, TrialShape, estimate, megabytes
 
 # Of the free CUDA memory a plan may fill: the caching allocator's fragmentation, cuBLAS's
 # workspaces and the kernels' scratch need the rest (the estimate counts tensors only).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from fitness.qlora.spec import QLoRASpec
+from fitness.qlora.memory.settings import MemorySettings
 
 # What auto means. CPU: one trial at a time. A CPU step is compute-bound, so a cohort saves no
 # work there, and experiments/benchmark_cohorts.py measured cohorts slower than the same trials one
@@ -94,11 +94,11 @@ class CohortPlan:
     cap: int
 
 
-def cohort_plan(spec: QLoRASpec, device: str) -> CohortPlan:
-    """What ``fitness.cohort`` means on ``device`` ("cpu" or "cuda") for this spec's objectives."""
-    if spec.cohort != "auto":
-        return CohortPlan(spec.cohort, spec.cohort)
-    if PER_TRIAL_COSTS & set(spec.objectives):
+def cohort_plan(settings: MemorySettings, device: str) -> CohortPlan:
+    """What ``fitness.cohort`` means on ``device`` ("cpu" or "cuda") for these objectives."""
+    if settings.cohort != "auto":
+        return CohortPlan(settings.cohort, settings.cohort)
+    if PER_TRIAL_COSTS & set(settings.objectives):
         return CohortPlan(1, 1)
     if device == "cuda":
         return CohortPlan(CUDA_START, CUDA_CAP)
