@@ -17,8 +17,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, TypedDict, runtime_checkable
 
+from evo._declarations import GeneDecl, ValueKind, check_value, rule, why_refused
 from evo._errors import ConfigError, Deprecated, renamed
-from evo._gene_decl import GeneDecl, ValueKind, check_value, why_refused
 
 __all__ = [
     "Budget",
@@ -88,8 +88,8 @@ class Budget:
     honours whichever is set (tokens win when both are).
     """
 
-    steps: int | None = field(default=None, metadata={"help": "optimizer steps per genome"})
-    tokens: int | None = field(default=None, metadata={"help": "training tokens per genome (wins over steps)"})
+    steps: int | None = field(default=None, metadata=rule(ge=1, help="optimizer steps per genome"))
+    tokens: int | None = field(default=None, metadata=rule(ge=1, help="training tokens per genome (wins over steps)"))
 
     def as_dict(self) -> dict[str, int | None]:
         return {"steps": self.steps, "tokens": self.tokens}

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from evo._declarations import NOUNS, Rule, probability, rule, rule_of
 from evo.trial import ConfigError
 
 __all__ = [
@@ -40,60 +41,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_RULE = "evo.config.rule"  # the metadata key a Rule sits under
-
-
-@dataclass(frozen=True)
-class Rule:
-    """Bounds of a numeric field (any combination) and the text that explains it."""
-
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    lt: float | None = None
-    what: str | None = None  # the noun in messages, e.g. "a probability"; default from the type
-    help: str = ""
-
-    def holds(self, value: float) -> bool:
-        return not (
-            (self.ge is not None and value < self.ge)
-            or (self.gt is not None and value <= self.gt)
-            or (self.le is not None and value > self.le)
-            or (self.lt is not None and value >= self.lt)
-        )
-
-    def describe(self, kind: type) -> str:
-        """What is accepted, as it follows "must be": ``a whole number >= 2``, ``a number in (0, 1]``."""
-        noun = self.what or _NOUNS.get(kind, kind.__name__)
-        low = self.ge if self.ge is not None else self.gt
-        high = self.le if self.le is not None else self.lt
-        if low is not None and high is not None:
-            opening, closing = "[" if self.ge is not None else "(", "]" if self.le is not None else ")"
-            return f"{noun} in {opening}{low:g}, {high:g}{closing}"
-        pairs = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
-        bounds = [f"{op} {v:g}" for op, v in pairs if v is not None]
-        return " ".join([noun, *bounds])
-
-
-_NOUNS = {int: "a whole number", float: "a number", str: "a non-empty string", bool: "true or false"}
-
-
-def rule(
-    *,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    lt: float | None = None,
-    what: str | None = None,
-    help: str = "",  # the name every settings library uses, shadowing a builtin nobody calls here
-) -> dict[str, Rule]:
-    """Field metadata: ``field(default=..., metadata=rule(ge=1, help="..."))``."""
-    return {_RULE: Rule(ge=ge, gt=gt, le=le, lt=lt, what=what, help=help)}
-
-
-def probability(help: str = "") -> dict[str, Rule]:
-    """A chance in [0, 1]."""
-    return rule(ge=0, le=1, what="a probability", help=help)
 
 
 @dataclass(frozen=True)
@@ -118,9 +65,9 @@ def _specs(cls: type) -> dict[str, _Spec]:
             optional = len(args) < len(typing.get_args(kind))
             kind = args[0] if len(args) == 1 else None
         checked = isinstance(kind, type) and (
-            kind in _NOUNS or issubclass(kind, enum.Enum) or dataclasses.is_dataclass(kind)
+            kind in NOUNS or issubclass(kind, enum.Enum) or dataclasses.is_dataclass(kind)
         )
-        out[f.name] = _Spec(kind if checked else None, optional, f.metadata.get(_RULE, Rule()))
+        out[f.name] = _Spec(kind if checked else None, optional, rule_of(f))
     return out
 
 
@@ -142,8 +89,9 @@ def _fits(kind: type, value: Any) -> bool:
     return isinstance(value, kind)
 
 
-def check_setting(key: str, value: Any, kind: type, rule: Rule = Rule(), *, optional: bool = False) -> None:
+def check_setting(key: str, value: Any, kind: type, rule: Rule | None = None, *, optional: bool = False) -> None:
     """Raise the one-line error for ``value`` at ``key`` unless it fits ``kind`` and ``rule``."""
+    rule = rule or Rule()
     if value is None and optional:
         return
     if issubclass(kind, enum.Enum):

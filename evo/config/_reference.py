@@ -15,9 +15,9 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
+from evo._declarations import Rule, rule_of
 from evo.config._evolution import EarlyStopping, EvolutionSettings, MultiFidelity, PBTSettings
 from evo.config._executor import ExecutorSettings
-from evo.config._fields import _RULE, Rule
 from evo.config._run import _TOP_KEYS, RunConfig
 from evo.config._run_budget import RunBudget
 from evo.space import SearchSpace
@@ -66,8 +66,7 @@ def _rows(cls: type) -> list[tuple[str, str, str, str]]:
 
 
 def _row(key: str, f: dataclasses.Field, cls: type) -> tuple[str, str, str, str]:
-    rule = f.metadata.get(_RULE)
-    help_ = rule.help if isinstance(rule, Rule) else f.metadata.get("help", "")
+    declared = rule_of(f)
     kind = typing.get_type_hints(cls)[f.name]
     if f.default is not dataclasses.MISSING:
         default = _value(f.default)
@@ -76,7 +75,7 @@ def _row(key: str, f: dataclasses.Field, cls: type) -> tuple[str, str, str, str]
         default = "(a section)" if dataclasses.is_dataclass(made) else _value(made)
     else:
         default = "required"
-    return f"`{key}`", default, _accepts(kind, rule if isinstance(rule, Rule) else Rule()), help_
+    return f"`{key}`", default, _accepts(kind, declared), declared.help
 
 
 def _accepts(kind: Any, rule: Rule) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from evo.config._evolution import MAX_GENERATIONS, EvolutionSettings, Mode, Survival
 from evo.config._executor import ExecutorSettings
-from evo.config._fields import Rule, build, check_field, check_fields, check_setting, rule, unknown_key
+from evo.config._fields import build, check_field, check_fields, rule, unknown_key
 from evo.config._run_budget import RunBudget
 from evo.space import SearchSpace
 from evo.trial import Budget, ConfigError
@@ -175,7 +175,7 @@ def _budget(spec: Any) -> Budget:
         if key not in ("steps", "tokens"):
             raise unknown_key("budget", key, ("steps", "tokens"))
     for key in ("steps", "tokens"):
-        check_setting(f"budget.{key}", spec.get(key), int, Rule(ge=1), optional=True)
+        check_field(Budget, key, spec.get(key), f"budget.{key}")
     if spec.get("steps") is None and spec.get("tokens") is None:
         raise ConfigError("budget: set steps or tokens (e.g. budget: {steps: 100})")
     return Budget(steps=spec.get("steps"), tokens=spec.get("tokens"))

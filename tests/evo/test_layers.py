@@ -15,7 +15,7 @@ from pathlib import Path
 EVO = Path(__file__).resolve().parents[2] / "evo"
 
 LAYERS = [
-    ("the contract with a fitness, and the errors", ["evo.trial", "evo._gene_decl", "evo._errors"]),
+    ("the contract with a fitness, and the errors", ["evo.trial", "evo._declarations", "evo._errors"]),
     ("the search space", ["evo.space"]),
     ("the run directory", ["evo.storage"]),
     ("early stopping", ["evo.early_stopping"]),
@@ -65,7 +65,7 @@ def test_every_engine_module_has_a_layer():
 
 def test_only_the_package_the_contract_and_the_errors_at_the_root():
     root = {p.stem for p in EVO.glob("*.py")}
-    assert root == {"__init__", "trial", "_gene_decl", "_errors"}, sorted(root)
+    assert root == {"__init__", "trial", "_declarations", "_errors"}, sorted(root)
 
 
 def test_no_module_imports_a_layer_above_it():

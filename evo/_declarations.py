@@ -1,6 +1,9 @@
-"""What a fitness declares about each config key it reads, and why a value is refused.
+"""What a fitness and a run config declare about the values they accept: a gene's
+:class:`GeneDecl` (and why a value is refused), a settings field's :class:`Rule`.
 
-Part of the contract (re-exported by ``evo.trial``): plain Python, nothing heavy.
+Part of the contract (re-exported by ``evo.trial``): plain Python, nothing heavy. The config
+builds and checks settings from these rules (``evo.config``); a fitness's own settings
+declare theirs the same way.
 """
 
 from __future__ import annotations
@@ -8,10 +11,12 @@ from __future__ import annotations
 import difflib
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import Field, dataclass
 from typing import Any
 
 from evo._errors import renamed
+
+RULE_KEY = "evo.config.rule"  # the field metadata key a Rule sits under
 
 
 class ValueKind(str, enum.Enum):
@@ -120,3 +125,61 @@ def _bounds(decl: GeneDecl) -> str:
     if decl.low is not None:
         return f"{'>' if decl.low_open else '>='} {decl.low:g}"
     return f"{'<' if decl.high_open else '<='} {decl.high:g}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Bounds of a numeric field (any combination) and the text that explains it."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    what: str | None = None  # the noun in messages, e.g. "a probability"; default from the type
+    help: str = ""
+
+    def holds(self, value: float) -> bool:
+        return not (
+            (self.ge is not None and value < self.ge)
+            or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le)
+            or (self.lt is not None and value >= self.lt)
+        )
+
+    def describe(self, kind: type) -> str:
+        """What is accepted, as it follows "must be": ``a whole number >= 2``, ``a number in (0, 1]``."""
+        noun = self.what or NOUNS.get(kind, kind.__name__)
+        low = self.ge if self.ge is not None else self.gt
+        high = self.le if self.le is not None else self.lt
+        if low is not None and high is not None:
+            opening, closing = "[" if self.ge is not None else "(", "]" if self.le is not None else ")"
+            return f"{noun} in {opening}{low:g}, {high:g}{closing}"
+        pairs = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        bounds = [f"{op} {v:g}" for op, v in pairs if v is not None]
+        return " ".join([noun, *bounds])
+
+
+NOUNS = {int: "a whole number", float: "a number", str: "a non-empty string", bool: "true or false"}
+
+
+def rule(
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    what: str | None = None,
+    help: str = "",  # the name every settings library uses, shadowing a builtin nobody calls here
+) -> dict[str, Rule]:
+    """Field metadata: ``field(default=..., metadata=rule(ge=1, help="..."))``."""
+    return {RULE_KEY: Rule(ge=ge, gt=gt, le=le, lt=lt, what=what, help=help)}
+
+
+def probability(help: str = "") -> dict[str, Rule]:
+    """A chance in [0, 1]."""
+    return rule(ge=0, le=1, what="a probability", help=help)
+
+
+def rule_of(f: Field) -> Rule:
+    """The rule a settings field declares (none: an empty rule)."""
+    return f.metadata.get(RULE_KEY, Rule())
