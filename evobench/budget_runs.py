@@ -1,0 +1,164 @@
+"""The run-budget benchmark's runs: one (task, method, seed) at a time, cached on disk, in parallel.
+
+A run's ledger points are written to ``<cache>/<task>/<method>/<seed>-<key>.json`` as soon
+as it ends, so a stopped benchmark keeps every run it finished and a restarted one skips
+them. ``key`` hashes everything the run's result depends on: the task, its budget, the
+method, the seed and the source of the code that runs it (the engine's for ours, the
+installed package's version for a peer), so a changed engine or peer is never answered from
+the cache. Runs go to ``jobs`` worker processes at a lower priority (``nice``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CACHE = Path(os.environ.get("EVOBENCH_CACHE", Path.home() / ".cache" / "evobench" / "budget"))
+# The code a run's result depends on, besides the peer's package: ours run the engine too.
+SOURCES = ("evobench/methods", "evobench/tasks", "evobench/ledger.py", "fitness/synthetic.py")
+PACKAGES = {"optuna": "optuna", "dehb": "dehb", "smac": "smac", "st": "syne-tune", "neps": "neural-pipeline-search"}
+
+
+@dataclass(frozen=True)
+class Job:
+    task: str
+    method: str
+    seed: int
+    budget: int | None = None  # whole-budget trials a run; None: the task's
+    chat_trials: int | None = None  # chat: its surrogate fitted on the trials of index below this
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: Job
+    points: list[list[Any]]  # the ledger's (tokens spent, whole-budget value or None, seconds)
+    limit: int  # training tokens of the run
+    fitness: str  # what the fitness describes itself as
+    seconds: float  # the run's wall time, the first time it was measured
+    cached: bool
+
+
+@cache
+def _source_hash(paths: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        files = sorted((ROOT / path).rglob("*.py")) if (ROOT / path).is_dir() else [ROOT / path]
+        for file in files:
+            digest.update(str(file.relative_to(ROOT)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def code_of(method: str) -> str:
+    """What a method's result depends on besides the task and seed: our source, and for ours the
+    engine's, for a peer its package's version (Syne Tune 0.13's is its own environment's)."""
+    from evobench.methods.fidelity import OURS
+
+    sources = SOURCES + (("evo",) if method in OURS else ())
+    package = next((p for prefix, p in PACKAGES.items() if method.startswith(prefix)), None)
+    try:
+        installed = version(package) if package else ""
+    except PackageNotFoundError:
+        installed = "missing"
+    if method in ("st-mobster", "st-hypertune", "st-dyhpo"):
+        installed = "0.13"  # pinned by the environment it runs in
+    return f"{_source_hash(sources)}:{package}={installed}"
+
+
+def key_of(job: Job) -> str:
+    text = json.dumps([job.task, job.method, job.seed, job.budget, job.chat_trials, code_of(job.method)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def path_of(cache_dir: Path, job: Job) -> Path:
+    return cache_dir / job.task / job.method / f"{job.seed}-{key_of(job)}.json"
+
+
+@cache
+def _task(name: str, trials: int | None) -> tuple[Any, Any]:
+    from evobench.budget import make_task
+
+    return make_task(name, trials)
+
+
+_FITNESSES: dict[tuple, Any] = {}  # per worker process: a fitness is built once and reused by its runs
+
+
+def run_job(job: Job, cache_dir: Path | None) -> Outcome:
+    """The job's ledger points, from the cache when it has them; measured (and cached) otherwise."""
+    import time
+
+    from evobench.ledger import Ledger
+    from evobench.methods.fidelity import RUNNERS, fitness_spec
+
+    path = path_of(cache_dir, job) if cache_dir else None
+    if path is not None and path.exists():
+        saved = json.loads(path.read_text())
+        return Outcome(job, saved["points"], saved["limit"], saved["fitness"], saved["seconds"], True)
+    task, build = _task(job.task, job.chat_trials)
+    trials = job.budget or task.trials
+    limit = trials * task.budget.tokens
+    spec = fitness_spec(task, job.method)
+    memo = (job.task, job.chat_trials, repr(sorted(spec.items())))
+    if memo not in _FITNESSES:
+        _FITNESSES[memo] = build()
+    fitness = _FITNESSES[memo]
+    ledger = Ledger(fitness, limit, job.seed)
+    t0 = time.perf_counter()
+    RUNNERS[job.method](replace(task, fitness=spec), ledger, job.seed, trials)
+    seconds = time.perf_counter() - t0
+    described = str(fitness.describe() or spec)
+    points = [list(p) for p in ledger.points]
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"job": job.__dict__, "points": points, "limit": limit, "fitness": described, "seconds": seconds}
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(record))
+        partial.replace(path)  # whole or not at all: a killed run leaves no half-written result
+    return Outcome(job, points, limit, described, seconds, False)
+
+
+def _lower_priority(nice: int) -> None:
+    os.nice(nice)
+
+
+def run_jobs(
+    jobs: Iterable[Job],
+    cache_dir: Path | None,
+    workers: int = 1,
+    nice: int = 0,
+    log: Callable[[str], None] = print,
+) -> list[Outcome]:
+    """Every job's outcome, in the order given; ``workers`` > 1 runs them in that many processes."""
+    jobs = list(jobs)
+    if workers <= 1:
+        if nice:
+            _lower_priority(nice)
+        outcomes = []
+        for job in jobs:
+            outcomes.append(run_job(job, cache_dir))
+            _log(outcomes[-1], log)
+        return outcomes
+    done: dict[Job, Outcome] = {}
+    with ProcessPoolExecutor(max_workers=workers, initializer=_lower_priority, initargs=(nice,)) as pool:
+        futures = {pool.submit(run_job, job, cache_dir): job for job in jobs}
+        for future in as_completed(futures):
+            outcome = future.result()
+            done[outcome.job] = outcome
+            _log(outcome, log)
+    return [done[job] for job in jobs]
+
+
+def _log(outcome: Outcome, log: Callable[[str], None]) -> None:
+    job = outcome.job
+    where = "cached" if outcome.cached else f"{outcome.seconds:.1f} s"
+    log(f"{job.task:<16} {job.method:<18} seed {job.seed:<5} {len(outcome.points):>5} trials  {where}")
