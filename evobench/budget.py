@@ -134,8 +134,9 @@ def tables(all_runs: list[Runs], ours: str = OURS_DEFAULT) -> str:
         for method in runs.points:
             medians = " | ".join(f"{runs.median(method, r):.4g}" for r in READOUTS)
             reach = runs.to_reach(method, target) if top else math.inf
-            seconds = float(np.median(runs.seconds.get(method) or [math.nan]))
-            row = f"| {method} | {medians} | {_share(reach)} | {seconds:.1f} |"
+            timed = runs.seconds.get(method)
+            seconds = f"{np.median(timed):.1f}" if timed else "-"
+            row = f"| {method} | {medians} | {_share(reach)} | {seconds} |"
             if mine:
                 row += " - |" if method == ours else f" {', '.join(_word(v) for v in verdicts(runs, ours, method))} |"
             out.append(row)
