@@ -137,9 +137,13 @@ def run_jobs(
     workers: int = 1,
     nice: int = 0,
     log: Callable[[str], None] = print,
+    cached_only: bool = False,
 ) -> list[Outcome]:
-    """Every job's outcome, in the order given; ``workers`` > 1 runs them in that many processes."""
+    """Every job's outcome, in the order given; ``workers`` > 1 runs them in that many processes.
+    ``cached_only``: only the jobs the cache has (a report of a benchmark still running or stopped)."""
     jobs = list(jobs)
+    if cached_only:
+        jobs = [job for job in jobs if cache_dir is not None and path_of(cache_dir, job).exists()]
     if workers <= 1:
         if nice:
             _lower_priority(nice)

@@ -57,6 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, help="runs at once, each in a process of its own")
     p.add_argument("--nice", type=int, default=0, help="lower the runs' priority by this much")
     p.add_argument("--cache", type=Path, help="keep each (task, method, seed) run here; a rerun reads it back")
+    p.add_argument("--cached-only", action="store_true", help="report the runs --cache has, run nothing")
     p.add_argument("--out", type=Path, help="write the tables (markdown) here too")
     return p.parse_args(argv)
 
@@ -84,7 +85,11 @@ def main(argv: list[str] | None = None) -> None:
         for method in args.methods
     ]
     t0 = time.perf_counter()
-    runs = collect(run_jobs(jobs, args.cache, args.jobs, args.nice, log=lambda line: print(line, flush=True)))
+    outcomes = run_jobs(jobs, args.cache, args.jobs, args.nice, lambda line: print(line, flush=True), args.cached_only)
+    if not outcomes:
+        print(f"--cached-only: {args.cache} has none of these runs", file=sys.stderr)
+        raise SystemExit(2)
+    runs = collect(outcomes)
     command = " ".join(argv if argv is not None else sys.argv[1:])
     text = "\n".join(
         [
