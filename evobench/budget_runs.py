@@ -3,14 +3,15 @@
 A run's ledger points are written to ``<cache>/<task>/<method>/<seed>-<key>.json`` as soon
 as it ends, so a stopped benchmark keeps every run it finished and a restarted one skips
 them. ``key`` hashes everything the run's result depends on: the task, its budget, the
-method, the seed and the source of the code that runs it (the engine's for ours, the
-installed package's version for a peer), so a changed engine or peer is never answered from
-the cache. Runs go to ``jobs`` worker processes at a lower priority (``nice``).
+method, the seed and the source of the code that runs it (the tasks' and the method's glue;
+the engine's for ours, the installed package's version for a peer), so a changed engine,
+task or peer is never answered from the cache, while adding a method keeps the others' runs. Runs go to ``jobs`` worker processes at a lower priority (``nice``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -23,8 +24,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = Path(os.environ.get("EVOBENCH_CACHE", Path.home() / ".cache" / "evobench" / "budget"))
-# The code a run's result depends on, besides the peer's package: ours run the engine too.
-SOURCES = ("evobench/methods", "evobench/tasks", "evobench/ledger.py", "fitness/synthetic.py")
+# What every run's result depends on besides its method: the tasks, their fitnesses, the ledger.
+SOURCES = ("evobench/tasks", "evobench/ledger.py", "fitness/synthetic.py")
 PACKAGES = {"optuna": "optuna", "dehb": "dehb", "smac": "smac", "st": "syne-tune", "neps": "neural-pipeline-search"}
 
 
@@ -58,12 +59,32 @@ def _source_hash(paths: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
+def _glue(method: str) -> list[Any]:
+    """The code that drives ``method``: its runner, and the functions or modules that runner calls
+    (not the whole of ``evobench.methods``, so that adding a method leaves the others' runs cached)."""
+    from evobench import peers
+    from evobench.methods import chunks, fidelity, mf_peers, schedulers, syne_tune_driver
+
+    if method in fidelity.OURS:
+        return [fidelity.run_evo, fidelity.evo_config]
+    if method == "random":
+        return [fidelity.run_random]
+    if method.startswith("optuna"):
+        return [fidelity.run_optuna, peers]
+    if method in ("dehb", "smac"):
+        return [mf_peers, chunks.trial_seed]
+    return [schedulers, syne_tune_driver, chunks, mf_peers.decode, mf_peers.grid, mf_peers.ordered]
+
+
 def code_of(method: str) -> str:
-    """What a method's result depends on besides the task and seed: our source, and for ours the
-    engine's, for a peer its package's version (Syne Tune 0.13's is its own environment's)."""
-    from evobench.methods.fidelity import OURS
+    """What a method's result depends on besides the task and seed: the source of the tasks and of
+    its glue (its runner as written, a lever's settings), for ours the engine's, for a peer its
+    package's version (Syne Tune 0.13's is the environment it runs in)."""
+    from evobench.methods.fidelity import LEVERS, OURS, RUNNERS
 
     sources = SOURCES + (("evo",) if method in OURS else ())
+    glue = [inspect.getsource(RUNNERS[method]), repr(LEVERS.get(method))]
+    glue += [inspect.getsource(g) for g in _glue(method)]
     package = next((p for prefix, p in PACKAGES.items() if method.startswith(prefix)), None)
     try:
         installed = version(package) if package else ""
@@ -71,7 +92,8 @@ def code_of(method: str) -> str:
         installed = "missing"
     if method in ("st-mobster", "st-hypertune", "st-dyhpo"):
         installed = "0.13"  # pinned by the environment it runs in
-    return f"{_source_hash(sources)}:{package}={installed}"
+    text = hashlib.sha256("\n".join(glue).encode()).hexdigest()
+    return f"{_source_hash(sources)}:{text}:{package}={installed}"
 
 
 def key_of(job: Job) -> str:

@@ -182,3 +182,17 @@ def test_a_yahpo_trial_pays_its_epochs_resumes_and_stops_at_a_threshold(tmp_path
     assert pruned.status is TrialStatus.PRUNED and pruned.metrics["train_tokens"] == math.ceil(
         0.25 * fitness.epochs
     )  # the first epoch at 1/4
+
+
+def test_a_cached_run_is_keyed_by_its_method_s_code_and_settings_only(monkeypatch):
+    from evobench.budget_runs import code_of
+    from evobench.methods import fidelity
+
+    before = {m: code_of(m) for m in ("ga", "ga-pop4", "random", "optuna-tpe-hb")}
+    assert code_of("ga-pop4") != code_of("ga-pop16")  # a lever's settings are part of it
+    monkeypatch.setitem(fidelity.LEVERS, "ga-pop4", {"population_size": 5})
+    assert code_of("ga-pop4") != before["ga-pop4"]
+    monkeypatch.setitem(fidelity.LEVERS, "ga-new", {"population_size": 6})  # a method added beside them
+    assert {m: code_of(m) for m in ("ga", "random", "optuna-tpe-hb")} == {
+        m: before[m] for m in ("ga", "random", "optuna-tpe-hb")
+    }
