@@ -18,7 +18,7 @@ from evobench.budget_runs import Job, path_of, run_jobs
 from evobench.ledger import Ledger
 from evobench.methods.chunks import Chunks
 from evobench.methods.mf_peers import decode
-from evobench.methods.schedulers import syne_tune_space
+from evobench.methods.schedulers import ST13_PYTHON, syne_tune_space
 from evobench.tasks.fidelity import TASKS
 from fitness import make_fitness
 
@@ -142,10 +142,9 @@ def test_runs_in_parallel_processes_measure_what_one_process_does(tmp_path):
     assert [[p[:2] for p in o.points] for o in parallel] == [[p[:2] for p in o.points] for o in serial]
 
 
-ST13 = os.environ.get("EVOBENCH_SYNE_TUNE_13", "")
-
-
-@pytest.mark.skipif(not Path(ST13).exists(), reason="Syne Tune 0.13's environment (EVOBENCH_SYNE_TUNE_13) is not here")
+@pytest.mark.skipif(
+    not Path(ST13_PYTHON).exists(), reason="Syne Tune 0.13's environment (EVOBENCH_SYNE_TUNE_13) is not here"
+)
 def test_syne_tune_13_runs_through_its_bridge():
     from evobench.methods.fidelity import RUNNERS
 
