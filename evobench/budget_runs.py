@@ -73,7 +73,10 @@ def _glue(method: str) -> list[Any]:
         return [fidelity.run_optuna, peers]
     if method in ("dehb", "smac"):
         return [mf_peers, chunks.trial_seed]
-    return [schedulers, syne_tune_driver, chunks, mf_peers.decode, mf_peers.grid, mf_peers.ordered]
+    shared = [chunks, mf_peers.decode, mf_peers.grid, mf_peers.ordered]
+    if method.startswith("neps"):
+        return [schedulers.run_neps, schedulers.neps_space, *shared]
+    return [schedulers.run_syne_tune, schedulers.syne_tune_space, schedulers._Bridge, syne_tune_driver, *shared]
 
 
 def code_of(method: str) -> str:

@@ -154,6 +154,7 @@ def run_neps(task: Task, ledger: Ledger, seed: int, budget_trials: int, algorith
         optimizer = getattr(neps.algorithms, algorithm)(pipeline)
     ask_tell = neps.AskAndTell(optimizer)
     runs: dict[str, Chunks] = {}
+    failed: set[Chunks] = set()  # a failed trial cannot be continued: NePS may still promote it (as its worst)
     with tempfile.TemporaryDirectory(prefix="bench-neps-") as scratch:
         try:
             for number in range(10**6):
@@ -163,9 +164,12 @@ def run_neps(task: Task, ledger: Ledger, seed: int, budget_trials: int, algorith
                 previous = trial.metadata.previous_trial_id
                 run = runs.pop(previous, None) if previous else None
                 run = run or Chunks(task, ledger, decode(config, space), number, seed, Path(scratch))
-                value = run.advance(epoch / task.points) if epoch / task.points > run.reached else None
+                value = None
+                if run not in failed and epoch / task.points > run.reached:
+                    value = run.advance(epoch / task.points)
                 runs[trial.id] = run
                 if value is None:
+                    failed.add(run)
                     ask_tell.tell(trial, RuntimeError("the trial failed"))
                 else:
                     ask_tell.tell(trial, {"objective_to_minimize": value, "cost": epoch / task.points})
