@@ -15,6 +15,9 @@ the ledger says the tokens are spent.
   continuing its checkpoint, and reports after each; ``optuna-tpe-median`` the same with
   Optuna's MedianPruner.
 - ``dehb``, ``smac``: DEHB and SMAC3's multi-fidelity facade on the task's rungs (``mf_peers``).
+- ``st-*``, ``neps-*``: Syne Tune's and NePS's schedulers, epoch by epoch (``schedulers``).
+- ``ga-*`` levers (``LEVERS``): the default with one ``evolution`` setting changed, to learn which
+  settings matter at small budgets.
 """
 
 from __future__ import annotations
@@ -32,9 +35,24 @@ from evo.config import RunConfig, parse_config
 from evo.trial import Trial
 from evobench import peers
 from evobench.ledger import BudgetSpent, Ledger
-from evobench.methods import mf_peers
+from evobench.methods import mf_peers, schedulers
+from evobench.methods.chunks import trial_seed
+from evobench.methods.schedulers import SYNE_TUNE, SYNE_TUNE_13
 from evobench.tasks.fidelity import Task
 
+# The default with one evolution setting changed (only settings the engine has): a first rung at
+# 1/27 (four brackets), plain halving (one bracket), a population of 4 or 16, a Sobol first
+# population, fewer or more children bred per trained one, and TPE's gamma at 0.25.
+LEVERS: dict[str, dict[str, Any]] = {
+    "ga-rung27": {"early_stopping": {"min_fidelity": 1 / 27, "brackets": 4}},
+    "ga-bracket1": {"early_stopping": {"brackets": 1}},
+    "ga-pop4": {"population_size": 4},
+    "ga-pop16": {"population_size": 16},
+    "ga-sobol": {"init": "sobol"},
+    "ga-cand3": {"surrogate_candidates": 3},
+    "ga-cand30": {"surrogate_candidates": 30},
+    "ga-gamma25": {"surrogate_gamma": 0.25},
+}
 METHODS = (
     "ga",
     "ga-full",
@@ -50,25 +68,51 @@ METHODS = (
     "optuna-tpe-median",
     "dehb",
     "smac",
+    *SYNE_TUNE,
+    *SYNE_TUNE_13,
+    "neps-hyperband",
+    "neps-ifbo",
+    *LEVERS,
 )
-REQUIRES = {"dehb": "dehb", "smac": "smac"}  # peers whose package may be missing (DEHB pins numpy < 2)
+# What a peer needs that the bench extra does not bring, and how to get it.
+INSTALL = {
+    "dehb": ("dehb", "pip install --no-deps dehb loguru   # DEHB pins numpy < 2"),
+    "smac": ("smac", "pip install -e '.[bench]'"),
+    **{m: ("syne_tune", "pip install syne-tune==0.16.0") for m in SYNE_TUNE},
+    "neps-hyperband": ("neps", "pip install torch==2.13.0 neural-pipeline-search==0.17.0   # torch first: a CPU build"),
+    "neps-ifbo": ("neps", "pip install torch==2.13.0 neural-pipeline-search==0.17.0   # torch first: a CPU build"),
+}
 OURS = {m for m in METHODS if m.startswith("ga") or m == "pbt"}
 Runner = Callable[[Task, Ledger, int, int], None]  # task, ledger, seed, budget in whole trials
 
 
+def missing(method: str) -> str | None:
+    """Why ``method`` cannot run here, with the line that installs what it needs; None when it can
+    (ours and Optuna's always can)."""
+    if method in SYNE_TUNE_13:
+        if not Path(schedulers.ST13_PYTHON).exists():
+            return (
+                f"{method}: Syne Tune 0.13 (it pins numpy < 1.27) runs in a virtual environment of its own, "
+                f"not found at {schedulers.ST13_PYTHON}: python3 -m venv DIR && DIR/bin/pip install torch==2.13.0 "
+                "syne-tune==0.13.0 'numpy<1.27' scipy autograd statsmodels, then EVOBENCH_SYNE_TUNE_13=DIR/bin/python"
+            )
+        return None
+    if method in INSTALL and importlib.util.find_spec(INSTALL[method][0]) is None:
+        return f"{method}: not installed ({INSTALL[method][1]})"
+    if method == "neps-ifbo":
+        why = schedulers.ifbo_weights_missing()
+        return f"{method}: {why}; ifbo downloads them from figshare at first use" if why else None
+    return None
+
+
 def installed(method: str) -> bool:
-    """Whether the package ``method`` drives is installed (ours and Optuna's always are)."""
-    return method not in REQUIRES or importlib.util.find_spec(REQUIRES[method]) is not None
+    """Whether ``method`` can run here (see :func:`missing`)."""
+    return missing(method) is None
 
 
 def fitness_spec(task: Task, method: str) -> dict[str, Any]:
     """The fitness a method runs on: early stopping needs mid-trial evaluations on some tasks."""
     return {**task.fitness, **(task.es_fitness if method == "ga-es" else {})}
-
-
-def trial_seed(seed: int, i: int) -> int:
-    """The training seed of a peer's trial ``i`` in the run of ``seed``."""
-    return int(np.random.SeedSequence(seed, spawn_key=(i,)).generate_state(1)[0])
 
 
 def evo_config(task: Task, seed: int, **evolution: Any) -> RunConfig:
@@ -117,7 +161,7 @@ def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: 
         seed_i = trial_seed(seed, trial.number)
         if not chunked:
             result = ledger.evaluate(Trial(trial.number, config, task.budget, seed_i))
-            return result.values["val_perplexity"] if result.ok else float("nan")
+            return result.values[ledger.objectives[0].name] if result.ok else float("nan")
         previous = None
         for rung, fidelity in enumerate(task.rungs):
             here = Path(scratch.name) / f"{trial.number}-{rung}"
@@ -134,11 +178,11 @@ def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: 
             )
             if not result.ok:
                 return float("nan")
-            trial.report(result.values["val_perplexity"], step=round(fidelity * resources))
+            trial.report(result.values[ledger.objectives[0].name], step=round(fidelity * resources))
             if fidelity < 1 and trial.should_prune():
                 raise optuna.TrialPruned()
             previous = here
-        return result.values["val_perplexity"]
+        return result.values[ledger.objectives[0].name]
 
     try:
         study.optimize(objective, n_trials=10**6)
@@ -146,6 +190,14 @@ def run_optuna(task: Task, ledger: Ledger, seed: int, budget_trials: int, name: 
         pass
     finally:
         scratch.cleanup()
+
+
+def _scheduler(run: Callable[..., None], name: str) -> Runner:
+    return lambda t, ledger, s, b: run(t, ledger, s, b, name)
+
+
+def _lever(settings: dict[str, Any]) -> Runner:
+    return lambda t, ledger, s, b: run_evo(t, ledger, s, b, **settings)
 
 
 RUNNERS: dict[str, Runner] = {
@@ -165,4 +217,8 @@ RUNNERS: dict[str, Runner] = {
     "optuna-tpe-median": lambda t, ledger, s, b: run_optuna(t, ledger, s, b, "tpe", pruner="median"),
     "dehb": lambda t, ledger, s, b: mf_peers.run_dehb(t, ledger, s, b),
     "smac": lambda t, ledger, s, b: mf_peers.run_smac(t, ledger, s, b),
+    **{m: _scheduler(schedulers.run_syne_tune, m) for m in (*SYNE_TUNE, *SYNE_TUNE_13)},
+    "neps-hyperband": _scheduler(schedulers.run_neps, "hyperband"),
+    "neps-ifbo": _scheduler(schedulers.run_neps, "ifbo"),
+    **{m: _lever(settings) for m, settings in LEVERS.items()},
 }

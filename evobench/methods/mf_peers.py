@@ -19,6 +19,7 @@ import numpy as np
 from evo import GeneKind, SearchSpace
 from evo.trial import Trial
 from evobench.ledger import BudgetSpent, Ledger
+from evobench.methods.chunks import trial_seed
 from evobench.tasks.fidelity import Task
 
 FAILED = 1e9  # what a failed trial reports: both minimise, and neither takes inf gladly
@@ -32,9 +33,9 @@ def configspace(space: SearchSpace, seed: int) -> Any:
 
     cs = ConfigurationSpace(seed=seed)
     for g in space:
-        values = _grid(g)
+        values = grid(g)
         if values is not None:
-            kind = OrdinalHyperparameter if _ordered(g) else CategoricalHyperparameter
+            kind = OrdinalHyperparameter if ordered(g) else CategoricalHyperparameter
             cs.add(kind(g.name, list(range(len(values)))))
         elif g.kind is GeneKind.INT:
             cs.add(Integer(g.name, (int(g.low), int(g.high)), log=g.log))
@@ -47,12 +48,14 @@ def decode(values: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
     """A ConfigSpace configuration as our genome."""
     config = {}
     for g in space:
-        grid, v = _grid(g), values[g.name]
-        config[g.name] = grid[int(v)] if grid is not None else (int(v) if g.kind is GeneKind.INT else float(v))
+        values_of, v = grid(g), values[g.name]
+        config[g.name] = (
+            values_of[int(v)] if values_of is not None else (int(v) if g.kind is GeneKind.INT else float(v))
+        )
     return config
 
 
-def _grid(g: Any) -> list[Any] | None:
+def grid(g: Any) -> list[Any] | None:
     if g.choices is not None:
         return list(g.choices)
     if g.kind is GeneKind.BOOL:
@@ -64,16 +67,14 @@ def _grid(g: Any) -> list[Any] | None:
     return None
 
 
-def _ordered(g: Any) -> bool:
+def ordered(g: Any) -> bool:
     return g.kind in (GeneKind.INT, GeneKind.FLOAT, GeneKind.LOG_FLOAT) or g.ordered
 
 
 def _value(ledger: Ledger, task: Task, config: dict[str, Any], number: int, seed: int, fidelity: float) -> float:
-    from evobench.methods.fidelity import trial_seed
-
     trial = Trial(number, {**task.fixed, **config}, task.budget, trial_seed(seed, number), fidelity=fidelity)
     result = ledger.evaluate(trial)
-    value = result.values.get("val_perplexity") if result.ok else None
+    value = result.values.get(ledger.objectives[0].name) if result.ok else None
     return float(value) if value is not None and np.isfinite(value) else FAILED
 
 

@@ -38,6 +38,9 @@ class Task:
     eta: int = 3
     mf_offspring: int = 9  # ga-mf's children per generation
     evolution: dict[str, Any] = field(default_factory=dict)  # --set: under every method of ours
+    # The epoch-by-epoch peers (Syne Tune, NePS): a trial reports at 1/points, 2/points, ... of its
+    # budget, where the fitness validates (synthetic: every 1/8; the surrogates: their curves' points)
+    points: int = 8
 
     @property
     def hyperband_resources(self) -> int:
@@ -113,7 +116,21 @@ def surrogate_task(data_file: Path | str) -> Task:
         rungs=(1 / 4, 1 / 2, 1.0),
         eta=2,
         mf_offspring=8,
+        points=_points(header),
     )
+
+
+def _points(header: dict[str, Any]) -> int:
+    """Validations of a whole trial of the data's largest step count (its smallest batch): a
+    validation every ``eval_every`` steps, or at the quarters where the data has none."""
+    every = int(header.get("eval_every") or 0)
+    space, fixed = header["search_space"], header["fixed"]
+    batches = space.get("per_device_train_batch_size", {}).get("choices") or [
+        fixed.get("per_device_train_batch_size", 1)
+    ]
+    lengths = space.get("max_seq_length", {}).get("choices") or [fixed.get("max_seq_length", 128)]
+    steps = header["budget"]["tokens"] // (min(batches) * min(lengths))
+    return max(1, steps // every) if every else 4
 
 
 def direct_task(data_file: Path | str) -> Task:

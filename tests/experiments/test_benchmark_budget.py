@@ -1,4 +1,5 @@
-"""experiments/benchmark_budget.py: the tables at 1/8, 1/4, 1/2 and all of the budget, the peers' spaces."""
+"""experiments/benchmark_budget.py: the tables at 1/16, 1/8, 1/4, 1/2 and all of the budget, the summary over
+tasks, the peers' spaces, refusals, and the cache that keeps a stopped benchmark's runs."""
 
 import importlib.util
 import subprocess
@@ -31,7 +32,10 @@ def test_quick_benchmark_prints_every_read_out_and_the_verdicts(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     text = out_file.read_text()
-    assert "| method | 1/8 | 1/4 | 1/2 | all | to the best peer's final | ga vs it: 1/8, 1/4, 1/2, all |" in text
+    assert (
+        "| method | 1/16 | 1/8 | 1/4 | 1/2 | all | to the best peer's final | s a run | ga vs it: 1/16, 1/8, 1/4, 1/2, all |"
+        in text
+    )
     for method in ("ga", "random", "optuna-tpe"):
         assert f"| {method} | " in text
     assert "split dev (seeds 0-2)" in text and "### Over the tasks" in text
@@ -58,9 +62,9 @@ def test_every_configspace_sample_decodes_to_a_genome_of_our_space():
             assert space.contains(decode(dict(config), space)), dict(config)
 
 
-def _runs(values: dict[str, list[float]]) -> Runs:
+def _runs(values: dict[str, list[float]], task: str = "t") -> Runs:
     """One whole-budget trial per seed at the end of the budget, and nothing before."""
-    return Runs("t", 100, {m: [[(100, v, 0.0)] for v in vs] for m, vs in values.items()})
+    return Runs(task, 100, {m: [[(100, v, 0.0)] for v in vs] for m, vs in values.items()})
 
 
 def test_verdicts_and_the_best_peer_follow_the_values():
@@ -68,16 +72,39 @@ def test_verdicts_and_the_best_peer_follow_the_values():
     runs = _runs({"ga": better, "optuna-tpe": worse, "random": list(np.linspace(3.0, 3.1, 10))})
     assert best_peer(runs) == "optuna-tpe"
     assert verdicts(runs, "ga", "optuna-tpe")[-1] == 1 and verdicts(runs, "optuna-tpe", "ga")[-1] == -1
-    assert verdicts(runs, "ga", "optuna-tpe")[: len(READOUTS) - 1] == [0, 0, 0]  # nothing found before the end
+    assert verdicts(runs, "ga", "optuna-tpe")[: len(READOUTS) - 1] == [0, 0, 0, 0]  # nothing found before the end
     assert runs.to_reach("ga", 2.0) == 1.0 and runs.to_reach("random", 2.0) == float("inf")
-    assert "| optuna-tpe | 1 won, 0 lost of 1 | " not in summary([runs])
-    assert (
-        "| optuna-tpe | 0 won, 0 lost of 1 | 0 won, 0 lost of 1 | 0 won, 0 lost of 1 | 1 won, 0 lost of 1 |"
-        in summary([runs])
+    assert "| random | inf | inf | inf | inf | 3.044 | not reached | - |" in tables([runs])
+    # nothing found before the end (inf against inf is neither lower nor higher); at the end lower, and a win
+    assert "| optuna-tpe (of 1) | 0/0 (0+ 0-) | 0/0 (0+ 0-) | 0/0 (0+ 0-) | 0/0 (0+ 0-) | 1/0 (1+ 0-) |" in summary(
+        [runs]
     )
-    assert "| random | inf | inf | inf | 3.0" in tables([runs])
-    # medians: nothing found before the end (inf against inf is not lower), the lower one at the end
-    assert "| optuna-tpe | 0 of 1 | 0 of 1 | 0 of 1 | 1 of 1 |" in summary([runs])
+
+
+def test_the_summary_counts_tasks_ranks_methods_and_the_compute_to_reach_the_best_peer():
+    low, mid, high = (list(np.linspace(a, a + 0.1, 10)) for a in (1.0, 2.0, 3.0))
+    first = _runs({"ga": low, "optuna-tpe": mid, "random": high}, "a")
+    second = _runs({"ga": high, "optuna-tpe": low, "random": mid}, "b")
+    text = summary([first, second])
+    assert "| optuna-tpe (of 2) | 0/0 (0+ 0-) | 0/0 (0+ 0-) | 0/0 (0+ 0-) | 0/0 (0+ 0-) | 1/1 (1+ 1-) |" in text
+    assert "| random (of 2) | 0/0 (0+ 0-) | 0/0 (0+ 0-) | 0/0 (0+ 0-) | 0/0 (0+ 0-) | 1/1 (1+ 1-) |" in text
+    # ranks at the end: ga 1 then 3, TPE 2 then 1, random 3 then 2; before it all tie at 2
+    assert "| ga | 2.00 | 2.00 | 2.00 | 2.00 | 2.00 |" in text
+    assert "| optuna-tpe | 2.00 | 2.00 | 2.00 | 2.00 | 1.50 |" in text
+    # the best peer's final: TPE's on a (2.0...), TPE's on b (1.0...): ga reaches a's at the end, never b's;
+    # the median task of two is the lower middle one, reached: 1.00x
+    assert text.splitlines()[-3].endswith("| 1.00x |")
+
+
+def _ledger_runs(points_by_method: dict[str, list[list[tuple]]]) -> Runs:
+    return Runs("t", 100, points_by_method)
+
+
+def test_a_result_counts_from_the_read_out_where_its_trial_finished():
+    early = [[(5, 2.0, 0.0), (100, 1.0, 0.0)]] * 3  # found 2.0 at 1/20 of the budget, 1.0 at the end
+    runs = _ledger_runs({"ga": early, "random": [[(50, 1.5, 0.0)]] * 3})
+    assert list(runs.best("ga", r)[0] for r in READOUTS) == [2.0, 2.0, 2.0, 2.0, 1.0]
+    assert list(runs.best("random", r)[0] for r in READOUTS) == [np.inf, np.inf, np.inf, 1.5, 1.5]
 
 
 def _medians(split: str) -> dict[str, dict[str, list[str]]]:
