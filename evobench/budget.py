@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from evobench.budget_runs import Outcome
+from evobench.budget_runs import BenchmarkOutcome
 from evobench.ledger import best_at
 from evobench.stats import budget_to_reach, compare, lower_median
 from evobench.tasks import yahpo
@@ -85,7 +85,7 @@ def make_task(name: str, trials: int | None = None) -> tuple[Task, Any]:
     return surrogate_task(data), lambda: SurrogateFitness.from_file(data, first=trials)
 
 
-def collect(outcomes: list[Outcome]) -> list[Runs]:
+def runs_by_task(outcomes: list[BenchmarkOutcome]) -> list[Runs]:
     """The outcomes as one :class:`Runs` per task, tasks and methods in the order first met."""
     by_task: dict[str, Runs] = {}
     for o in outcomes:

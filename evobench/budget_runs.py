@@ -30,7 +30,7 @@ PACKAGES = {"optuna": "optuna", "dehb": "dehb", "smac": "smac", "st": "syne-tune
 
 
 @dataclass(frozen=True)
-class Job:
+class BenchmarkJob:
     task: str
     method: str
     seed: int
@@ -39,8 +39,8 @@ class Job:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    job: Job
+class BenchmarkOutcome:
+    job: BenchmarkJob
     points: list[list[Any]]  # the ledger's (tokens spent, whole-budget value or None, seconds)
     limit: int  # training tokens of the run
     fitness: str  # what the fitness describes itself as
@@ -99,12 +99,12 @@ def code_of(method: str) -> str:
     return f"{_source_hash(sources)}:{text}:{package}={installed}"
 
 
-def key_of(job: Job) -> str:
+def key_of(job: BenchmarkJob) -> str:
     text = json.dumps([job.task, job.method, job.seed, job.budget, job.chat_trials, code_of(job.method)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def path_of(cache_dir: Path, job: Job) -> Path:
+def path_of(cache_dir: Path, job: BenchmarkJob) -> Path:
     return cache_dir / job.task / job.method / f"{job.seed}-{key_of(job)}.json"
 
 
@@ -118,7 +118,7 @@ def _task(name: str, trials: int | None) -> tuple[Any, Any]:
 _FITNESSES: dict[tuple, Any] = {}  # per worker process: a fitness is built once and reused by its runs
 
 
-def run_job(job: Job, cache_dir: Path | None) -> Outcome:
+def run_job(job: BenchmarkJob, cache_dir: Path | None) -> BenchmarkOutcome:
     """The job's ledger points, from the cache when it has them; measured (and cached) otherwise."""
     import time
 
@@ -128,7 +128,7 @@ def run_job(job: Job, cache_dir: Path | None) -> Outcome:
     path = path_of(cache_dir, job) if cache_dir else None
     if path is not None and path.exists():
         saved = json.loads(path.read_text())
-        return Outcome(job, saved["points"], saved["limit"], saved["fitness"], saved["seconds"], True)
+        return BenchmarkOutcome(job, saved["points"], saved["limit"], saved["fitness"], saved["seconds"], True)
     task, build = _task(job.task, job.chat_trials)
     trials = job.budget or task.trials
     limit = trials * task.budget.tokens
@@ -149,7 +149,7 @@ def run_job(job: Job, cache_dir: Path | None) -> Outcome:
         partial = path.with_suffix(".partial")
         partial.write_text(json.dumps(record))
         partial.replace(path)  # whole or not at all: a killed run leaves no half-written result
-    return Outcome(job, points, limit, described, seconds, False)
+    return BenchmarkOutcome(job, points, limit, described, seconds, False)
 
 
 def _lower_priority(nice: int) -> None:
@@ -157,13 +157,13 @@ def _lower_priority(nice: int) -> None:
 
 
 def run_jobs(
-    jobs: Iterable[Job],
+    jobs: Iterable[BenchmarkJob],
     cache_dir: Path | None,
     workers: int = 1,
     nice: int = 0,
     log: Callable[[str], None] = print,
     cached_only: bool = False,
-) -> list[Outcome]:
+) -> list[BenchmarkOutcome]:
     """Every job's outcome, in the order given; ``workers`` > 1 runs them in that many processes.
     ``cached_only``: only the jobs the cache has (a report of a benchmark still running or stopped)."""
     jobs = list(jobs)
@@ -177,7 +177,7 @@ def run_jobs(
             outcomes.append(run_job(job, cache_dir))
             _log(outcomes[-1], log)
         return outcomes
-    done: dict[Job, Outcome] = {}
+    done: dict[BenchmarkJob, BenchmarkOutcome] = {}
     with ProcessPoolExecutor(max_workers=workers, initializer=_lower_priority, initargs=(nice,)) as pool:
         futures = {pool.submit(run_job, job, cache_dir): job for job in jobs}
         for future in as_completed(futures):
@@ -187,7 +187,7 @@ def run_jobs(
     return [done[job] for job in jobs]
 
 
-def _log(outcome: Outcome, log: Callable[[str], None]) -> None:
+def _log(outcome: BenchmarkOutcome, log: Callable[[str], None]) -> None:
     job = outcome.job
     where = "cached" if outcome.cached else f"{outcome.seconds:.1f} s"
     log(f"{job.task:<16} {job.method:<18} seed {job.seed:<5} {len(outcome.points):>5} trials  {where}")

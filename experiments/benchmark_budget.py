@@ -30,8 +30,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from evobench.budget import OURS_DEFAULT, PEERS, SPLITS, TASK_NAMES, collect, summary, tables
-from evobench.budget_runs import Job, run_jobs
+from evobench.budget import OURS_DEFAULT, PEERS, SPLITS, TASK_NAMES, runs_by_task, summary, tables
+from evobench.budget_runs import BenchmarkJob, run_jobs
 from evobench.methods.fidelity import METHODS, missing
 from evobench.tasks import yahpo
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = SPLITS[args.split]
     seeds = seeds[: args.seeds] if args.seeds else seeds
     jobs = [
-        Job(task, method, seed, args.budget, args.chat_trials if task == "chat" else None)
+        BenchmarkJob(task, method, seed, args.budget, args.chat_trials if task == "chat" else None)
         for seed in seeds  # seed by seed: a benchmark stopped early has whole seeds in its cache
         for task in args.tasks
         for method in args.methods
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     if not outcomes:
         print(f"--cached-only: {args.cache} has none of these runs", file=sys.stderr)
         raise SystemExit(2)
-    runs = collect(outcomes)
+    runs = runs_by_task(outcomes)
     command = " ".join(argv if argv is not None else sys.argv[1:])
     text = "\n".join(
         [

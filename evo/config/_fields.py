@@ -96,7 +96,7 @@ def check_setting(key: str, value: Any, kind: type, rule: Rule | None = None, *,
         return
     if issubclass(kind, enum.Enum):
         if not isinstance(value, kind):
-            raise ConfigError(f"{key}: expected a {kind.__name__} ({_known(kind)}), got {value!r}")
+            raise ConfigError(f"{key}: expected one of {_values(kind)}, got {value!r}")
     elif dataclasses.is_dataclass(kind):
         if not isinstance(value, kind):
             raise ConfigError(f"{key}: expected a mapping, true{' or null' if optional else ''}, got {value!r}")
@@ -127,8 +127,12 @@ def unknown_key(path: str, name: object, known: Iterable[str], what: str = "unkn
     return ConfigError(f"{_key(path, name)}: {what} ({hint})")
 
 
+def _values(kind: type[enum.Enum]) -> str:
+    return ", ".join(str(m.value) for m in kind)
+
+
 def _known(kind: type[enum.Enum]) -> str:
-    return "known: " + ", ".join(str(m.value) for m in kind)
+    return "known: " + _values(kind)
 
 
 def build(cls: type[T], spec: Any, path: str) -> T:

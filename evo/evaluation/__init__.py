@@ -4,7 +4,7 @@ tells, and what the run found (best, Pareto front, history), read back from the 
 
 from __future__ import annotations
 
-from evo.evaluation._evaluator import Evaluator, Job, RunAborted, penalty, run_fingerprint, trial_seed
+from evo.evaluation._evaluator import Evaluator, Job, RunAborted, penalty, run_fingerprint
 from evo.evaluation._observers import Fanout, RunInfo, RunObserver
 from evo.evaluation._results import RunResult, build_result, stored_objectives
 from evo.evaluation._spending import DRIVER_SECONDS, RunBudgetSpent, Spending, duration
@@ -25,5 +25,4 @@ __all__ = [
     "penalty",
     "run_fingerprint",
     "stored_objectives",
-    "trial_seed",
 ]

@@ -46,7 +46,7 @@ def run_fingerprint(fitness: Fitness, budget: Budget) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def trial_seed(master_seed: int, generation: int, slot: int) -> int:
+def individual_seed(master_seed: int, generation: int, slot: int) -> int:
     """Per-individual seed from the master seed (numpy SeedSequence), stable across resumes."""
     seq = np.random.SeedSequence(master_seed, spawn_key=(generation + 1, 1, slot))
     return int(seq.generate_state(1, dtype=np.uint32)[0])
@@ -188,7 +188,7 @@ class Evaluator:
         if any(flight.key == key for flight in self._in_flight.values()):
             self._waiting.setdefault(key, []).append(job)
             return None
-        seed = trial_seed(self.master_seed, job.generation, job.slot)
+        seed = individual_seed(self.master_seed, job.generation, job.slot)
         resume_dir = self.files.checkpoint_dir(job.resume_from) if job.resume_from is not None else None
         if resume_dir is not None and not resume_dir.exists():
             resume_dir = None  # gone (deleted, or the run moved): train from the start instead

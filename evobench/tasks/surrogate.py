@@ -83,7 +83,7 @@ def fit_model(name: str, rows: Rows, *, cap: bool = True, quick: bool = False) -
 
 
 @dataclass(frozen=True)
-class Surrogate:
+class TrialSurrogate:
     """A fitted model: log validation perplexity of a genome at fractions of the budget."""
 
     name: str
@@ -96,8 +96,8 @@ class Surrogate:
         return np.asarray(self.estimator.predict(X), dtype=float)
 
 
-def fit_surrogate(data: Data, trials: list[dict[str, Any]], name: str = MODEL, quick: bool = False) -> Surrogate:
-    return Surrogate(name, data.space, fit_model(name, curve_rows(data, trials), quick=quick))
+def fit_surrogate(data: Data, trials: list[dict[str, Any]], name: str = MODEL, quick: bool = False) -> TrialSurrogate:
+    return TrialSurrogate(name, data.space, fit_model(name, curve_rows(data, trials), quick=quick))
 
 
 # -- how well it fits -------------------------------------------------------------------------

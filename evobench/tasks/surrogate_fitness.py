@@ -18,7 +18,7 @@ import numpy as np
 
 from evo.trial import FitnessBase, Objective, Trial, TrialResult
 from evobench.tasks.qlora_data import DATA_FILE, budget_steps, load_data, trial_config
-from evobench.tasks.surrogate import MODEL, Surrogate, fit_surrogate, held_out_sigma
+from evobench.tasks.surrogate import MODEL, TrialSurrogate, fit_surrogate, held_out_sigma
 from fitness.qlora.export import split_sections
 from fitness.qlora.genes import GENES, STRUCTURAL_GENES
 from fitness.synthetic import read_checkpoint
@@ -52,7 +52,7 @@ class SurrogateFitness(FitnessBase):
     objectives = (Objective("val_perplexity"),)
 
     def __init__(
-        self, surrogate: Surrogate, *, eval_every: int, identity: str, noise: float = 0.0, trials: int = 0
+        self, surrogate: TrialSurrogate, *, eval_every: int, identity: str, noise: float = 0.0, trials: int = 0
     ) -> None:
         self.surrogate, self.eval_every, self.identity = surrogate, eval_every, identity
         self.noise, self.trials = noise, trials  # noise: sigma of log perplexity, seeded by the trial's seed

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from evo import SearchSpace
-from evobench.budget_runs import Job, path_of, run_jobs
+from evobench.budget_runs import BenchmarkJob, path_of, run_jobs
 from evobench.ledger import Ledger
 from evobench.methods.chunks import Chunks
 from evobench.methods.mf_peers import decode
@@ -122,7 +122,7 @@ def test_a_yahpo_task_without_its_data_is_refused_with_how_to_get_it(tmp_path):
 
 
 def test_the_cache_keeps_each_run_and_a_rerun_reads_it_back(tmp_path):
-    jobs = [Job("synthetic", method, seed, budget=3) for method in ("ga", "random") for seed in (0, 1)]
+    jobs = [BenchmarkJob("synthetic", method, seed, budget=3) for method in ("ga", "random") for seed in (0, 1)]
     first = run_jobs(jobs, tmp_path, log=lambda _: None)
     assert all(path_of(tmp_path, j).exists() for j in jobs) and not any(o.cached for o in first)
     path_of(tmp_path, jobs[0]).unlink()  # as if the benchmark had been stopped before that run
@@ -135,7 +135,7 @@ def test_the_cache_keeps_each_run_and_a_rerun_reads_it_back(tmp_path):
 
 
 def test_runs_in_parallel_processes_measure_what_one_process_does(tmp_path):
-    jobs = [Job("synthetic", "ga", seed, budget=3) for seed in (0, 1, 2)]
+    jobs = [BenchmarkJob("synthetic", "ga", seed, budget=3) for seed in (0, 1, 2)]
     serial = run_jobs(jobs, None, log=lambda _: None)
     parallel = run_jobs(jobs, tmp_path, workers=2, nice=1, log=lambda _: None)
     assert [o.job for o in parallel] == jobs

@@ -54,7 +54,7 @@ def test_settings_built_in_python_obey_the_same_rules():
         ConfigError, match=r"^evolution.population_size: must be a whole number in \[2, 100000\], got 1$"
     ):
         EvolutionSettings(population_size=1)
-    with pytest.raises(ConfigError, match=r"^evolution.surrogate: expected a Surrogate"):
+    with pytest.raises(ConfigError, match=r"^evolution.surrogate: expected one of none, tpe, got"):
         EvolutionSettings(surrogate="tpe")
     with pytest.raises(ConfigError, match=r"^evolution.mode: generational needs evolution.multi_fidelity left out"):
         EvolutionSettings(mode=Mode.GENERATIONAL, multi_fidelity=MultiFidelity())
