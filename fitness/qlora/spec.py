@@ -94,7 +94,20 @@ class QLoRASpec:
     )
     eval_batch_size: int = field(default=8, metadata={"help": "validation blocks per forward pass"})
     device: Device = field(default=Device.AUTO, metadata={"help": "auto: a GPU when there is one, else the CPU"})
-    trial_timeout: float = field(default=1800.0, metadata={"help": "seconds per trial before the worker is killed"})
+    trial_timeout: float = field(
+        default=1800.0,
+        metadata={
+            "help": "seconds a trial may train and validate, from when the started worker takes it (a cohort: "
+            "this times its trials still unanswered); past it the worker is killed and the trial fails as timeout"
+        },
+    )
+    startup_timeout: float = field(
+        default=3600.0,
+        metadata={
+            "help": "seconds a worker may take to start (imports, the model loaded, converted or downloaded into "
+            "the cache, the data tokenized) before the trials waiting for it fail; not part of trial_timeout"
+        },
+    )
     lr_scaling: LRScaling = field(
         default=LRScaling.NONE, metadata={"help": "rescale the learning_rate gene with the effective batch"}
     )
@@ -148,6 +161,7 @@ class QLoRASpec:
             _check_int(self, key, low=1)
         _check_int(self, "eval_every", low=0)
         _check_number(self, "trial_timeout", low=0.0, open_ends=True)
+        _check_number(self, "startup_timeout", low=0.0, open_ends=True)
         _check_number(self, "max_worker_rss_growth_mb", low=0.0, open_ends=True)
         for key in ("trial_memory_limit_mb", "memory_limit_mb"):
             if getattr(self, key) is not None:

@@ -1,0 +1,151 @@
+"""Workers die with their driver: within 5 s of its death, SIGKILL included (fitness/qlora/worker/lifeline.py).
+
+The driver here is a real process that spawns a child as the QLoRA supervisor does and is
+then killed for real; the child is gone when its pid is, polled against the 5 s bound.
+The real QLoRA worker killed mid-trial, and through ``evo run``, is further down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fitness.orphans import (
+    DRIVER,
+    GONE_WITHIN_S,
+    QLORA_DRIVER,
+    alive,
+    gone_within,
+    spawned_workers,
+    wait_for,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kill tests read /proc")
+
+
+def _driver(child: str, marker: Path) -> tuple[subprocess.Popen, int]:
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, child, str(marker)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert driver.stdout is not None
+    return driver, int(driver.stdout.readline())
+
+
+def _kill(driver: subprocess.Popen, signum: int) -> None:
+    driver.send_signal(signum)
+    driver.wait(timeout=60)
+    assert driver.returncode == -signum  # died of it, no cleanup of its own
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_worker_dies_with_its_driver(signum, tmp_path):
+    driver, child = _driver("tied", tmp_path / "child")
+    try:
+        wait_for(tmp_path / "child.tied")
+        assert alive(child)
+        _kill(driver, signum)
+        took = gone_within(child, GONE_WITHIN_S)
+        assert took is not None, f"the worker outlived its driver by {GONE_WITHIN_S}s"
+    finally:
+        driver.kill()
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_without_the_parent_death_signal_the_watchdog_ends_it(tmp_path):
+    driver, child = _driver("watched_only", tmp_path / "child")
+    try:
+        wait_for(tmp_path / "child.tied")
+        _kill(driver, signal.SIGKILL)
+        assert gone_within(child, GONE_WITHIN_S) is not None, "the watchdog did not notice its driver was gone"
+    finally:
+        driver.kill()
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_driver_dead_before_its_worker_is_tied_still_ends_it(tmp_path):
+    driver, child = _driver("tied_late", tmp_path / "child")
+    try:
+        wait_for(tmp_path / "child.started")
+        _kill(driver, signal.SIGKILL)
+        (tmp_path / "child.go").write_text("")  # only now does it ask to die with a parent already dead
+        assert gone_within(child, GONE_WITHIN_S) is not None
+        assert not (tmp_path / "child.tied").exists()  # it found out at once, not from the watchdog
+    finally:
+        driver.kill()
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def ignored_signals(pid: int) -> set[int]:
+    """The signals a process ignores, from the kernel's SigIgn mask."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("SigIgn:"))
+    mask = int(line.split()[1], 16)
+    return {signum for signum in signal.Signals if mask >> (signum - 1) & 1}
+
+
+def test_ctrl_c_and_hangup_are_left_to_the_driver(tmp_path):
+    """A terminal sends them to the whole process group: the driver records the trials in flight
+    as interrupted and stops the worker, which must not die first of its own accord."""
+    driver, child = _driver("tied", tmp_path / "child")
+    try:
+        wait_for(tmp_path / "child.tied")
+        ignored = ignored_signals(child)  # as the kernel holds them
+        assert {signal.SIGINT, signal.SIGHUP} <= ignored and signal.SIGTERM not in ignored
+        os.kill(child, signal.SIGTERM)  # SIGTERM still ends it: multiprocessing stops a forgotten worker so
+        assert gone_within(child, GONE_WITHIN_S) is not None
+    finally:
+        driver.kill()
+        driver.wait(timeout=60)
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_the_qlora_worker_dies_with_its_driver_while_it_starts(tiny_spec):
+    """The real worker, its driver SIGKILLed as soon as it exists (importing torch, loading the base)."""
+    driver = subprocess.Popen([sys.executable, "-c", QLORA_DRIVER, json.dumps(tiny_spec)], cwd=ROOT)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not workers:
+            assert driver.poll() is None and time.monotonic() < deadline, "the driver started no worker"
+            workers = spawned_workers(driver.pid)
+            time.sleep(0.02)
+        _kill(driver, signal.SIGKILL)
+        assert gone_within(workers[0], GONE_WITHIN_S) is not None, "the starting worker outlived its driver"
+    finally:
+        driver.kill()
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow  # a worker started and a trial trained first (~30 s each on 2 busy cores)
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_the_qlora_worker_dies_with_its_driver_mid_trial(signum, tiny_spec):
+    driver = subprocess.Popen(
+        [sys.executable, "-c", QLORA_DRIVER, json.dumps(tiny_spec)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    worker = None
+    try:
+        assert driver.stdout is not None
+        worker = int(driver.stdout.readline())  # its first trial done: the second one now trains until killed
+        time.sleep(1.0)  # when to kill it, well inside that trial; not a verdict
+        assert alive(worker) and driver.poll() is None
+        _kill(driver, signum)
+        assert gone_within(worker, GONE_WITHIN_S) is not None, (
+            f"the QLoRA worker outlived its driver by {GONE_WITHIN_S}s"
+        )
+    finally:
+        driver.kill()
+        if worker is not None and alive(worker):
+            os.kill(worker, signal.SIGKILL)
