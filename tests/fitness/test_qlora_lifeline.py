@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from evo import RunStore
+from evo.cli import main
+from evo.trial import FailureReason, TrialStatus
 from tests.fitness.orphans import (
     DRIVER,
     GONE_WITHIN_S,
@@ -145,6 +148,107 @@ def test_the_qlora_worker_dies_with_its_driver_mid_trial(signum, tiny_spec):
         assert gone_within(worker, GONE_WITHIN_S) is not None, (
             f"the QLoRA worker outlived its driver by {GONE_WITHIN_S}s"
         )
+    finally:
+        driver.kill()
+        if worker is not None and alive(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
+def _qlora_run_config(tmp_path: Path, tiny_spec: dict, **fitness) -> Path:
+    """Short trials of distinct configs (a continuous gene: no result is reused), for many generations."""
+    config = {
+        "seed": 0,
+        "fitness": {**tiny_spec, **fitness},
+        "budget": {"steps": 2},
+        "evolution": {"population_size": 2, "generations": 100},
+        "search_space": {"learning_rate": {"type": "log_float", "low": 1e-4, "high": 1e-2}},
+        "fixed": {"max_seq_length": 32, "r": 4},
+        "report_to": "none",
+    }
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _statuses(run_dir: Path) -> list[TrialStatus]:
+    try:
+        with RunStore.open(run_dir) as store:
+            return [t.status for t in store.trials()]
+    except Exception:  # noqa: BLE001 - not created yet, or being created: look again
+        return []
+
+
+@pytest.mark.slow  # a worker started and a trial trained first (~40 s on 2 busy cores)
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_evo_run_killed_mid_trial_leaves_no_worker(signum, tiny_spec, tmp_path):
+    """The issue's case through the command: SIGKILL (the worker dies with it) and SIGTERM (the
+    driver records the trial in flight as interrupted, stops the worker, exits 143)."""
+    run_dir = tmp_path / "run"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "evo.cli", "run", str(_qlora_run_config(tmp_path, tiny_spec)), "--out", str(run_dir)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 300
+        while not (TrialStatus.COMPLETE in (seen := _statuses(run_dir)) and seen[-1] is TrialStatus.RUNNING):
+            assert driver.poll() is None and time.monotonic() < deadline, "no trial trained, or none in flight"
+            time.sleep(0.1)
+        workers = spawned_workers(driver.pid)
+        assert len(workers) == 1 and alive(workers[0])
+        driver.send_signal(signum)
+        _, err = driver.communicate(timeout=120)
+        assert gone_within(workers[0], GONE_WITHIN_S) is not None, "the QLoRA worker outlived its driver"
+    finally:
+        driver.kill()
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    if signum == signal.SIGTERM:
+        assert driver.returncode == 143 and "evo: interrupted by SIGTERM; trials in flight" in err, err
+        with RunStore.open(run_dir) as store:
+            last = store.trials()[-1]
+        assert last.reason is FailureReason.KILLED and last.message.startswith("in flight when the driver stopped")
+
+
+def test_a_run_whose_every_worker_failed_to_start_exits_4(tiny_spec, tmp_path, capsys):
+    """Every trial fails at the worker's start (here its startup_timeout; a cache that is a file did
+    the same): the run reaches its end with no complete trial, and says so with exit 4, not 0."""
+    config = _qlora_run_config(tmp_path, tiny_spec, startup_timeout=0.05)
+    argv = ["run", str(config), "--out", str(tmp_path / "run"), "--quiet", "--no-plots", "evolution.generations=1"]
+    assert main(argv) == 4
+    assert capsys.readouterr().err.splitlines()[-1] == "no completed trial: no best config"
+    with RunStore.open(tmp_path / "run") as store:
+        trials = store.trials()
+    assert len(trials) == 4 and {t.message for t in trials} == {"worker did not start within startup_timeout=0.05s"}
+
+
+@pytest.mark.gpu
+def test_a_cuda_worker_killed_with_its_driver_frees_the_device(tiny_spec):
+    """On a GPU: the worker holds device memory mid-trial; its driver SIGKILLed, the worker is gone
+    within 5 s and the memory it held is free again (polled; nothing else runs on the device)."""
+    import torch
+
+    free_before = torch.cuda.mem_get_info()[0]  # this process's own context included, before and after
+    spec = {**tiny_spec, "device": "cuda", "cohort": 1}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", QLORA_DRIVER, json.dumps(spec)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    worker = None
+    try:
+        assert driver.stdout is not None
+        worker = int(driver.stdout.readline())  # a first trial done on the device: the second one trains
+        held = free_before - torch.cuda.mem_get_info()[0]
+        assert held > 0, "the worker holds no device memory: nothing to show released"
+        _kill(driver, signal.SIGKILL)
+        assert gone_within(worker, GONE_WITHIN_S) is not None, "the CUDA worker outlived its driver"
+        deadline = time.monotonic() + 60
+        while torch.cuda.mem_get_info()[0] < free_before - held / 10:
+            assert time.monotonic() < deadline, f"{held / 2**20:.0f} MiB the worker held were not released"
+            time.sleep(0.1)
     finally:
         driver.kill()
         if worker is not None and alive(worker):
