@@ -2,14 +2,12 @@
 
 A scheduler reads the exit code alone, so each code means one thing (the README's table):
 
-====  ===========================================================================
-0     done; a run (``run``, ``resume``) finished with a best config (a complete trial)
-1     an error evo did not expect (with its traceback), or nothing to show (``plot``)
-2     refused before anything ran: a bad config, data, model or run directory
-3     a run stopped by its failures (``max_consecutive_failures`` in a row): fix, resume
-4     a run that ended with no complete trial, so no best config (every trial failed)
-130   interrupted by SIGINT (Ctrl-C); 143 by SIGTERM; 129 by SIGHUP: 128 + the signal
-====  ===========================================================================
+- 0: done; for ``run`` and ``resume``: the run finished with a complete trial of its search
+- 1: an error evo did not expect (with its traceback), or nothing to show (``plot``)
+- 2: refused before anything ran: a bad config, data, model or run directory
+- 3: a run that cannot go on (``max_consecutive_failures`` in a row, RunAborted): fix, resume
+- 4: a run that ended with no complete trial of its search (every one failed): no best config
+- 128 + the signal: interrupted, by SIGINT (Ctrl-C) 130, SIGTERM 143, SIGHUP 129
 
 SIGTERM (a scheduler, ``timeout``, ``kill``) and SIGHUP (a closed terminal) stop a command
 as Ctrl-C does: :class:`Stopped` is a KeyboardInterrupt, so every ``finally`` runs, a run
