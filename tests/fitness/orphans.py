@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from fitness.qlora.worker.lifeline import die_with_parent, set_parent_death_signal
+from fitness.qlora.worker.lifeline import die_with_parent, leave_stopping_to_the_driver, set_parent_death_signal
 
 GONE_WITHIN_S = 5.0  # the issue's bound: a worker is gone this long after its driver died
 
@@ -54,6 +54,7 @@ def _mark(marker: str, name: str) -> None:
 def tied(driver_pid: int, marker: str) -> None:
     """A worker tied to its driver as the QLoRA worker is, then busy for ten minutes."""
     die_with_parent(driver_pid)
+    leave_stopping_to_the_driver()
     _mark(marker, "tied")
     time.sleep(600)
 

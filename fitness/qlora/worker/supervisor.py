@@ -33,7 +33,7 @@ from typing import Any
 
 from evo.trial import FailureReason, Trial, TrialResult
 from fitness.qlora.spec import QLoRASpec
-from fitness.qlora.worker.lifeline import die_with_parent
+from fitness.qlora.worker.lifeline import die_with_parent, leave_stopping_to_the_driver
 from fitness.qlora.worker.memory import release_freed_memory, rss_mb
 
 # bitsandbytes logs this on every CPU start with AVX512-BF16 when the optional hub kernel
@@ -49,6 +49,7 @@ def _not_the_kernels_notice(record: logging.LogRecord) -> bool:
 def _main(conn: Connection, spec_dict: dict[str, Any], device: str | None, driver_pid: int) -> None:
     """The worker process: tied to its driver's life before anything else, then serving it."""
     die_with_parent(driver_pid)
+    leave_stopping_to_the_driver()
     _serve(conn, spec_dict, device)
 
 
