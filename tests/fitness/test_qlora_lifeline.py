@@ -123,6 +123,9 @@ def test_the_qlora_worker_dies_with_its_driver_while_it_starts(tiny_spec):
             assert driver.poll() is None and time.monotonic() < deadline, "the driver started no worker"
             workers = spawned_workers(driver.pid)
             time.sleep(0.02)
+        while not {signal.SIGINT, signal.SIGHUP} <= ignored_signals(workers[0]):  # a terminal's are the driver's
+            assert time.monotonic() < deadline, "the worker never left Ctrl-C and hang-ups to its driver"
+            time.sleep(0.02)
         _kill(driver, signal.SIGKILL)
         assert gone_within(workers[0], GONE_WITHIN_S) is not None, "the starting worker outlived its driver"
     finally:
