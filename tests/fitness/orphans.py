@@ -6,8 +6,12 @@ writes ``<marker>.<name>`` when it reaches a point the test waits for, then slee
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from fitness.qlora.worker.lifeline import die_with_parent, leave_stopping_to_the_driver, set_parent_death_signal
@@ -38,6 +42,19 @@ def gone_within(pid: int, seconds: float) -> float | None:
             return time.monotonic() - start
         time.sleep(0.05)
     return None
+
+
+@contextlib.contextmanager
+def reaped(driver: subprocess.Popen, pids: list[int]) -> Iterator[None]:
+    """Whatever the test found, its driver and the processes in ``pids`` (added as found) end."""
+    try:
+        yield
+    finally:
+        driver.kill()
+        driver.wait(timeout=60)
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def wait_for(path: Path, seconds: float = 120.0) -> None:

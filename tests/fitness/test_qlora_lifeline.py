@@ -26,6 +26,7 @@ from tests.fitness.orphans import (
     QLORA_DRIVER,
     alive,
     gone_within,
+    reaped,
     spawned_workers,
     wait_for,
 )
@@ -51,42 +52,30 @@ def _kill(driver: subprocess.Popen, signum: int) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_worker_dies_with_its_driver(signum, tmp_path):
     driver, child = _driver("tied", tmp_path / "child")
-    try:
+    with reaped(driver, [child]):
         wait_for(tmp_path / "child.tied")
         assert alive(child)
         _kill(driver, signum)
         took = gone_within(child, GONE_WITHIN_S)
         assert took is not None, f"the worker outlived its driver by {GONE_WITHIN_S}s"
-    finally:
-        driver.kill()
-        if alive(child):
-            os.kill(child, signal.SIGKILL)
 
 
 def test_without_the_parent_death_signal_the_watchdog_ends_it(tmp_path):
     driver, child = _driver("watched_only", tmp_path / "child")
-    try:
+    with reaped(driver, [child]):
         wait_for(tmp_path / "child.tied")
         _kill(driver, signal.SIGKILL)
         assert gone_within(child, GONE_WITHIN_S) is not None, "the watchdog did not notice its driver was gone"
-    finally:
-        driver.kill()
-        if alive(child):
-            os.kill(child, signal.SIGKILL)
 
 
 def test_a_driver_dead_before_its_worker_is_tied_still_ends_it(tmp_path):
     driver, child = _driver("tied_late", tmp_path / "child")
-    try:
+    with reaped(driver, [child]):
         wait_for(tmp_path / "child.started")
         _kill(driver, signal.SIGKILL)
         (tmp_path / "child.go").write_text("")  # only now does it ask to die with a parent already dead
         assert gone_within(child, GONE_WITHIN_S) is not None
         assert not (tmp_path / "child.tied").exists()  # it found out at once, not from the watchdog
-    finally:
-        driver.kill()
-        if alive(child):
-            os.kill(child, signal.SIGKILL)
 
 
 def ignored_signals(pid: int) -> set[int]:
@@ -100,39 +89,29 @@ def test_ctrl_c_and_hangup_are_left_to_the_driver(tmp_path):
     """A terminal sends them to the whole process group: the driver records the trials in flight
     as interrupted and stops the worker, which must not die first of its own accord."""
     driver, child = _driver("tied", tmp_path / "child")
-    try:
+    with reaped(driver, [child]):
         wait_for(tmp_path / "child.tied")
         ignored = ignored_signals(child)  # as the kernel holds them
         assert {signal.SIGINT, signal.SIGHUP} <= ignored and signal.SIGTERM not in ignored
         os.kill(child, signal.SIGTERM)  # SIGTERM still ends it: multiprocessing stops a forgotten worker so
         assert gone_within(child, GONE_WITHIN_S) is not None
-    finally:
-        driver.kill()
-        driver.wait(timeout=60)
-        if alive(child):
-            os.kill(child, signal.SIGKILL)
 
 
 def test_the_qlora_worker_dies_with_its_driver_while_it_starts(tiny_spec):
     """The real worker, its driver SIGKILLed as soon as it exists (importing torch, loading the base)."""
     driver = subprocess.Popen([sys.executable, "-c", QLORA_DRIVER, json.dumps(tiny_spec)], cwd=ROOT)
     workers: list[int] = []
-    try:
+    with reaped(driver, workers):
         deadline = time.monotonic() + 120
         while not workers:
             assert driver.poll() is None and time.monotonic() < deadline, "the driver started no worker"
-            workers = spawned_workers(driver.pid)
+            workers += spawned_workers(driver.pid)
             time.sleep(0.02)
         while not {signal.SIGINT, signal.SIGHUP} <= ignored_signals(workers[0]):  # a terminal's are the driver's
             assert time.monotonic() < deadline, "the worker never left Ctrl-C and hang-ups to its driver"
             time.sleep(0.02)
         _kill(driver, signal.SIGKILL)
         assert gone_within(workers[0], GONE_WITHIN_S) is not None, "the starting worker outlived its driver"
-    finally:
-        driver.kill()
-        for pid in workers:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.slow  # a worker started and a trial trained first (~30 s each on 2 busy cores)
@@ -141,20 +120,16 @@ def test_the_qlora_worker_dies_with_its_driver_mid_trial(signum, tiny_spec):
     driver = subprocess.Popen(
         [sys.executable, "-c", QLORA_DRIVER, json.dumps(tiny_spec)], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
-    worker = None
-    try:
+    workers: list[int] = []
+    with reaped(driver, workers):
         assert driver.stdout is not None
-        worker = int(driver.stdout.readline())  # its first trial done: the second one now trains until killed
+        workers.append(worker := int(driver.stdout.readline()))  # its first trial done: the second trains on
         time.sleep(1.0)  # when to kill it, well inside that trial; not a verdict
         assert alive(worker) and driver.poll() is None
         _kill(driver, signum)
         assert gone_within(worker, GONE_WITHIN_S) is not None, (
             f"the QLoRA worker outlived its driver by {GONE_WITHIN_S}s"
         )
-    finally:
-        driver.kill()
-        if worker is not None and alive(worker):
-            os.kill(worker, signal.SIGKILL)
 
 
 def _qlora_run_config(tmp_path: Path, tiny_spec: dict, **fitness) -> Path:
@@ -195,21 +170,16 @@ def test_evo_run_killed_mid_trial_leaves_no_worker(signum, tiny_spec, tmp_path):
         text=True,
     )
     workers: list[int] = []
-    try:
+    with reaped(driver, workers):
         deadline = time.monotonic() + 300
         while not (TrialStatus.COMPLETE in (seen := _statuses(run_dir)) and seen[-1] is TrialStatus.RUNNING):
             assert driver.poll() is None and time.monotonic() < deadline, "no trial trained, or none in flight"
             time.sleep(0.1)
-        workers = spawned_workers(driver.pid)
+        workers += spawned_workers(driver.pid)
         assert len(workers) == 1 and alive(workers[0])
         driver.send_signal(signum)
         _, err = driver.communicate(timeout=120)
         assert gone_within(workers[0], GONE_WITHIN_S) is not None, "the QLoRA worker outlived its driver"
-    finally:
-        driver.kill()
-        for pid in workers:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
     if signum == signal.SIGTERM:
         assert driver.returncode == 143 and "evo: interrupted by SIGTERM; trials in flight" in err, err
         with RunStore.open(run_dir) as store:
@@ -240,10 +210,10 @@ def test_a_cuda_worker_killed_with_its_driver_frees_the_device(tiny_spec):
     driver = subprocess.Popen(
         [sys.executable, "-c", QLORA_DRIVER, json.dumps(spec)], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
-    worker = None
-    try:
+    workers: list[int] = []
+    with reaped(driver, workers):
         assert driver.stdout is not None
-        worker = int(driver.stdout.readline())  # a first trial done on the device: the second one trains
+        workers.append(worker := int(driver.stdout.readline()))  # a first trial done on the device
         held = free_before - torch.cuda.mem_get_info()[0]
         assert held > 0, "the worker holds no device memory: nothing to show released"
         _kill(driver, signal.SIGKILL)
@@ -252,7 +222,3 @@ def test_a_cuda_worker_killed_with_its_driver_frees_the_device(tiny_spec):
         while torch.cuda.mem_get_info()[0] < free_before - held / 10:
             assert time.monotonic() < deadline, f"{held / 2**20:.0f} MiB the worker held were not released"
             time.sleep(0.1)
-    finally:
-        driver.kill()
-        if worker is not None and alive(worker):
-            os.kill(worker, signal.SIGKILL)
