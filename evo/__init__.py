@@ -14,7 +14,7 @@ _EXPORTS = {
     "evolve": "evo.run._api",
     "start_run": "evo.run._api",
     "resume_run": "evo.run._api",
-    "RunAborted": "evo.evaluation._evaluator",
+    "RunAborted": "evo._errors",
     "genomes_from_run": "evo.search._warm_start",
     "seed_genomes_from": "evo.search._warm_start",  # deprecated: genomes_from_run
     "RunResult": "evo.evaluation._results",

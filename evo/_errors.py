@@ -1,4 +1,4 @@
-"""What every layer may raise or warn: a bad input, and a name a release renamed."""
+"""What every layer may raise or warn: a bad input, a run that cannot go on, and a name a release renamed."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ class ConfigError(ValueError):
 
     The message is one line that names the culprit; the CLI prints it and exits 2.
     """
+
+
+class RunAborted(RuntimeError):
+    """A run that cannot go on (its trials failed too many times in a row, or its fitness
+    reports less than its run budget needs). What ran is recorded; the CLI exits 3, and
+    ``evo resume`` continues once the cause is fixed."""
 
 
 class Deprecated(FutureWarning):

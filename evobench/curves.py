@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from evobench.methods.bbob import one_run
+from fitness.qlora.worker.lifeline import die_with_parent
 
 Key = tuple[str, int, int, int]  # method, function, dimension, seed
 
@@ -61,7 +63,8 @@ def run_missing(path: Path, keys: list[Key], budget: int, jobs: int) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=jobs) as pool, path.open("a") as out:
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=die_with_parent, initargs=(os.getpid(),))
+    with pool, path.open("a") as out:
         if path.stat().st_size and not path.read_text().endswith("\n"):
             out.write("\n")  # a line torn by a kill stays alone on its line
         futures = [pool.submit(one_run, (m, f, d, s, budget)) for m, f, d, s in todo]

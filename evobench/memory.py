@@ -108,7 +108,7 @@ def measure(
     """Run ``cases`` in one spawned worker under ``spec``; a measurement for each, in order."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    worker = context.Process(target=_serve, args=(send, dict(spec), list(cases), label), daemon=True)
+    worker = context.Process(target=_serve, args=(send, dict(spec), list(cases), label, os.getpid()), daemon=True)
     worker.start()
     send.close()
     out: list[Measurement] = []
@@ -129,8 +129,11 @@ def measure(
     return out
 
 
-def _serve(conn, spec: dict[str, Any], cases: list[Case], label: str) -> None:
+def _serve(conn, spec: dict[str, Any], cases: list[Case], label: str, driver_pid: int) -> None:
     """The worker: the fitness's TrialRunner, then each case's estimate and measured peak, sent as they end."""
+    from fitness.qlora.worker.lifeline import die_with_parent
+
+    die_with_parent(driver_pid)  # a benchmark killed mid-case leaves no worker on its GPU
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         from fitness.qlora.base.model import compute_dtype

@@ -27,6 +27,7 @@ slower than TPE still gets a number.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -36,6 +37,7 @@ from evobench.methods.bbob import EXTRA_METHODS, METHODS, one_run
 from evobench.plots import plot_bbob
 from evobench.reports.bbob import report
 from evobench.tasks.bbob import BBOB_NAMES, DIMENSIONS, FUNCTIONS, KINDS
+from fitness.qlora.worker.lifeline import die_with_parent
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     curves: dict = {}
     seconds: dict[str, float] = {m: 0.0 for m in args.methods}
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    with ProcessPoolExecutor(max_workers=args.jobs, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         for key, curve, spent in pool.map(one_run, tasks, chunksize=4):
             method, function, dim, seed = key
             curves[method, function, dim, seed - args.first_seed] = np.array(curve)

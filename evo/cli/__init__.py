@@ -4,11 +4,21 @@ mapped to its exit code. The composition root: the only place the engine meets `
 from __future__ import annotations
 
 import argparse
-import os
+import shlex
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from evo.cli._endings import (
+    EXIT_ERROR,
+    EXIT_REFUSED,
+    EXIT_RUN_STOPPED,
+    interrupted_exit_code,
+    output_outlives_its_reader,
+    signal_name,
+    stopping_signals_interrupt,
+)
 from evo.cli._parser import build_parser, one_line_deprecations
 from evo.cli._read_commands import cmd_best, cmd_compare, cmd_plot, cmd_report, cmd_status
 from evo.cli._run_commands import cmd_plan, cmd_reference, cmd_resume, cmd_run
@@ -17,9 +27,6 @@ from evo.optuna import export_run, serve
 from evo.reporting.plots import NothingToPlot
 from evo.storage import RunDirInUse, StoreError
 from evo.trial import ConfigError
-
-EXIT_CONFIG = 2  # bad config, data, model path or run directory
-EXIT_FAILED = 1  # the run itself failed (e.g. aborted after consecutive failures)
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
@@ -37,7 +44,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with warnings.catch_warnings():
+    """Run one command; its exit code (see ``evo/cli/_endings.py`` and the README's table)."""
+    with warnings.catch_warnings(), output_outlives_its_reader(), stopping_signals_interrupt():
         warnings.showwarning = one_line_deprecations(warnings.showwarning)
         return _main(argv)
 
@@ -58,16 +66,35 @@ def _run_command(args: argparse.Namespace) -> int:
         return COMMANDS[args.command](args)
     except NothingToPlot as exc:
         print(f"evo: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_ERROR
     except (ConfigError, StoreError, RunDirInUse) as exc:
         print(f"evo: error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_REFUSED
     except RunAborted as exc:
-        print(f"evo: run stopped: {exc}; fix the cause, then 'evo resume'", file=sys.stderr)
-        return EXIT_FAILED
-    except BrokenPipeError:  # `evo status RUN | head`: the reader left, which is fine
-        sys.stdout = open(os.devnull, "w")
-        return 0
-    except KeyboardInterrupt:
-        print("evo: interrupted; continue with 'evo resume RUN_DIR'", file=sys.stderr)
-        return 130
+        print(f"evo: run stopped: {exc}; fix the cause, then {_resume_command(args)}", file=sys.stderr)
+        return EXIT_RUN_STOPPED
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, and SIGTERM or SIGHUP (evo.cli._endings.Stopped)
+        print(f"evo: interrupted by {signal_name(interrupt)}{_after_interrupt(args)}", file=sys.stderr)
+        return interrupted_exit_code(interrupt)
+
+
+def _run_dir(args: argparse.Namespace) -> Path | None:
+    """The directory of the run this command drives (evo run, evo resume), once it is known."""
+    if args.command == "run":
+        return Path(args.out) if args.out is not None else None
+    return Path(args.run_dir) if args.command == "resume" else None
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    run_dir = _run_dir(args)
+    return f"'evo resume {shlex.quote(str(run_dir))}'" if run_dir is not None else "'evo resume RUN_DIR'"
+
+
+def _after_interrupt(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves: a run to resume, one that never started, or nothing to say."""
+    run_dir = _run_dir(args)
+    if run_dir is None:
+        return ""
+    if not (run_dir / "run.db").is_file():
+        return f" before the run started: {run_dir} holds no run"
+    return f"; trials in flight are recorded as interrupted; continue with {_resume_command(args)}"

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from evo.cli._endings import EXIT_NO_COMPLETE_TRIAL, EXIT_OK
 from evo.config import (
     AUTO_DEVICES,
     ExecutorSettings,
@@ -21,7 +22,7 @@ from evo.config import (
     load_config,
     reference,
 )
-from evo.evaluation import RunObserver
+from evo.evaluation import RunObserver, RunResult
 from evo.reporting import TerminalProgress, best_lines, make_trackers
 from evo.reporting.plots import PlotRefresher
 from evo.run import fitness_and_executor, load_stored_config, print_plan, resume_run, start_run, with_run_budget
@@ -39,6 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, [*args.overrides, *(args.set or []), *_executor_overrides(args)])
     if args.out is None:
         args.out = Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if args.quiet:  # the progress lines would name it; without them, this is the only place
+            print(f"run directory: {args.out}", file=sys.stderr)
     RunStore.check_new(Path(args.out))  # before the fitness is built: a second, not minutes
     observers = _observers(args, config)  # first: a tracker that is not installed is a config error
     with fitness_and_executor(config, make_fitness) as (fitness, executor):
@@ -53,8 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             warn=lambda message: print(f"warning: {message}", file=sys.stderr),
             executor=executor,
         )
-    print_best(best_lines(result.best_trials[:1], fitness.objectives))
-    return 0
+    return ended(result, fitness)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -68,8 +70,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     observers = _observers(args, config)
     with fitness_and_executor(config, make_fitness) as (fitness, executor):
         result = resume_run(args.run_dir, fitness, run_budget=run_budget, observers=observers, executor=executor)
-    print_best(best_lines(result.best_trials[:1], fitness.objectives))
-    return 0
+    return ended(result, fitness)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -87,6 +88,12 @@ def cmd_reference(args: argparse.Namespace) -> int:
     else:
         Path(args.out).write_text(text)
     return 0
+
+
+def ended(result: RunResult, fitness: Fitness) -> int:
+    """A run's best config on stdout, and its exit code: 0 with a best config, 4 without one."""
+    print_best(best_lines(result.best_trials[:1], fitness.objectives))
+    return EXIT_OK if result.best_trials else EXIT_NO_COMPLETE_TRIAL
 
 
 def print_best(lines: Sequence[str]) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from evo._errors import RunAborted
 from evo.config import ArtifactPolicy
 from evo.early_stopping import HalvingRule, MedianRule
 from evo.evaluation._spending import DRIVER_SECONDS, RunBudgetSpent, Spending
@@ -34,10 +35,6 @@ from evo.executors import Executor
 from evo.space import canonical
 from evo.storage import RunFiles, RunStore, TrialRecord
 from evo.trial import Budget, Fitness, Objective, Trial, TrialStatus
-
-
-class RunAborted(RuntimeError):
-    """The fitness failed too many times in a row for the run to be worth continuing."""
 
 
 def run_fingerprint(fitness: Fitness, budget: Budget) -> str:

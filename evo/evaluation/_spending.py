@@ -4,7 +4,9 @@ Trials and training tokens are read from the store when the run opens (so a resu
 knows what it spent) and kept up to date as trials start and end. A trial in flight
 holds what it will cost: one trial, and its planned tokens (the per-trial budget times
 the fraction of it the trial adds, or, for a budget in steps, the mean tokens per unit of
-budget of the trials so far), so a trial starts only if the run can pay for it. Hours are
+budget of the trials so far), so a trial starts only if the run can pay for it. A trial
+that ended counts the tokens it reported; a failed one that reported none counts none, and
+never stops the run. Hours are
 the driver's own time, summed over resumes in the store's meta; only they depend on the
 machine's speed, which is why a resumed run with an hours budget may end elsewhere.
 """
@@ -14,9 +16,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from evo._errors import RunAborted
 from evo.config import RunBudget
 from evo.storage import RunStore, TrialRecord
-from evo.trial import Budget, ConfigError
+from evo.trial import Budget, TrialStatus
 
 DRIVER_SECONDS = "driver_seconds"  # meta: the driver's time in earlier sessions of the run
 
@@ -41,8 +44,8 @@ class Spending:
     @classmethod
     def open(cls, store: RunStore, limits: RunBudget | None, budget: Budget) -> Spending:
         spending = cls(limits, budget, earlier_seconds=float(store.meta(DRIVER_SECONDS, 0.0)))
-        for fraction, tokens in store.spent():
-            spending._add(fraction, tokens)
+        for status, fraction, tokens in store.spent():
+            spending._add(fraction, counted_tokens(status, tokens, budget, fraction))
         return spending
 
     @property
@@ -75,21 +78,20 @@ class Spending:
     def finished(self, record: TrialRecord, fraction: float) -> None:
         """A trial ended (whatever its status: it trained); ``fraction``: what it added of the budget."""
         self._reserved.pop(record.id, None)
-        tokens = record.metrics.get("train_tokens")
+        tokens = counted_tokens(record.status, record.metrics.get("train_tokens"), self.budget, fraction)
         if tokens is None and self.limits is not None and self.limits.train_tokens is not None:
-            if self.budget.tokens is None:
-                raise ConfigError(
-                    "run_budget.train_tokens: the fitness reports no train_tokens and the budget is in steps; "
-                    "use budget.tokens, or run_budget.trials or hours"
-                )
-            tokens = self.budget.tokens * fraction
+            raise RunAborted(
+                f"run_budget.train_tokens: the fitness reported no train_tokens for trial {record.id} and the "
+                "budget is in steps; use budget.tokens, or run_budget.trials or hours"
+            )
         self._add(fraction, tokens)
 
     def _add(self, fraction: float, tokens: float | None) -> None:
         self.trials += 1
         if tokens is not None:
             self.tokens += tokens
-            self._fractions += fraction
+            if tokens > 0:  # a failure that reported nothing says nothing of the tokens a unit of budget trains
+                self._fractions += fraction
 
     def driver_seconds(self) -> float:
         return self.earlier_seconds + time.monotonic() - self._started
@@ -120,6 +122,18 @@ class Spending:
             show = _hours if name == "hours" else _count
             parts.append(f"{name.replace('_', ' ')} {show(spent)}/{show(limit)}")
         return ", ".join(parts)
+
+
+def counted_tokens(status: TrialStatus, reported: float | None, budget: Budget, fraction: float) -> float | None:
+    """The tokens a trial that ended spent of the run budget: what it reported; else nothing when
+    it failed (an exception, an OOM: whatever it trained is unknown, and a run budget must never
+    stop a run for it), or its planned tokens under a budget in tokens; None: unknown (a trial
+    that ran to its end under a budget in steps and reported none)."""
+    if reported is not None:
+        return float(reported)
+    if status is TrialStatus.FAILED:
+        return 0.0
+    return budget.tokens * fraction if budget.tokens is not None else None
 
 
 def _count(value: float) -> str:

@@ -187,6 +187,10 @@ def _evolve(
     runs_on = executor if executor is not None else make_executor(config.executor, fitness)
     try:
         return run_strategy(config, fitness, store, fingerprint, executor=runs_on, **options)
+    except BaseException:  # Ctrl-C, SIGTERM, a run stopped by failures: what was in flight is abandoned
+        with contextlib.suppress(Exception):  # best effort: a resume marks them too, if this write fails
+            store.interrupt_running()
+        raise
     finally:
         if executor is None:  # built here, so closed here
             runs_on.close()

@@ -351,19 +351,19 @@ class RunStore:
             )
             return cur.rowcount
 
-    def spent(self) -> list[tuple[float, float | None]]:
-        """(the fraction of the budget it added, train_tokens or None) of every trial this run
-        trained to its end: not the ones in flight, not those a dead driver left (trained again
-        on resume), not imported ones. A trial that continued a checkpoint added its fidelity
+    def spent(self) -> list[tuple[TrialStatus, float, float | None]]:
+        """(its status, the fraction of the budget it added, train_tokens or None) of every trial
+        this run trained to its end: not the ones in flight, not those a dead driver left (trained
+        again on resume), not imported ones. A trial that continued a checkpoint added its fidelity
         less the one it resumed from."""
         rows = self._db.execute(
-            "SELECT t.fidelity - COALESCE(r.fidelity, 0), json_extract(t.metrics, '$.train_tokens')"
+            "SELECT t.status, t.fidelity - COALESCE(r.fidelity, 0), json_extract(t.metrics, '$.train_tokens')"
             " FROM trials t LEFT JOIN trials r ON r.id = t.resumed_from"
             " WHERE t.status != 'running' AND t.generation != ? AND NOT (t.status = 'failed' AND t.message = ?)"
             " ORDER BY t.id",
             (IMPORTED_GENERATION, INTERRUPTED),
         )
-        return [(row[0], row[1]) for row in rows]
+        return [(TrialStatus(row[0]), row[1], row[2]) for row in rows]
 
     # -- populations and generations ----------------------------------------------------
     def finish_generation(

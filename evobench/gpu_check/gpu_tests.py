@@ -7,6 +7,7 @@ collection before a single GPU test ran.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from evobench.gpu_check.record import Options, Record, StepStatus, step_main
+from fitness.qlora.worker.lifeline import dying_with
 
 MARK = "pytest.mark.gpu"
 
@@ -42,7 +44,9 @@ def outcomes(junit: Path) -> list[dict[str, object]]:
 
 def _tee(argv: list[str], root: Path) -> tuple[int, list[str]]:
     """Run pytest, echoing its output as it comes: a step killed at its limit still shows how far it got."""
-    proc = subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=dying_with(os.getpid())
+    )
     lines = []
     assert proc.stdout is not None
     for line in proc.stdout:

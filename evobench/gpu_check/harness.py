@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evobench.gpu_check.record import Options, StepStatus, load_record
+from fitness.qlora.worker.lifeline import dying_with
 
 KILL_GRACE_S = 5  # after the SIGKILL: the kernel reaps the session; waiting longer means something is stuck
 
@@ -83,14 +84,15 @@ def _run_one(step: Step, options_file: Path, record_file: Path, limit: float, ro
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: a kill reaches the workers it started
+            preexec_fn=dying_with(os.getpid()),  # and the check killed (kill -9) takes the step with it
         )
         try:
             code = proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
             code = None
-            _kill_session(proc)
+        finally:  # at its limit, at its end, or the check interrupted (Ctrl-C): the session goes
+            _kill_session(proc)  # a worker the step left behind would hold the GPU for the next step
     seconds = time.monotonic() - start
-    _kill_session(proc)  # a worker the step left behind would hold the GPU for the next step
     tail = log.read_bytes()[-4000:].decode(errors="replace")
     record = load_record(record_file) or {}
     details, markdown = record.get("details", {}), record.get("markdown", [])

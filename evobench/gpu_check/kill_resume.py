@@ -29,6 +29,7 @@ from evo.storage import BASELINE_GENERATION, RunStore
 from evobench.gpu_check.models import tiny_llama
 from evobench.gpu_check.record import Options, Record, StepStatus, step_main
 from evobench.paths import run_config
+from fitness.qlora.worker.lifeline import dying_with
 
 TOLERANCE = 1e-5
 POLL_S = 0.2
@@ -91,7 +92,14 @@ def committed(run_dir: Path) -> int | None:
 
 
 def kill_midway(argv: list[str], run_dir: Path, root: str, total: int, wall: float) -> dict[str, Any]:
-    proc = subprocess.Popen(argv, cwd=root, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(  # a session of its own, for the killpg below; dying with this step all the same
+        argv,
+        cwd=root,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=dying_with(os.getpid()),
+    )
     start = time.monotonic()
     while proc.poll() is None:
         done, elapsed = committed(run_dir), time.monotonic() - start

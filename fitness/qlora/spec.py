@@ -100,7 +100,20 @@ class QLoRASpec:
     eval_batch_size: int = field(default=8, metadata=rule(ge=1, help="validation blocks per forward pass"))
     device: Device = field(default=Device.AUTO, metadata=rule(help="auto: a GPU when there is one, else the CPU"))
     trial_timeout: float = field(
-        default=1800.0, metadata=rule(gt=0, help="seconds per trial before the worker is killed")
+        default=1800.0,
+        metadata=rule(
+            gt=0,
+            help="seconds a trial may train and validate, from when the started worker takes it (a cohort: "
+            "this times its trials still unanswered); past it the worker is killed and the trial fails as timeout",
+        ),
+    )
+    startup_timeout: float = field(
+        default=3600.0,
+        metadata=rule(
+            gt=0,
+            help="seconds a worker may take to start (imports, the model loaded, converted or downloaded into "
+            "the cache, the data tokenized) before the trials waiting for it fail; not part of trial_timeout",
+        ),
     )
     lr_scaling: LRScaling = field(
         default=LRScaling.NONE, metadata=rule(help="rescale the learning_rate gene with the effective batch")
@@ -222,6 +235,7 @@ class QLoRASpec:
             lr_reference_batch=self.lr_reference_batch,
             objectives=self.objectives,
             trial_timeout=self.trial_timeout,
+            startup_timeout=self.startup_timeout,
             max_worker_rss_growth_mb=self.max_worker_rss_growth_mb,
         )
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +16,7 @@ import pytest
 
 from evobench.gpu_check import Step, StepStatus, cohort_tables, kill_resume, models, run_steps
 from evobench.gpu_check.record import Options
+from tests.fitness.qlora.worker.orphans import GONE_WITHIN_S, alive, gone_within
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = "tests.experiments.fake_steps"
@@ -129,3 +133,61 @@ def test_a_resumed_run_that_differs_is_told_apart():
     assert kill_resume.compare(whole, nudged) == (True, False, "")
     assert kill_resume.compare(whole, {**whole, "trials": [([0, {"r": 8}], {"val_perplexity": 5.1})]})[0] is False
     assert kill_resume.compare(whole, {**whole, "best": ({"r": 16}, 5.0)})[2] == "best"
+
+
+def _sleepy_steps_of(pid: int) -> list[int]:
+    """The fake steps ``pid`` started (from /proc: the harness does not say)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"fake_steps" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(int(child))
+    return found
+
+
+def _wait_for_step(pid: int) -> int:
+    deadline = time.monotonic() + 60
+    while not (steps := _sleepy_steps_of(pid)):
+        assert time.monotonic() < deadline, "no step started"
+        time.sleep(0.05)
+    return steps[0]
+
+
+def test_a_check_interrupted_mid_step_kills_the_step():
+    """Ctrl-C on the check: the step runs in a session of its own, out of the terminal's reach."""
+
+    seen: list[int] = []
+
+    def interrupt(signum, frame):
+        seen.extend(_sleepy_steps_of(os.getpid()))
+        if not seen:  # not started yet: press it a little later
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            return
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)  # when to press Ctrl-C: once the step sleeps
+        with pytest.raises(KeyboardInterrupt):
+            run_steps([Step("sleepy", FAKE, 300)], Options(root=str(ROOT)), budget_s=300)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert seen and gone_within(seen[0], GONE_WITHIN_S) is not None
+
+
+def test_a_check_killed_mid_step_takes_the_step_with_it():
+    """kill -9 on the check: its step dies with it (the parent-death signal, set before the exec)."""
+    code = f"from evobench.gpu_check.harness import run_steps, Step; from evobench.gpu_check.record import Options; run_steps([Step('sleepy', {FAKE!r}, 300)], Options(root={str(ROOT)!r}), budget_s=300)"
+    check = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    step = None
+    try:
+        step = _wait_for_step(check.pid)
+        check.kill()
+        check.wait(timeout=60)
+        assert gone_within(step, GONE_WITHIN_S) is not None, "the step outlived the check"
+    finally:
+        check.kill()
+        if step is not None and alive(step):
+            os.kill(step, signal.SIGKILL)

@@ -19,7 +19,7 @@ from fitness.qlora.training.settings import EvalSettings
 class WorkerSettings:
     """The slices the runner hands each layer, and ``fitness.lr_scaling``, ``lr_reference_batch``
     (how the learning_rate gene is applied), ``objectives`` (what a result reports),
-    ``trial_timeout`` and ``max_worker_rss_growth_mb`` (when the supervisor replaces a worker)."""
+    ``trial_timeout``, ``startup_timeout`` and ``max_worker_rss_growth_mb`` (when the supervisor replaces a worker)."""
 
     model: ModelSettings
     data: DataSettings
@@ -29,4 +29,5 @@ class WorkerSettings:
     lr_reference_batch: int
     objectives: tuple[str, ...]
     trial_timeout: float
+    startup_timeout: float
     max_worker_rss_growth_mb: float

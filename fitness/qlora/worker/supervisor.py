@@ -7,14 +7,25 @@ report into results: a death is KILLED, a trial past ``trial_timeout`` is TIMEOU
 grew past ``max_worker_rss_growth_mb`` (a leak), and the next trial proceeds. A worker
 built for a ``device`` sets ``CUDA_VISIBLE_DEVICES`` to it before anything loads torch,
 so it sees that one GPU as cuda:0, and so does every worker that replaces it.
+
+Two clocks bound a worker, each a key of the fitness: ``startup_timeout`` its start (the
+imports, the model loaded or converted into the cache, the data tokenized), after which
+the trials it was to run fail; ``trial_timeout`` each trial, from the moment the started
+worker takes it. A trial that started a worker records how long the start took
+(``metrics["worker_start_seconds"]``): its wall time in the store includes it.
+
+A worker dies with its driver (``lifeline.py``), so it is started from a thread of this
+supervisor's own, and a driver that stops while trials are in flight kills it at once.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as futures
 import logging
 import multiprocessing
 import os
 import signal
+import time
 import warnings
 from dataclasses import replace
 from multiprocessing.connection import Connection
@@ -22,9 +33,8 @@ from typing import Any
 
 from evo.trial import FailureReason, Trial, TrialResult
 from fitness.qlora.memory.process import release_freed_memory, rss_mb
+from fitness.qlora.worker.lifeline import die_with_parent, leave_stopping_to_the_driver
 from fitness.qlora.worker.settings import WorkerSettings
-
-STARTUP_TIMEOUT_S = 3600.0  # first start may convert a GGUF or download a 7B checkpoint
 
 # bitsandbytes logs this on every CPU start with AVX512-BF16 when the optional hub kernel
 # (the `kernels` package) is missing; it then uses its own kernel, so nothing is wrong.
@@ -34,6 +44,13 @@ _KERNELS_NOTICE_LOGGER = "bitsandbytes.backends.cpu.ops"
 
 def _not_the_kernels_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith(_KERNELS_NOTICE)
+
+
+def _main(conn: Connection, settings: WorkerSettings, device: str | None, driver_pid: int) -> None:
+    """The worker process: tied to its driver's life before anything else, then serving it."""
+    die_with_parent(driver_pid)
+    leave_stopping_to_the_driver()
+    _serve(conn, settings, device)
 
 
 def _serve(conn: Connection, settings: WorkerSettings, device: str | None = None) -> None:
@@ -87,7 +104,9 @@ class WorkerSupervisor:
         self.settings = settings
         self.device = device  # CUDA_VISIBLE_DEVICES of every worker process it starts (None: inherited)
         self._waiting = False  # a thread is blocked on the worker's answer
+        self._in_flight = False  # the worker holds trials it has not answered (abandoned if we stop now)
         self._context = multiprocessing.get_context("spawn")  # fork would copy CUDA/OpenMP state
+        self._launcher: futures.ThreadPoolExecutor | None = None  # the thread every worker is started from
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._ready_rss_mb = 0.0
@@ -101,10 +120,13 @@ class WorkerSupervisor:
     def evaluate_batch(self, trials: list[Trial]) -> list[TrialResult]:
         if self._process is not None and not self._process.is_alive():
             self._kill()  # died between trials (killed while idle): just start another
+        started: dict[str, float] = {}  # the start's seconds, on the results of the trials that waited for it
         if self._process is None:
+            clock = time.monotonic()
             failure = self._start()
             if failure is not None:
                 return [failure] * len(trials)
+            started["worker_start_seconds"] = round(time.monotonic() - clock, 3)
         assert self._conn is not None
         try:
             self._conn.send(("trials", list(trials)))
@@ -112,6 +134,7 @@ class WorkerSupervisor:
             return [TrialResult.failed(FailureReason.KILLED, self._death_message("before the trial started"))] * len(
                 trials
             )
+        self._in_flight = True
         results: dict[int, TrialResult] = {}
         pid = self.pid
         while True:
@@ -122,12 +145,15 @@ class WorkerSupervisor:
             if answer[0] == "result":
                 results[answer[1]] = answer[2]
                 continue
+            self._in_flight = False
             worker_rss = answer[1]  # "done": every trial answered
             if worker_rss - self._ready_rss_mb > self.settings.max_worker_rss_growth_mb:
                 self.close()  # leaked: the next trial gets a fresh worker
             seen = self._seen_devices
             return [
-                _with_metrics(results[i], worker_pid=pid, worker_rss_mb=worker_rss, cuda_visible_devices=seen)
+                _with_metrics(
+                    results[i], worker_pid=pid, worker_rss_mb=worker_rss, cuda_visible_devices=seen, **started
+                )
                 for i in range(len(trials))
             ]
 
@@ -143,9 +169,11 @@ class WorkerSupervisor:
         return TrialResult.failed(FailureReason.KILLED, self._death_message("during the trial"))
 
     def close(self) -> None:
+        """Stop the worker: asked to stop when idle, killed at once when trials are in flight
+        (a driver stopping mid-trial, or another thread waiting on an abandoned trial)."""
         if self._process is None:
             return
-        if self._waiting:  # another thread waits on a trial that is now abandoned: no stop to wait for
+        if self._waiting or self._in_flight:
             self._kill()
             return
         try:
@@ -159,10 +187,13 @@ class WorkerSupervisor:
     def _start(self) -> TrialResult | None:
         parent, child = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=_serve, args=(child, self.settings, self.device), name="qlora-worker", daemon=True
+            target=_main,
+            args=(child, self.settings, self.device, os.getpid()),
+            name="qlora-worker",
+            daemon=True,
         )
         try:
-            process.start()  # raises e.g. from a script without a __main__ guard (spawn re-imports it)
+            self._launch(process)  # raises e.g. from a script without a __main__ guard (spawn re-imports it)
         except BaseException:
             parent.close()
             child.close()
@@ -171,10 +202,10 @@ class WorkerSupervisor:
         child.close()  # so a dead worker shows up as EOF on our end
         self._conn = parent
         self.starts += 1
-        answer = self._receive(STARTUP_TIMEOUT_S)
+        answer = self._receive(self.settings.startup_timeout)
         if answer is None or answer == "died" or answer[0] == "startup_failed":
             if answer is None:
-                message = f"worker did not start within {STARTUP_TIMEOUT_S:g}s"
+                message = f"worker did not start within startup_timeout={self.settings.startup_timeout:g}s"
             elif answer == "died":
                 message = self._death_message("while starting")
             else:
@@ -184,6 +215,21 @@ class WorkerSupervisor:
             return TrialResult.failed(reason, message)
         self._ready_rss_mb, self._seen_devices = answer[1], answer[2]
         return None
+
+    def _launch(self, process: multiprocessing.process.BaseProcess) -> None:
+        """``process.start()`` on this supervisor's own thread: Linux kills a worker when the thread
+        that started it ends (see ``lifeline.py``), and the thread evaluating may be a short-lived one."""
+        if self._launcher is None:
+            self._launcher = futures.ThreadPoolExecutor(1, thread_name_prefix="qlora-worker-launcher")
+        launched = self._launcher.submit(process.start)
+        try:
+            launched.result()
+        except BaseException:
+            futures.wait([launched])
+            if launched.exception() is None:  # interrupted while it started: not left running
+                process.kill()
+                process.join(timeout=10)
+            raise
 
     def _receive(self, timeout: float) -> Any:
         """The next message, "died" if the worker's end closed, None on timeout."""
@@ -214,7 +260,7 @@ class WorkerSupervisor:
             self._process.join(timeout=10)
         if self._conn is not None:
             self._conn.close()
-        self._process, self._conn = None, None
+        self._process, self._conn, self._in_flight = None, None, False
 
 
 def _with_metrics(result: TrialResult, **extra: Any) -> TrialResult:

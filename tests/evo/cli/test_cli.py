@@ -59,7 +59,7 @@ def test_best_of_a_run_without_completed_trials(synthetic_config, write_config, 
     synthetic_config["fitness"]["failure_rate"] = 1.0
     synthetic_config["evolution"]["max_consecutive_failures"] = 3
     run_dir = tmp_path / "run"
-    assert main(["run", str(write_config(synthetic_config)), "--out", str(run_dir), "--quiet", "--no-plots"]) == 1
+    assert main(["run", str(write_config(synthetic_config)), "--out", str(run_dir), "--quiet", "--no-plots"]) == 3
     assert "3 evaluations in a row failed" in capsys.readouterr().err
     assert main(["best", str(run_dir)]) == 2
     assert "no trial has completed" in capsys.readouterr().err

@@ -10,10 +10,11 @@ import re
 
 import pytest
 
-from evo import RunStore, evolve, parse_config, resume_run, start_run
+from evo import RunAborted, RunStore, evolve, parse_config, resume_run, start_run
 from evo.cli import main
-from evo.config import MAX_GENERATIONS
-from evo.trial import Budget, ConfigError
+from evo.config import MAX_GENERATIONS, RunBudget
+from evo.evaluation import Spending
+from evo.trial import Budget, ConfigError, FitnessBase, Objective, TrialResult, TrialStatus
 from fitness.synthetic import SyntheticFitness
 
 
@@ -161,3 +162,56 @@ def test_resume_changes_only_the_run_budget(synthetic_config, write_config, tmp_
     assert main(["resume", str(tmp_path / "run"), "run_budget.hours=0"]) == 2
     assert "run_budget.hours: must be a number > 0" in capsys.readouterr().err
     assert (tmp_path / "run" / "config.yaml").read_text() == before and len(_trials(tmp_path / "run")) == 8
+
+
+class RaisesPastNinety(FitnessBase):
+    """A user's fitness with a bug: it raises for x > 0.9 and reports its train_tokens otherwise
+    (or never, ``reports=False``)."""
+
+    objectives = (Objective("loss"),)
+
+    def __init__(self, reports: bool = True):
+        self.reports = reports
+
+    def fingerprint(self):
+        return f"raises-past-0.9-{self.reports}"
+
+    def evaluate(self, trial):
+        if trial.config["x"] > 0.9:
+            raise RuntimeError("CUDA out of memory")
+        metrics = {"train_tokens": 50 * trial.budget.steps} if self.reports else {}
+        return TrialResult.complete({"loss": (trial.config["x"] - 0.9) ** 2}, metrics=metrics)  # best at the edge
+
+
+def _evolve_raising(run_dir, fitness, **kwargs):
+    return evolve(
+        {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        fitness,
+        budget=Budget(steps=10),
+        evolution={"population_size": 6, "generations": 100, "max_consecutive_failures": 1000},
+        seed=1,
+        run_dir=run_dir,
+        **kwargs,
+    )
+
+
+def test_a_failed_trial_counts_its_tokens_or_none_and_the_run_goes_on(tmp_path):
+    """The issue's case: a trial raising under a tokens run budget over a steps budget ended the
+    run with a ConfigError mid-run; it counts nothing and the run ends by its budget."""
+    result = _evolve_raising(tmp_path / "run", RaisesPastNinety(), run_budget={"train_tokens": 20_000})
+    trials = _trials(tmp_path / "run")
+    failed = [t for t in trials if t.status is TrialStatus.FAILED]
+    assert failed and all("train_tokens" not in t.metrics for t in failed)  # raised: nothing reported
+    spent = sum(t.metrics.get("train_tokens", 0) for t in trials)
+    assert spent <= 20_000 < spent + 500 and result.best_trials  # ended by the budget, with its trials counted
+    with RunStore.open(tmp_path / "run") as store:  # a resumed run counts the same: nothing left to pay for
+        reopened = Spending.open(store, RunBudget(train_tokens=20_000), Budget(steps=10))
+    assert reopened.tokens == spent and reopened.trials == len(trials) and not reopened.allows()
+
+
+def test_a_fitness_that_never_reports_tokens_stops_the_run_as_aborted_not_as_bad_input(tmp_path):
+    """Nothing can know before a trial ends that a fitness reports no train_tokens: the run stops
+    (RunAborted: the CLI's exit 3, resumable), which a failed trial alone never does."""
+    with pytest.raises(RunAborted, match="reported no train_tokens for trial"):
+        _evolve_raising(tmp_path / "run", RaisesPastNinety(reports=False), run_budget={"train_tokens": 5000})
+    assert any(t.ok for t in _trials(tmp_path / "run"))  # what ran is kept

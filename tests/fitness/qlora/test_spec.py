@@ -37,6 +37,8 @@ def test_defaults_are_the_offline_smollm2_pydoc_run():
         ("device", "tpu"),
         ("lr_scaling", "cubic"),
         ("trial_timeout", 0),
+        ("startup_timeout", -1),
+        ("startup_timeout", float("inf")),
         ("eval_batch_size", 2.5),
         ("model", ""),
         ("type", "lora"),

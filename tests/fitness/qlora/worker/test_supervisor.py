@@ -67,7 +67,9 @@ def test_trial_past_the_timeout_is_killed_and_the_next_one_runs(fragile_fitness)
     assert 5 <= time.monotonic() - start < 30
     with pytest.raises(ProcessLookupError):
         os.kill(stuck, 0)  # gone
-    assert quick(fragile_fitness).ok
+    replaced = quick(fragile_fitness)  # its own clock: the new worker's start is not part of it
+    assert replaced.ok and replaced.metrics["worker_start_seconds"] > 0
+    assert "worker_start_seconds" not in quick(fragile_fitness).metrics  # only on what waited for a start
 
 
 @pytest.mark.slow  # tens of seconds: run with -m slow
@@ -111,6 +113,17 @@ def test_a_worker_that_cannot_start_fails_the_call_and_still_closes(tiny_spec, m
         quick(fitness)
     assert fitness.worker_pid is None
     fitness.close()  # nothing to stop, nothing raised
+
+
+def test_a_worker_past_its_startup_timeout_fails_the_trial_naming_the_key(tiny_spec):
+    """Start-up has its own clock (the imports alone take longer than 0.05 s): the trial fails
+    at once, the worker is killed, and the next call tries again."""
+    with QLoRAFitness.from_spec({**tiny_spec, "startup_timeout": 0.05}) as fitness:
+        for trial_id in (0, 1):
+            result = quick(fitness, trial_id)
+            assert result.reason is FailureReason.EXCEPTION and fitness.worker_pid is None
+            assert result.message == "worker did not start within startup_timeout=0.05s"
+        assert fitness._worker.starts == 2
 
 
 KERNELS_NOTICE = "Failed to load CPU gemm_4bit_forward from kernels-community"
