@@ -25,7 +25,7 @@ from evo.evaluation import RunObserver
 from evo.reporting import TerminalProgress, best_lines, make_trackers
 from evo.reporting.plots import PlotRefresher
 from evo.run import fitness_and_executor, load_stored_config, print_plan, resume_run, start_run, with_run_budget
-from evo.storage import RunStore
+from evo.storage import RunStore, check_new_run, check_output, claim_run_dir, write_output
 from evo.trial import ConfigError, Fitness
 
 
@@ -37,29 +37,35 @@ def make_fitness(spec: Mapping[str, Any]) -> Fitness:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, [*args.overrides, *(args.set or []), *_executor_overrides(args)])
-    if args.out is None:
-        args.out = Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    RunStore.check_new(Path(args.out))  # before the fitness is built: a second, not minutes
+    generated = args.out is None  # runs/<config>-<time>, made unique when the fitness is built
+    out = Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}" if generated else args.out
+    out = check_new_run(out)  # before the fitness is built: a second, not minutes
     observers = _observers(args, config)  # first: a tracker that is not installed is a config error
     with fitness_and_executor(config, make_fitness) as (fitness, executor):
-        result = start_run(
-            config,
-            fitness,
-            args.out,
-            warm_start_from=args.warm_start,
-            warm_start_generation=args.warm_start_generation,
-            warm_start_top_k=args.warm_start_top_k,
-            observers=observers,
-            warn=lambda message: print(f"warning: {message}", file=sys.stderr),
-            executor=executor,
-        )
+        run_dir = claim_run_dir(out) if generated else out
+        try:
+            result = start_run(
+                config,
+                fitness,
+                run_dir,
+                warm_start_from=args.warm_start,
+                warm_start_generation=args.warm_start_generation,
+                warm_start_top_k=args.warm_start_top_k,
+                observers=observers,
+                warn=lambda message: print(f"warning: {message}", file=sys.stderr),
+                executor=executor,
+            )
+        except BaseException:
+            if generated and not any(run_dir.iterdir()):  # refused before the run was written
+                run_dir.rmdir()
+            raise
     print_best(best_lines(result.best_trials[:1], fitness.objectives))
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     run_budget = _run_budget_overrides(args.overrides)
-    with RunStore.open(args.run_dir) as store:
+    with RunStore.read(args.run_dir) as store:
         config = load_stored_config(store)
     if run_budget is not None:
         config = with_run_budget(config, run_budget)  # refused here, before anything starts
@@ -81,11 +87,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_reference(args: argparse.Namespace) -> int:
     from fitness import config_reference
 
+    target = None if args.out is None else check_output(args.out, flag="--out")
     text = reference(config_reference())
-    if args.out is None:
+    if target is None:
         print(text, end="")
     else:
-        Path(args.out).write_text(text)
+        write_output(target, text)
     return 0
 
 

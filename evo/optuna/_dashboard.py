@@ -32,7 +32,7 @@ def check_installed() -> None:
 
 def prepare(run_dir: Path) -> Path:
     """The run's journal, brought up to date when no driver holds the run."""
-    RunStore.open(run_dir).close()  # not a run: a StoreError naming it
+    RunStore.read(run_dir).close()  # not a run: a StoreError naming it
     lock = RunDirLock(run_dir)
     try:
         lock.acquire()

@@ -29,7 +29,7 @@ def export_run(run_dir: Path | str, url: str, *, name: str | None = None, out: T
         raise ConfigError(f"evo export-optuna needs Optuna 4 or later: {EXTRA}")
     run_dir = Path(run_dir)
     name = name or study_name(run_dir)
-    with RunStore.open(run_dir) as store:
+    with RunStore.read(run_dir) as store:
         lock = RunDirLock(run_dir)
         try:
             lock.acquire()

@@ -241,7 +241,7 @@ def sync(run_dir: Path | str, store: RunStore | None = None) -> int:
     """Bring the run's journal up to date with its ``run.db`` (made when missing); returns how
     many trials were added. Safe to call at any time when no driver of the run is writing it."""
     own = store is None
-    store = RunStore.open(run_dir) if store is None else store
+    store = RunStore.read(run_dir) if store is None else store
     try:
         study = open_study(run_dir, stored_objectives(store))
         done = mirrored_ids(study)
