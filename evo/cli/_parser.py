@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=Path)
     export.add_argument("storage_url", metavar="STORAGE_URL", help="e.g. sqlite:///studies.db or a PostgreSQL URL")
     export.add_argument("--study-name", help="the study's name (default: the run directory's name)")
+    export.add_argument("--overwrite", action="store_true", help="replace a study of that name (e.g. a partial export)")
 
     plan = sub.add_parser(
         "plan",

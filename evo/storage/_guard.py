@@ -30,7 +30,7 @@ from evo.trial import ConfigError
 # A run directory's own files and folders (see the layout in docs/architecture.md).
 RUN_FILES = (
     "run.db", "run.db-wal", "run.db-shm", "run.db-journal", "config.yaml", "config.yaml.tmp", ".lock",
-    "optuna.journal", "optuna.journal.lock", "report.html",
+    "optuna.journal", "optuna.journal.lock", "optuna.journal.rebuilt", "report.html",
 )  # fmt: skip
 RUN_FOLDERS = ("best", "best.new", "checkpoints", "trials", "plots", "trackers")
 # What a driver killed while it created a run leaves (then ``evo run`` starts it again).

@@ -110,6 +110,11 @@ class RunStore(Database):
             raise
         return store
 
+    @staticmethod
+    def check_new(run_dir: Path | str) -> None:
+        """Raise a one-line error unless a new run can be made in ``run_dir`` (``check_new_run``)."""
+        check_new_run(run_dir)
+
     @classmethod
     def open(cls, run_dir: Path | str) -> RunStore:
         """An existing run directory, for its driver: migrated to the current schema if it is older."""

@@ -70,7 +70,7 @@ def test_a_study_that_exists_is_refused_and_study_name_names_another(run_dir, tm
     assert main(["export-optuna", str(run_dir), url]) == 0
     before = len(optuna.load_study(study_name="exp-1", storage=url).trials)
     err = _refused(["export-optuna", str(run_dir), url], capsys)
-    assert "already holds a study named 'exp-1'; name this one with --study-name" in err
+    assert "already holds a study named 'exp-1'; replace it with --overwrite, or name this one with --study-name" in err
     assert len(optuna.load_study(study_name="exp-1", storage=url).trials) == before  # untouched
     assert main(["export-optuna", str(run_dir), url, "--study-name", "exp-1-again"]) == 0
     assert sorted(optuna.get_all_study_names(url)) == ["exp-1", "exp-1-again"]
