@@ -24,7 +24,16 @@ from evo.config import (
 from evo.evaluation import RunObserver
 from evo.reporting import TerminalProgress, best_lines, make_trackers
 from evo.reporting.plots import PlotRefresher
-from evo.run import fitness_and_executor, load_stored_config, print_plan, resume_run, start_run, with_run_budget
+from evo.run import (
+    check_before_run,
+    check_config_file,
+    fitness_and_executor,
+    load_stored_config,
+    print_plan,
+    resume_run,
+    start_run,
+    with_run_budget,
+)
 from evo.storage import RunStore, check_new_run, check_output, claim_run_dir, write_output
 from evo.trial import ConfigError, Fitness
 
@@ -67,6 +76,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run_budget = _run_budget_overrides(args.overrides)
     with RunStore.read(args.run_dir) as store:
         config = load_stored_config(store)
+        check_config_file(store)  # before the fitness is built
     if run_budget is not None:
         config = with_run_budget(config, run_budget)  # refused here, before anything starts
     if args.executor or args.ray_address:  # this time only; the stored config keeps its executor
@@ -79,9 +89,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    """What a run would cost, after the checks ``evo run`` makes: a config plan accepts, run accepts."""
     from fitness import plan  # the composition root: the fitness answers in plain data
 
-    return print_plan(load_config(args.config, args.overrides), plan)
+    config = load_config(args.config, args.overrides)
+    make_trackers(config.report_to)
+    fitness = make_fitness(config.fitness)  # the model, the data, the device, as evo run finds them
+    try:
+        for message in check_before_run(config, fitness):
+            print(f"warning: {message}", file=sys.stderr)
+    finally:
+        fitness.close()
+    return print_plan(config, plan)
 
 
 def cmd_reference(args: argparse.Namespace) -> int:

@@ -37,7 +37,8 @@ from evo.trial import Budget, Fitness, Objective, Trial, TrialStatus
 
 
 class RunAborted(RuntimeError):
-    """The fitness failed too many times in a row for the run to be worth continuing."""
+    """The run cannot go on: the fitness failed too many times in a row, or the disk is full.
+    What run.db holds is kept; the message says why and what."""
 
 
 def run_fingerprint(fitness: Fitness, budget: Budget) -> str:

@@ -15,8 +15,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from evo.config import AUTO, RunConfig
+from evo.optuna import check_report_to
 from evo.space import Gene, GeneKind
 from evo.trial import ConfigError, Fitness, GeneDecl, ValueKind, why_refused
+
+
+def check_before_run(config: RunConfig, fitness: Fitness) -> list[str]:
+    """Everything ``evo run`` checks of a config once its fitness is built, and ``evo plan``
+    with it: the genes against the fitness, and the report_to backends. Raises ConfigError;
+    returns warnings."""
+    warnings = check_run(config, fitness)
+    check_report_to(config.report_to)
+    return warnings
 
 
 def check_run(config: RunConfig, fitness: Fitness) -> list[str]:

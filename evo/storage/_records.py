@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from evo._errors import OneLineError
 from evo.trial import FailureReason, TrialStatus
 
 GENOME_FORMAT = 1
@@ -28,7 +29,7 @@ IMPORTED_GENERATION = -2  # a trial copied from the run a warm start came from, 
 CACHEABLE_FAILURES = (FailureReason.DIVERGED.value,)
 
 
-class StoreError(RuntimeError):
+class StoreError(OneLineError):
     """The run directory is missing, not a run, or from an unknown schema."""
 
 
