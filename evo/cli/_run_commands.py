@@ -90,11 +90,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """What a run would cost, after the checks ``evo run`` makes: a config plan accepts, run accepts."""
-    from fitness import plan  # the composition root: the fitness answers in plain data
+    from fitness import plan, plan_fitness  # the composition root: the fitness answers in plain data
 
     config = load_config(args.config, args.overrides)
     make_trackers(config.report_to)
-    fitness = make_fitness(config.fitness)  # the model, the data, the device, as evo run finds them
+    fitness = plan_fitness(config.fitness)  # the model and the data as evo run finds them; no GPU needed
     try:
         for message in check_before_run(config, fitness):
             print(f"warning: {message}", file=sys.stderr)

@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evo.config import EvolutionSettings, RunConfig, parse_config
+from evo.config import EvolutionSettings, ExecutorType, RunConfig, parse_config
 from evo.evaluation import RunAborted, RunObserver, RunResult, run_fingerprint
-from evo.executors import Executor, make_executor
+from evo.executors import Executor, check_reachable, make_executor
 from evo.optuna import check_report_to, mirror_for
 from evo.run._files import check_config_file, restore_config_file, stopped_by_full_disk
 from evo.run._preflight import check_before_run
@@ -211,6 +211,8 @@ def fitness_and_executor(
 ) -> Iterator[tuple[Fitness, Executor]]:
     """The run's fitness (``make_fitness(config.fitness)``) and executor, both closed however the
     run ends. Ray actors get the factory, not the driver's fitness: each builds its own, once."""
+    if config.executor.type is ExecutorType.RAY:  # seconds, before the fitness takes its own
+        check_reachable(config.executor.address)
     fitness = make_fitness(config.fitness)
     executor = None
     try:

@@ -16,6 +16,7 @@ from typing import Any
 
 from evo.config import AUTO, RunConfig
 from evo.optuna import check_report_to
+from evo.run._plan import gene_values
 from evo.space import Gene, GeneKind
 from evo.trial import ConfigError, Fitness, GeneDecl, ValueKind, why_refused
 
@@ -32,6 +33,7 @@ def check_before_run(config: RunConfig, fitness: Fitness) -> list[str]:
 def check_run(config: RunConfig, fitness: Fitness) -> list[str]:
     """Raise ConfigError for what cannot work; return warnings for what would do less than asked."""
     _check_genes(config, fitness)
+    fitness.check_trials(gene_values(config), config.budget)
     settings = config.evolution
     if settings.multi_fidelity and len(fitness.objectives) > 1:
         names = ", ".join(o.name for o in fitness.objectives)
