@@ -15,7 +15,7 @@ def one_line(message: str) -> str:
     a value must not start a second line) and each word past LONGEST_WORD characters cut (a
     20,000-character gene name must not make a 40 KB line), saying how long it was."""
     message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
-    return _LONG_WORD.sub(lambda m: f"{m.group()[:80]}...{m.group()[-40:]} ({len(m.group()):,} characters)", message)
+    return _LONG_WORD.sub(lambda m: f"{m.group()[:48]}...{m.group()[-24:]} ({len(m.group()):,} characters)", message)
 
 
 class ConfigError(ValueError):

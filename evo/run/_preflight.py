@@ -64,7 +64,9 @@ def _declared(declared: Mapping[str, GeneDecl], key: str, name: str, kind: str) 
     if name in declared:
         return declared[name]
     close = difflib.get_close_matches(name, list(declared), n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else f"it reads: {', '.join(sorted(declared))}"
+    names = sorted(declared)
+    listed = ", ".join(names) if len(names) <= 6 else f"{', '.join(names[:4])}, ... ({len(names)}: evo reference)"
+    hint = f"did you mean {close[0]!r}?" if close else f"it reads: {listed}"
     raise ConfigError(f"{key}: the {kind} fitness has no gene {name!r} ({hint})")
 
 

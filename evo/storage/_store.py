@@ -144,10 +144,20 @@ class RunStore(Database):
                 with store._transaction() as db:  # read again: another process may have migrated it
                     _schema.upgrade(db, _schema.stored_version(db, run_dir), run_dir)
             _integrity.check(store._db, run_dir)
+            store.verify()
         except BaseException:
             store.close()
             raise
         return store
+
+    def verify(self) -> None:
+        """Decode every row once, so that a damaged one is named when the run is opened
+        (before a resume builds its fitness), not halfway through a report."""
+        for key in ("config", "objectives", "fingerprint"):
+            self.meta(key)
+        self.trials()
+        self.individuals()
+        self.generation_stats()
 
     # -- meta -------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
