@@ -48,7 +48,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, [*args.overrides, *(args.set or []), *_executor_overrides(args)])
     generated = args.out is None  # runs/<config>-<time>, made unique when the fitness is built
     out = Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}" if generated else args.out
-    out = check_new_run(out)  # before the fitness is built: a second, not minutes
+    # before the fitness is built: a second, not minutes (a generated name is claimed free later)
+    out = check_output(out, flag="--out", directory=True) if generated else check_new_run(out)
     observers = _observers(args, config)  # first: a tracker that is not installed is a config error
     with fitness_and_executor(config, make_fitness) as (fitness, executor):
         run_dir = claim_run_dir(out) if generated else out
