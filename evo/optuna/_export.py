@@ -85,7 +85,7 @@ def _make_room(storage, url: str, name: str, overwrite: bool) -> None:
         optuna.delete_study(study_name=name, storage=storage)
         return
     partial = found.user_attrs.get(EXPORT_STATE) == PARTIAL
-    what = "a partial export (stopped half-way) of" if partial else "a study"
+    what = "a partial export (stopped half-way), a study" if partial else "a study"
     raise ConfigError(
         f"{_shown(url)}: already holds {what} named {name!r}; replace it with --overwrite, "
         "or name this one with --study-name"
