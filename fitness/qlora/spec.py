@@ -80,7 +80,11 @@ class QLoRASpec:
         default=0.1, metadata={"help": "of topics / files / lines / records, held out when validation_data is unset"}
     )
     validation_tokens: int = field(
-        default=4096, metadata={"help": "cap on the fixed validation set, same for every trial"}
+        default=4096,
+        metadata={
+            "help": "cap on the fixed validation set, same for every trial; data giving fewer than 128 "
+            "validation tokens, or a training split under one batch of the smallest trial, is refused"
+        },
     )
     eval_seq_length: int = field(
         default=256, metadata={"help": "block length of the validation set (independent of the gene)"}
@@ -93,7 +97,10 @@ class QLoRASpec:
         },
     )
     eval_batch_size: int = field(default=8, metadata={"help": "validation blocks per forward pass"})
-    device: Device = field(default=Device.AUTO, metadata={"help": "auto: a GPU when there is one, else the CPU"})
+    device: Device = field(
+        default=Device.AUTO,
+        metadata={"help": "auto: a GPU when there is one, else the CPU; cuda is refused where torch sees no GPU"},
+    )
     trial_timeout: float = field(default=1800.0, metadata={"help": "seconds per trial before the worker is killed"})
     lr_scaling: LRScaling = field(
         default=LRScaling.NONE, metadata={"help": "rescale the learning_rate gene with the effective batch"}
@@ -118,7 +125,11 @@ class QLoRASpec:
         },
     )
     cache_dir: str | None = field(
-        default=None, metadata={"help": "model and token caches; null: $EVO_CACHE_DIR, else $XDG_CACHE_HOME/evo-qlora"}
+        default=None,
+        metadata={
+            "help": "model and token caches, a folder this user can write; null: $EVO_CACHE_DIR, else "
+            "$XDG_CACHE_HOME/evo-qlora, else ~/.cache/evo-qlora"
+        },
     )
     objectives: tuple[str, ...] = field(
         default=("val_perplexity",), metadata={"help": "what a trial reports to select on, val_perplexity first"}
