@@ -55,7 +55,7 @@ def prepare(run_dir: Path) -> Any:
         return in_memory(run_dir)
     lock = RunDirLock(run_dir)
     try:
-        lock.acquire()
+        lock.acquire(driver=False)
     except RunDirInUse:  # running: its driver's mirror keeps the journal
         if not journal_path(run_dir).exists():
             raise ConfigError(

@@ -42,7 +42,7 @@ def export_run(
     with RunStore.read(run_dir) as store:
         lock = RunDirLock(run_dir)
         try:
-            lock.acquire()
+            lock.acquire(driver=False)
         except RunDirInUse as exc:
             raise ConfigError(f"{exc}; export it once it ends (evo dashboard {run_dir} shows it live)") from None
         try:

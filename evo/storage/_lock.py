@@ -38,8 +38,10 @@ class RunDirLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self) -> None:
-        """Take the directory, or raise RunDirInUse naming the holder's pid."""
+    def acquire(self, *, driver: bool = True) -> None:
+        """Take the directory, or raise RunDirInUse naming the holder's pid. ``driver=False``:
+        a command that only keeps drivers out while it reads (export-optuna, the dashboard's
+        catch-up) and writes no pid into the run."""
         if self._fd is not None:
             return
         fd = os.open(self.run_dir, os.O_RDONLY | os.O_DIRECTORY)
@@ -56,7 +58,8 @@ class RunDirLock:
                 raise
             fd = self._lock_pid_file()
         self._fd = fd
-        self._write_pid()
+        if driver:
+            self._write_pid()
 
     def release(self) -> None:
         if self._fd is not None:

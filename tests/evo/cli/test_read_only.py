@@ -77,9 +77,14 @@ def test_the_dashboard_and_export_optuna_read_a_read_only_run(finished, tmp_path
 
 
 def test_reading_a_running_run_changes_nothing_either(finished, capsys):
-    """Without a read-only directory: the reads open run.db read-only, so no -wal, -shm or
-    .lock appears, and report.html and plots/ are written only when asked for."""
+    """Without a read-only directory: the reads open run.db read-only, so no -wal or -shm
+    appears, and export-optuna keeps drivers out without writing its pid into .lock."""
+    pytest.importorskip("optuna")
     before = _tree(finished)
-    for argv in (["status", str(finished)], ["best", str(finished), "--top", "2"]):
+    for argv in (
+        ["status", str(finished)],
+        ["best", str(finished), "--top", "2"],
+        ["export-optuna", str(finished), f"sqlite:///{finished.parent / 'team.db'}"],
+    ):
         assert main(argv) == 0
     assert _tree(finished) == before

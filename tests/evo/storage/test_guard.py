@@ -260,3 +260,22 @@ def test_a_full_disk_is_one_line_saying_what_run_db_keeps(tmp_path):
         kept = [t for t in store.trials() if t.status.value != "running"]
     assert str(full.value).startswith(f"the disk is full: writing {run_dir / 'run.db'} (database or disk is full)")
     assert f"run.db keeps the {len(kept)} trials finished before it" in str(full.value)
+
+
+def test_every_file_a_command_writes_goes_through_the_guard():
+    """Outside evo/storage (the run's own files, and write_output, which commands call once
+    check_output passed), only the figures write, to paths plot_run and evo compare checked.
+    A new write elsewhere must go through check_output and write_output."""
+    import re
+
+    writes = re.compile(r"\.write_text\(|\.write_bytes\(|\.savefig\(|open\([^)]*['\"][wax]b?['\"]")
+    allowed = {"evo/reporting/plots"}
+    found = []
+    for path in sorted((ROOT / "evo").rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith("evo/storage/") or any(relative.startswith(a) for a in allowed):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if writes.search(line) and "os.devnull" not in line:
+                found.append(f"{relative}:{number}: {line.strip()}")
+    assert found == []
