@@ -23,6 +23,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+from evo.storage import _schema
 from evo.storage._records import StoreError
 from evo.storage._sqlite import connect
 from evo.trial import ConfigError
@@ -94,8 +95,6 @@ def check_new_run(path: str | os.PathLike[str]) -> Path:
     run_dir = check_output(path, flag="--out", directory=True)
     if not run_dir.is_dir():
         return run_dir
-    from evo.storage import _schema  # the schema reads run.db; the guard itself does not
-
     if _schema.holds_run(run_dir / "run.db"):
         raise StoreError(f"{run_dir}: already holds a run; continue it with 'evo resume {run_dir}'")
     unborn = (run_dir / "run.db").exists()  # a driver killed inside the transaction that creates run.db
