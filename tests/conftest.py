@@ -30,6 +30,11 @@ SMALL_SPACE = {
 @pytest.fixture
 def synthetic_config():
     """A small synthetic run config as a dict; tests change it and write it out."""
+    return small_synthetic_config()
+
+
+def small_synthetic_config() -> dict:
+    """The ``synthetic_config`` fixture's config, for fixtures of a wider scope."""
     return {
         "seed": 3,
         "fitness": {"type": "synthetic"},

@@ -46,17 +46,12 @@ class RunDirLock:
             return
         fd = os.open(self.run_dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise RunDirInUse(
-                f"{self.run_dir}: another evo driver (pid {self._holder()}) is running this directory"
-            ) from None
-        except OSError as exc:
-            os.close(fd)
+            self._flock(fd)
+        except OSError as exc:  # not RunDirInUse: the file system cannot flock a directory
             if exc.errno not in _NO_DIRECTORY_LOCKS:
                 raise
-            fd = self._lock_pid_file()
+            fd = os.open(self.run_dir / PID_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            self._flock(fd)
         self._fd = fd
         if driver:
             self._write_pid()
@@ -66,8 +61,8 @@ class RunDirLock:
             os.close(self._fd)
             self._fd = None
 
-    def _lock_pid_file(self) -> int:
-        fd = os.open(self.run_dir / PID_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    def _flock(self, fd: int) -> None:
+        """flock ``fd`` for this driver, or close it and raise RunDirInUse (or the OSError)."""
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -75,7 +70,9 @@ class RunDirLock:
             raise RunDirInUse(
                 f"{self.run_dir}: another evo driver (pid {self._holder()}) is running this directory"
             ) from None
-        return fd
+        except OSError:
+            os.close(fd)
+            raise
 
     def _write_pid(self) -> None:
         """Best effort: the pid is only for messages (a read-only directory keeps none)."""

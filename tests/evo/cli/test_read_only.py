@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from evo.cli import main
-from tests.conftest import SMALL_SPACE, read_only
+from tests.conftest import read_only, small_synthetic_config
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -24,14 +24,8 @@ def _tree(root: Path) -> dict[str, str]:
 def finished(tmp_path_factory) -> Path:
     """A finished run with its journal and plots, as a user keeps one."""
     work = tmp_path_factory.mktemp("read-only")
-    config = {
-        "seed": 3,
-        "fitness": {"type": "synthetic"},
-        "budget": {"steps": 50},
-        "evolution": {"population_size": 6, "generations": 3},
-        "search_space": {k: dict(v) for k, v in SMALL_SPACE.items()},
-        "fixed": {"max_seq_length": 128},
-    }
+    config = small_synthetic_config()
+    config["evolution"]["generations"] = 3
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     run_dir = work / "run"
     assert main(["run", str(work / "config.yaml"), "--out", str(run_dir), "--quiet"]) == 0
