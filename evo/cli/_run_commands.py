@@ -75,9 +75,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     run_budget = _run_budget_overrides(args.overrides)
-    with RunStore.read(args.run_dir) as store:
+    with RunStore.read(args.run_dir) as store:  # damage and an edited config.yaml before the fitness is built
+        store.verify()
         config = load_stored_config(store)
-        check_config_file(store)  # before the fitness is built
+        check_config_file(store)
     if run_budget is not None:
         config = with_run_budget(config, run_budget)  # refused here, before anything starts
     if args.executor or args.ray_address:  # this time only; the stored config keeps its executor

@@ -165,6 +165,7 @@ def resume_run(
     store = RunStore.open(run_dir)
     try:
         store.lock()
+        store.verify()
         config = load_stored_config(store)
         check_config_file(store)
         check_report_to(config.report_to)

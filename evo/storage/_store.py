@@ -144,15 +144,15 @@ class RunStore(Database):
                 with store._transaction() as db:  # read again: another process may have migrated it
                     _schema.upgrade(db, _schema.stored_version(db, run_dir), run_dir)
             _integrity.check(store._db, run_dir)
-            store.verify()
         except BaseException:
             store.close()
             raise
         return store
 
     def verify(self) -> None:
-        """Decode every row once, so that a damaged one is named when the run is opened
-        (before a resume builds its fitness), not halfway through a report."""
+        """Decode every row once, so that a damaged one is named before a resume builds its
+        fitness. (A read names a damaged row where it decodes it; opening checks only the
+        tables, columns and references, in SQL, which costs nothing next to decoding.)"""
         for key in ("config", "objectives", "fingerprint"):
             self.meta(key)
         self.trials()

@@ -232,8 +232,9 @@ def test_a_damaged_row_is_one_line_naming_its_table_and_row(tmp_path, statement,
     with sqlite3.connect(run_dir / "run.db") as db:
         db.execute(statement)
     for opening in (RunStore.read, RunStore.open):
-        with pytest.raises(StoreError, match=message) as damaged:
-            opening(run_dir)
+        with pytest.raises(StoreError, match=message) as damaged:  # tables and references at opening
+            with opening(run_dir) as store:
+                store.verify()  # rows where they are decoded: every one here
         assert str(damaged.value).startswith(f"{run_dir}: run.db is damaged: ") and "\n" not in str(damaged.value)
 
 
