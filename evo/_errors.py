@@ -3,23 +3,47 @@
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+LONGEST_WORD = 200  # characters of one word of a message (a name, a value, a path) kept whole
+_LONG_WORD = re.compile(rf"\S{{{LONGEST_WORD + 1},}}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(message: str) -> str:
+    """``message`` as one line of reasonable length: control characters escaped (a newline in
+    a value must not start a second line) and each word past LONGEST_WORD characters cut (a
+    20,000-character gene name must not make a 40 KB line), saying how long it was."""
+    message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
+    return _LONG_WORD.sub(lambda m: f"{m.group()[:48]}...{m.group()[-24:]} ({len(m.group()):,} characters)", message)
+
 
 class ConfigError(ValueError):
     """A bad run config, search space, data set or model path.
 
-    The message is one line that names the culprit; the CLI prints it and exits 2.
+    The message is one line that names the culprit (``one_line``); the CLI prints it and exits 2.
     """
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(one_line(str(message)), *args)
+
+
+class OneLineError(RuntimeError):
+    """Base of the errors a command prints as its one line (a damaged or unusable run
+    directory): the message goes through ``one_line`` as a ConfigError's does."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(one_line(str(message)), *args)
 
 
 class RunAborted(RuntimeError):
-    """A run that cannot go on (its trials failed too many times in a row, or its fitness
-    reports less than its run budget needs). What ran is recorded; the CLI exits 3, and
+    """A run that cannot go on (its trials failed too many times in a row, its fitness reports
+    less than its run budget needs, or the disk is full). What ran is recorded; the CLI exits 3, and
     ``evo resume`` continues once the cause is fixed."""
 
 

@@ -294,6 +294,9 @@ class Fitness(Protocol):
       A static method: it reads the fitness's ``spec`` without building the fitness (no
       data read, no worker); None when the fitness cannot say. Raises ConfigError as
       building it would.
+    - ``check_trials(genes, budget)``: raise ConfigError, before anything runs, when the run's
+      trials could not give a meaningful result (``genes`` as for ``plan``; the QLoRA fitness:
+      data too small for one training batch of the smallest trial, or for a validation set).
     """
 
     objectives: tuple[Objective, ...]
@@ -326,6 +329,8 @@ class Fitness(Protocol):
         baseline: Mapping[str, Any] | None,
     ) -> Plan | None: ...
 
+    def check_trials(self, genes: Mapping[str, Sequence[Any]], budget: Budget) -> None: ...
+
 
 class FitnessBase(abc.ABC):
     """The defaults of :class:`Fitness`'s optional capabilities, so that a fitness writes
@@ -357,6 +362,9 @@ class FitnessBase(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional: most fitnesses hold nothing to release
         pass
+
+    def check_trials(self, genes: Mapping[str, Sequence[Any]], budget: Budget) -> None:  # noqa: B027
+        """Nothing to check: every trial of a fitness that declares nothing can run."""
 
     def visible_devices(self) -> tuple[str, ...]:
         """None: ``executor.devices: auto`` runs one worker, on this fitness itself."""

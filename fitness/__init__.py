@@ -56,6 +56,17 @@ def make_fitness(spec: Mapping[str, Any]) -> Fitness:
     return fitness
 
 
+def plan_fitness(spec: Mapping[str, Any]) -> Fitness:
+    """The fitness ``make_fitness`` builds, for ``evo plan`` to check a run config as ``evo run``
+    does, without what only the machine that runs it can tell (a GPU, the hub for a known model)."""
+    kind = spec.get("type")
+    if kind == "qlora":
+        from fitness.qlora import QLoRAFitness
+
+        return QLoRAFitness.for_plan(spec)
+    return make_fitness(spec)
+
+
 def export_sections(spec: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """``config`` in the sections the fitness ``spec`` describes exports (``evo best``, the report).
 

@@ -1,4 +1,7 @@
+import contextlib
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,11 @@ SMALL_SPACE = {
 @pytest.fixture
 def synthetic_config():
     """A small synthetic run config as a dict; tests change it and write it out."""
+    return small_synthetic_config()
+
+
+def small_synthetic_config() -> dict:
+    """The ``synthetic_config`` fixture's config, for fixtures of a wider scope."""
     return {
         "seed": 3,
         "fitness": {"type": "synthetic"},
@@ -61,3 +69,33 @@ def pytest_collection_modifyitems(config, items):
     if not has_cuda:
         for item in gpu_tests:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
+@contextlib.contextmanager
+def read_only(root: Path) -> Iterator[None]:
+    """``root`` and everything under it made read-only, as ``chmod -R a-w`` does for a user.
+    Where that does not bind (tests running as root), ``chattr +i`` does, for root too;
+    where neither can, the test is skipped rather than passed without a read-only directory."""
+    paths = [root, *sorted(root.rglob("*"))]
+    modes = {p: p.stat().st_mode for p in paths}
+    for path in paths:
+        path.chmod(modes[path] & ~0o222)
+    immutable = False
+    try:
+        probe = root / ".write-probe"
+        try:
+            probe.touch()
+        except OSError:
+            pass
+        else:  # root ignores the modes
+            probe.unlink()
+            done = subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True)
+            immutable = done.returncode == 0
+            if not immutable:
+                pytest.skip(f"cannot make a read-only directory here: {done.stderr.decode().strip()}")
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
+        for path in paths:
+            path.chmod(modes[path])

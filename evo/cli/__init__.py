@@ -39,7 +39,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reference": cmd_reference,
     "plan": cmd_plan,
     "dashboard": lambda args: serve(args.run_dirs, host=args.host, port=args.port),
-    "export-optuna": lambda args: export_run(args.run_dir, args.storage_url, name=args.study_name),
+    "export-optuna": lambda args: export_run(
+        args.run_dir, args.storage_url, name=args.study_name, overwrite=args.overwrite
+    ),
 }
 
 

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. evolution.generations=3 budget.steps=20 (values are parsed as YAML).",
     )
     run.add_argument("config", help="run config (YAML), e.g. experiments/synthetic.yaml")
-    run.add_argument("--out", type=Path, help="run directory (default: runs/<config>-<time>)")
+    run.add_argument("--out", help="run directory: new or empty (default: runs/<config>-<time>)")
     run.add_argument("--warm-start", type=Path, metavar="RUN_DIR", help="start from the population of an earlier run")
     run.add_argument(
         "--warm-start-generation", type=int, metavar="G", help="with --warm-start: that generation (default: last)"
@@ -84,19 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="write PNG plots of a run into RUN_DIR/plots")
     plot.add_argument("run_dir", type=Path)
-    plot.add_argument("--out", type=Path, help="another directory for the PNGs")
+    plot.add_argument("--out", help="another directory for the PNGs")
 
     report = sub.add_parser("report", help="write one self-contained HTML report of a run")
     report.add_argument("run_dir", type=Path)
-    report.add_argument("--out", type=Path, help="the HTML file (default RUN_DIR/report.html)")
+    report.add_argument("--out", help="the HTML file (default RUN_DIR/report.html)")
 
     compare = sub.add_parser("compare", help="overlay the best-so-far curves of several runs")
     compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
-    compare.add_argument("--out", type=Path, default=Path("compare.png"), help="the PNG (default compare.png)")
+    compare.add_argument("--out", default="compare.png", help="the figure: .png, .pdf or .svg (default compare.png)")
 
     best = sub.add_parser("best", help="print the best config (or export it as YAML)")
     best.add_argument("run_dir", type=Path)
-    best.add_argument("--export", type=Path, metavar="FILE", help="write the YAML to FILE instead of printing it")
+    best.add_argument("--export", metavar="FILE", help="write the YAML to FILE instead of printing it")
     best.add_argument("--format", default="hf", help="hf (default), trl, llamafactory or axolotl: whose file to write")
     best.add_argument(
         "--top",
@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=Path)
     export.add_argument("storage_url", metavar="STORAGE_URL", help="e.g. sqlite:///studies.db or a PostgreSQL URL")
     export.add_argument("--study-name", help="the study's name (default: the run directory's name)")
+    export.add_argument("--overwrite", action="store_true", help="replace a study of that name (e.g. a partial export)")
 
     plan = sub.add_parser(
         "plan",
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("config", help="run config (YAML), e.g. experiments/gpu_7b.yaml")
 
     docs = sub.add_parser("reference", help="every config key: its default, what it accepts, what it does (markdown)")
-    docs.add_argument("--out", type=Path, help="write it to this file (docs/config.md) instead of printing it")
+    docs.add_argument("--out", help="write it to this file (docs/config.md) instead of printing it")
     return parser
 
 

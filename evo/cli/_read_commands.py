@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from evo.cli._run_commands import print_best
 from evo.reporting import best_entries, importance, status_lines, stored_best_lines, write_report
+from evo.reporting.plots import FIGURE_SUFFIXES
 from evo.run import load_stored_config
-from evo.storage import RunStore, TrialRecord
+from evo.storage import RunStore, TrialRecord, check_output, write_output
 from evo.trial import ConfigError
 
 
@@ -26,7 +26,7 @@ def export_sections(spec: Mapping[str, Any], config: Mapping[str, Any]) -> dict[
 
 def cmd_status(args: argparse.Namespace) -> int:
     found = importance(args.run_dir, required=True) if args.importance else None
-    with RunStore.open(args.run_dir) as store:
+    with RunStore.read(args.run_dir) as store:
         config = load_stored_config(store)
         print("\n".join(status_lines(store, config)))
         print_best(stored_best_lines(store, config))
@@ -38,7 +38,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     """The best config; with several objectives the whole Pareto front; for a PBT run
     also the hyperparameter schedule the best adapter was trained with."""
-    with RunStore.open(args.run_dir) as store:
+    if args.top is not None and args.top < 1:
+        raise ConfigError(f"--top {args.top}: give how many of the best trials to show, 1 or more")
+    target = None if args.export is None else check_output(args.export, flag="--export")
+    with RunStore.read(args.run_dir) as store:
         config = load_stored_config(store)
         chosen, entries, front = best_entries(store, config, args.top, export_sections)
         environment = store.meta("environment") or {}
@@ -50,10 +53,9 @@ def cmd_best(args: argparse.Namespace) -> int:
         text = yaml.safe_dump({"pareto_front": entries}, sort_keys=False)
     else:
         text = yaml.safe_dump(entries[0] if len(entries) == 1 else entries, sort_keys=False)
-    if args.export:
-        Path(args.export).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.export).write_text(text)
-        print(f"wrote {args.export}", file=sys.stderr)
+    if target is not None:
+        write_output(target, text)
+        print(f"wrote {target}", file=sys.stderr)
     else:
         print(text, end="")
     return 0
@@ -94,6 +96,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from evo.reporting.plots._compare import compare_runs  # matplotlib loads only here
 
-    series = compare_runs(args.run_dirs, args.out)
+    out = check_output(args.out, flag="--out")
+    if out.suffix.lower() not in FIGURE_SUFFIXES:
+        raise ConfigError(f"--out {out}: the figure is written as {', '.join(FIGURE_SUFFIXES)}; name a file ending so")
+    series = compare_runs(args.run_dirs, out)
     print(f"{args.out} ({len(series['runs'])} runs, compute in {series['compute_unit']})")
     return 0

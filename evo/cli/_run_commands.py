@@ -25,8 +25,17 @@ from evo.config import (
 from evo.evaluation import RunObserver, RunResult
 from evo.reporting import TerminalProgress, best_lines, make_trackers
 from evo.reporting.plots import PlotRefresher
-from evo.run import fitness_and_executor, load_stored_config, print_plan, resume_run, start_run, with_run_budget
-from evo.storage import RunStore
+from evo.run import (
+    check_before_run,
+    check_config_file,
+    fitness_and_executor,
+    load_stored_config,
+    print_plan,
+    resume_run,
+    start_run,
+    with_run_budget,
+)
+from evo.storage import RunStore, check_new_run, check_output, claim_run_dir, write_output
 from evo.trial import ConfigError, Fitness
 
 
@@ -38,31 +47,41 @@ def make_fitness(spec: Mapping[str, Any]) -> Fitness:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, [*args.overrides, *(args.set or []), *_executor_overrides(args)])
-    if args.out is None:
-        args.out = Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if args.quiet:  # the progress lines would name it; without them, this is the only place
-            print(f"run directory: {args.out}", file=sys.stderr)
-    RunStore.check_new(Path(args.out))  # before the fitness is built: a second, not minutes
+    generated = args.out is None  # runs/<config>-<time>, made unique when the fitness is built
+    out = Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}" if generated else args.out
+    # before the fitness is built: a second, not minutes (a generated name is claimed free later)
+    out = check_output(out, flag="--out", directory=True) if generated else check_new_run(out)
     observers = _observers(args, config)  # first: a tracker that is not installed is a config error
     with fitness_and_executor(config, make_fitness) as (fitness, executor):
-        result = start_run(
-            config,
-            fitness,
-            args.out,
-            warm_start_from=args.warm_start,
-            warm_start_generation=args.warm_start_generation,
-            warm_start_top_k=args.warm_start_top_k,
-            observers=observers,
-            warn=lambda message: print(f"warning: {message}", file=sys.stderr),
-            executor=executor,
-        )
+        run_dir = claim_run_dir(out) if generated else out
+        args.out = run_dir  # what an interruption's line names
+        if generated and args.quiet:  # the progress lines would name it; without them, this is the only place
+            print(f"run directory: {run_dir}", file=sys.stderr)
+        try:
+            result = start_run(
+                config,
+                fitness,
+                run_dir,
+                warm_start_from=args.warm_start,
+                warm_start_generation=args.warm_start_generation,
+                warm_start_top_k=args.warm_start_top_k,
+                observers=observers,
+                warn=lambda message: print(f"warning: {message}", file=sys.stderr),
+                executor=executor,
+            )
+        except BaseException:
+            if generated and not any(run_dir.iterdir()):  # refused before the run was written
+                run_dir.rmdir()
+            raise
     return ended(result, fitness)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     run_budget = _run_budget_overrides(args.overrides)
-    with RunStore.open(args.run_dir) as store:
+    with RunStore.read(args.run_dir) as store:  # damage and an edited config.yaml before the fitness is built
+        store.verify()
         config = load_stored_config(store)
+        check_config_file(store)
     if run_budget is not None:
         config = with_run_budget(config, run_budget)  # refused here, before anything starts
     if args.executor or args.ray_address:  # this time only; the stored config keeps its executor
@@ -74,19 +93,29 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from fitness import plan  # the composition root: the fitness answers in plain data
+    """What a run would cost, after the checks ``evo run`` makes: a config plan accepts, run accepts."""
+    from fitness import plan, plan_fitness  # the composition root: the fitness answers in plain data
 
-    return print_plan(load_config(args.config, args.overrides), plan)
+    config = load_config(args.config, args.overrides)
+    make_trackers(config.report_to)
+    fitness = plan_fitness(config.fitness)  # the model and the data as evo run finds them; no GPU needed
+    try:
+        for message in check_before_run(config, fitness):
+            print(f"warning: {message}", file=sys.stderr)
+    finally:
+        fitness.close()
+    return print_plan(config, plan)
 
 
 def cmd_reference(args: argparse.Namespace) -> int:
     from fitness import config_reference
 
+    target = None if args.out is None else check_output(args.out, flag="--out")
     text = reference(config_reference())
-    if args.out is None:
+    if target is None:
         print(text, end="")
     else:
-        Path(args.out).write_text(text)
+        write_output(target, text)
     return 0
 
 

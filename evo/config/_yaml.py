@@ -19,7 +19,27 @@ MAX_NODES = 100_000  # a run config has a few hundred; past this, aliases are ex
 
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader (no Python tags), reading ``1e-5`` as the number users mean:
-    YAML 1.1 wants ``1.0e-5`` and would hand over the string '1e-5'."""
+    YAML 1.1 wants ``1.0e-5`` and would hand over the string '1e-5'. A key given twice in
+    one mapping, at any depth, is refused: PyYAML would keep the last one silently (a
+    merge key ``<<`` overridden by an explicit one is YAML's own rule, and allowed)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise ConfigError(
+                        f"YAML line {line}: key {key!r} given twice in one mapping (also line {seen[key]}); "
+                        "the last would silently win"
+                    )
+                seen[key] = line
+            except TypeError:  # an unhashable key: PyYAML's own error says so
+                continue
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -90,10 +110,14 @@ def read_yaml(path: Path | str) -> Any:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory, not a config file")
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{path}: no such config file")
+    if not path.is_file():  # reading a named pipe would wait for a writer forever
+        raise ConfigError(f"{path}: is not a regular file (a named pipe, a device or a socket)")
     try:
         return safe_load(path.read_text())
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

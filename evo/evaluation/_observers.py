@@ -2,7 +2,8 @@
 
 The loop calls every observer at the same points; an observer never changes the run.
 An observer that raises is reported once and dropped, so a broken logger cannot stop
-an evolution that has hours of training behind it.
+an evolution that has hours of training behind it; except for a full disk, which stops
+the run with one line (the next write of run.db would fail anyway).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evo.storage import TrialRecord
+from evo.storage import DiskFull, TrialRecord, is_disk_full
 from evo.trial import Objective
 
 
@@ -45,6 +46,8 @@ class Fanout(RunObserver):
             try:
                 getattr(observer, hook)(*args)
             except Exception as exc:  # noqa: BLE001 - see module docstring
+                if is_disk_full(exc) or isinstance(exc, DiskFull):
+                    raise
                 print(
                     f"warning: {type(observer).__name__} failed in {hook} and is switched off: {exc}", file=sys.stderr
                 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import socket
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -104,6 +105,28 @@ def device_labels(settings: ExecutorSettings, fitness: Fitness) -> tuple[str, ..
 
 def _same(fitness: Fitness) -> Fitness:
     return fitness
+
+
+REACH_SECONDS = 5.0  # an address that does not answer a TCP connection in this long is refused
+
+
+def check_reachable(address: str | None, timeout: float = REACH_SECONDS) -> None:
+    """Refuse, within ``timeout`` seconds, a cluster address (``host:port``, ``ray://host:port``)
+    that does not accept a connection, before Ray's own retries spend half a minute on it.
+    ``None``, ``auto`` and ``local`` find or start a cluster on this machine: nothing to probe."""
+    if address is None or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"executor.address {address!r}: expected host:port or ray://host:port, or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ConfigError(
+            f"executor.address {address!r}: cannot reach it within {timeout:g} s ({reason}); "
+            "start the cluster (ray start --head) or fix --ray-address"
+        ) from None
 
 
 def make_executor(

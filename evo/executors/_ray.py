@@ -27,7 +27,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
-from evo.executors import labelled, run_trial
+from evo.executors import check_reachable, labelled, run_trial
 from evo.trial import ConfigError, FailureReason, Fitness, Trial, TrialResult
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,11 @@ class RayExecutor:
     ):
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:  # connect to ``address``, or start a cluster on this machine
-            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+            check_reachable(address)
+            try:
+                ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+            except ConnectionError as exc:  # 'auto' with no cluster running, a head that went away
+                raise ConfigError(f"executor.address {address!r}: {_first_line(exc)}") from None
         resources = ray.cluster_resources()
         if gpus_per_trial is None:  # one GPU per actor wherever the cluster has GPUs
             gpus_per_trial = 1.0 if resources.get("GPU", 0) >= 1 else 0.0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from evo.optuna._dashboard import HOST, PORT, serve
 from evo.optuna._export import export_run
-from evo.optuna._mirror import EXTRA, check_report_to, frozen_trial, mirror_for, stored_space
+from evo.optuna._mirror import EXTRA, check_report_to, frozen_trial, journal_path, mirror_for, repair, stored_space
 
 __all__ = [
     "EXTRA",
@@ -16,7 +16,9 @@ __all__ = [
     "check_report_to",
     "export_run",
     "frozen_trial",
+    "journal_path",
     "mirror_for",
+    "repair",
     "serve",
     "stored_space",
 ]

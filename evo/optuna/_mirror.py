@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import importlib.util
+import json
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -180,14 +181,17 @@ def _curve(record: TrialRecord, name: str) -> dict[int, float]:
 
 
 # -- the journal ---------------------------------------------------------------------------------
-def open_study(run_dir: Path | str, objectives: Sequence[Objective], *, create: bool = True) -> Any:
-    """The run's study in its journal (made with the run's directions when ``create``)."""
+def open_study(
+    run_dir: Path | str, objectives: Sequence[Objective], *, create: bool = True, path: Path | None = None
+) -> Any:
+    """The run's study in its journal, or in the journal at ``path`` (made with the run's
+    directions when ``create``)."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     run_dir = Path(run_dir)
-    storage = JournalStorage(JournalFileBackend(str(journal_path(run_dir))))
+    storage = JournalStorage(JournalFileBackend(str(path or journal_path(run_dir))))
     name = study_name(run_dir)
     if not create:
         return optuna.load_study(study_name=name, storage=storage)
@@ -203,6 +207,41 @@ def open_study(run_dir: Path | str, objectives: Sequence[Objective], *, create: 
         if not study.metric_names:
             study.set_metric_names([o.name for o in objectives])
     return study
+
+
+def torn(journal: Path) -> bool:
+    """Whether the journal was cut mid-line (a killed write, a full disk) or holds a line that
+    is not JSON: Optuna cannot replay it, and a line appended after it would be lost too."""
+    try:
+        text = journal.read_bytes()
+    except FileNotFoundError:
+        return False
+    if text and not text.endswith(b"\n"):
+        return True
+    try:
+        for line in text.splitlines():
+            json.loads(line)
+    except ValueError:
+        return True
+    return False
+
+
+def repair(run_dir: Path | str, store: RunStore) -> bool:
+    """Rewrite a torn journal from ``run.db``, the source of truth: written aside and renamed
+    over it, so it is whole at every moment. Notes written in the dashboard are lost with
+    it. Returns whether it was torn. The caller holds the run (its driver, or the lock)."""
+    journal = journal_path(run_dir)
+    if not torn(journal):
+        return False
+    staging = journal.with_name(f"{JOURNAL}.rebuilt")
+    staging.unlink(missing_ok=True)
+    try:
+        study = open_study(run_dir, stored_objectives(store), path=staging)
+        add_trials(study, store, store.trials())
+        staging.replace(journal)
+    finally:
+        staging.unlink(missing_ok=True)
+    return True
 
 
 def study_name(run_dir: Path | str) -> str:
@@ -241,8 +280,9 @@ def sync(run_dir: Path | str, store: RunStore | None = None) -> int:
     """Bring the run's journal up to date with its ``run.db`` (made when missing); returns how
     many trials were added. Safe to call at any time when no driver of the run is writing it."""
     own = store is None
-    store = RunStore.open(run_dir) if store is None else store
+    store = RunStore.read(run_dir) if store is None else store
     try:
+        repair(run_dir, store)
         study = open_study(run_dir, stored_objectives(store))
         done = mirrored_ids(study)
         return add_trials(study, store, (t for t in store.trials() if t.id not in done))
@@ -265,6 +305,7 @@ class OptunaMirror(RunObserver):
 
     def start(self, run: RunInfo) -> None:
         assert self.store.run_dir is not None, "the mirror needs a run directory"
+        repair(self.store.run_dir, self.store)  # a journal a killed driver or a full disk cut
         self.study = open_study(self.store.run_dir, run.objectives)
         self.done = mirrored_ids(self.study)
         self.read_up_to, self.running = 0, set[int]()

@@ -119,7 +119,7 @@ def why_none(run_dir: Path | str) -> str | None:
 def _prepare(run_dir: Path | str, *, required: bool) -> tuple[Importance, list[tuple[TrialRecord, Any]], Objective]:
     """The run's completed whole-budget trials, each with its Optuna trial, and the first objective;
     or the importance with a note saying why there is none."""
-    with RunStore.open(run_dir) as store:
+    with RunStore.read(run_dir) as store:
         objective = stored_objectives(store)[0]
         space = stored_space(store)
         records = [t for t in store.trials() if t.ok and t.full]

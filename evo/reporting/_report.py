@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import platform
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -16,7 +17,7 @@ import yaml
 from evo.reporting._importance import METHOD, importance
 from evo.reporting._rundata import RunData, load_run
 from evo.reporting.plots import NothingToPlot, plot_run
-from evo.storage import BASELINE_GENERATION
+from evo.storage import BASELINE_GENERATION, check_output, write_output
 from evo.trial import FitnessBase, TrialStatus
 
 # (fitness spec, config) -> export sections; the CLI passes fitness.export_sections, as evo
@@ -44,12 +45,17 @@ def write_report(
     the config is one section.
     """
     run_dir = Path(run_dir)
+    own = run_dir / "report.html"
+    out = check_output(own if out is None else out, flag="--out", owner=run_dir, owns=("report.html",))
     data = load_run(run_dir)
-    try:
-        plots = plot_run(run_dir, data=data)
-    except NothingToPlot:
-        plots = None
-    out = Path(out) if out else run_dir / "report.html"
+    # Into the run's plots/ when the report goes into the run; a report written elsewhere
+    # changes nothing in the run (which may be read-only), its figures being inlined.
+    with tempfile.TemporaryDirectory(prefix="evo-report-") as scratch:
+        try:
+            plots = plot_run(run_dir, None if out == own else scratch, data=data)
+        except NothingToPlot:
+            plots = None
+        figures = _plots(plots)
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>evo run {_e(run_dir.name)}</title>"
         f"<style>{_CSS}</style></head><body>",
@@ -60,11 +66,11 @@ def write_report(
         _top_trials(data),
         _importance(run_dir),
         _failures(data),
-        _plots(plots),
+        figures,
         f"<h2>Run config</h2><pre>{_e(yaml.safe_dump(dict(data.config.raw), sort_keys=False))}</pre>",
         f"<p class='note'>Written {time.strftime('%Y-%m-%d %H:%M:%S')} by evo report.</p></body></html>",
     ]
-    out.write_text("\n".join(parts))
+    write_output(out, "\n".join(parts))
     return out
 
 

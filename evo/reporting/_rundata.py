@@ -74,7 +74,7 @@ class RunData:
 
 
 def load_run(run_dir: Path | str) -> RunData:
-    with RunStore.open(run_dir) as store:
+    with RunStore.read(run_dir) as store:
         config = parse_config(store.meta("config"))
         trials = [t for t in store.trials() if t.generation >= BASELINE_GENERATION]
         by_id = {t.id: t for t in store.trials()}

@@ -5,9 +5,13 @@ built for it, and ``evo plan``'s count of what a run would cost."""
 from __future__ import annotations
 
 from evo.run._api import fitness_and_executor, load_stored_config, resume_run, start_run, with_run_budget
+from evo.run._files import check_config_file
 from evo.run._plan import print_plan
+from evo.run._preflight import check_before_run
 
 __all__ = [
+    "check_before_run",
+    "check_config_file",
     "load_stored_config",
     "fitness_and_executor",
     "print_plan",

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from evo._errors import renamed_keywords
-from evo.config import EvolutionSettings, RunConfig, parse_config
+from evo.config import EvolutionSettings, ExecutorType, RunConfig, parse_config
 from evo.evaluation import RunAborted, RunObserver, RunResult, run_fingerprint
-from evo.executors import Executor, make_executor
+from evo.executors import Executor, check_reachable, make_executor
 from evo.optuna import check_report_to, mirror_for
-from evo.run._preflight import check_run
+from evo.run._files import check_config_file, restore_config_file, stopped_by_full_disk
+from evo.run._preflight import check_before_run
 from evo.search import genomes_from_run
 from evo.space import SearchSpace, canonical
 from evo.storage import RunStore
@@ -102,9 +103,8 @@ def start_run(
     without one, on the executor ``config.executor`` describes, built here and closed
     at the end.
     """
-    for message in check_run(config, fitness):
+    for message in check_before_run(config, fitness):
         warn(message)
-    check_report_to(config.report_to)
     fingerprint = run_fingerprint(fitness, config.budget)
     genomes = [dict(g) for g in warm_start]
     source = None
@@ -119,20 +119,22 @@ def start_run(
         if not config.space.contains(genome):
             raise ConfigError(f"warm-start genome {genome!r} does not fit the search space")
 
-    store = RunStore.create(
-        run_dir,
-        config=config.raw,
-        fingerprint=fingerprint,
-        objectives=fitness.objectives,
-        environment=describe_environment(fitness),
-        warm_start=genomes,
-        warm_started_from=str(Path(warm_start_from).resolve()) if warm_start_from is not None else None,
-    )
+    with stopped_by_full_disk(None):
+        store = RunStore.create(
+            run_dir,
+            config=config.raw,
+            fingerprint=fingerprint,
+            objectives=fitness.objectives,
+            environment=describe_environment(fitness),
+            warm_start=genomes,
+            warm_started_from=str(Path(warm_start_from).resolve()) if warm_start_from is not None else None,
+        )
     try:
-        if source is not None:
-            _import_results(source, store, config, genomes, fingerprint, warn)
-            source.close()
-        return _evolve(config, fitness, store, fingerprint, executor, warm_start=genomes, observers=observers)
+        with stopped_by_full_disk(store):
+            if source is not None:
+                _import_results(source, store, config, genomes, fingerprint, warn)
+                source.close()
+            return _evolve(config, fitness, store, fingerprint, executor, warm_start=genomes, observers=observers)
     finally:
         store.close()
 
@@ -156,18 +158,23 @@ def resume_run(
     store = RunStore.open(run_dir)
     try:
         store.lock()
+        store.verify()
         config = load_stored_config(store)
+        check_config_file(store)
         check_report_to(config.report_to)
-        if run_budget is not None:
-            config = with_run_budget(config, run_budget)
-            store.set_config(config.raw)
         fingerprint = run_fingerprint(fitness, config.budget)
         if fingerprint != store.meta("fingerprint"):
             raise ConfigError(
                 f"{run_dir}: the fitness definition (model, data or budget) differs from the one the run started with"
             )
-        genomes = store.meta("warm_start_genomes", [])
-        return _evolve(config, fitness, store, fingerprint, executor, warm_start=genomes, observers=observers)
+        with stopped_by_full_disk(store):
+            if run_budget is not None:
+                config = with_run_budget(config, run_budget)
+                store.set_config(config.raw)
+            else:
+                restore_config_file(store, config.raw)
+            genomes = store.meta("warm_start_genomes", [])
+            return _evolve(config, fitness, store, fingerprint, executor, warm_start=genomes, observers=observers)
     finally:
         store.close()
 
@@ -202,6 +209,8 @@ def fitness_and_executor(
 ) -> Iterator[tuple[Fitness, Executor]]:
     """The run's fitness (``make_fitness(config.fitness)``) and executor, both closed however the
     run ends. Ray actors get the factory, not the driver's fitness: each builds its own, once."""
+    if config.executor.type is ExecutorType.RAY:  # seconds, before the fitness takes its own
+        check_reachable(config.executor.address)
     fitness = make_fitness(config.fitness)
     executor = None
     try:

@@ -15,13 +15,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from evo.config import AUTO, RunConfig
+from evo.optuna import check_report_to
+from evo.run._plan import gene_values
 from evo.space import Gene, GeneKind
 from evo.trial import ConfigError, Fitness, GeneDecl, ValueKind, why_refused
+
+
+def check_before_run(config: RunConfig, fitness: Fitness) -> list[str]:
+    """Everything ``evo run`` checks of a config once its fitness is built, and ``evo plan``
+    with it: the genes against the fitness, and the report_to backends. Raises ConfigError;
+    returns warnings."""
+    warnings = check_run(config, fitness)
+    check_report_to(config.report_to)
+    return warnings
 
 
 def check_run(config: RunConfig, fitness: Fitness) -> list[str]:
     """Raise ConfigError for what cannot work; return warnings for what would do less than asked."""
     _check_genes(config, fitness)
+    fitness.check_trials(gene_values(config), config.budget)
     settings = config.evolution
     if settings.multi_fidelity and len(fitness.objectives) > 1:
         names = ", ".join(o.name for o in fitness.objectives)
@@ -52,7 +64,9 @@ def _declared(declared: Mapping[str, GeneDecl], key: str, name: str, kind: str) 
     if name in declared:
         return declared[name]
     close = difflib.get_close_matches(name, list(declared), n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else f"it reads: {', '.join(sorted(declared))}"
+    names = sorted(declared)
+    listed = ", ".join(names) if len(names) <= 6 else f"{', '.join(names[:4])}, ... ({len(names)}: evo reference)"
+    hint = f"did you mean {close[0]!r}?" if close else f"it reads: {listed}"
     raise ConfigError(f"{key}: the {kind} fitness has no gene {name!r} ({hint})")
 
 

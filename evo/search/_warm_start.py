@@ -27,7 +27,7 @@ def genomes_from_run(
     dropped, sampled or clipped, and the opened source store (for reusing results).
     """
     try:
-        source = RunStore.open(source_dir)
+        source = RunStore.read(source_dir)
     except StoreError as exc:
         raise ConfigError(f"--warm-start: {exc}") from None
     finished = source.finished_generations()

@@ -222,6 +222,11 @@ def gene_from_spec(name: str, spec: Any) -> Gene:
         return Gene(name, kind, choices=(False, True))
 
     if "choices" in spec:
+        ranged = sorted(set(spec) & {"low", "high", "step", "log"})
+        if ranged:  # either would be silently ignored
+            raise ConfigError(
+                f"{where}: has both choices and {', '.join(ranged)}; give choices, or a range (low, high), not both"
+            )
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
             raise ConfigError(f"{where}.choices: must be a non-empty list")

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from evo.storage._records import StoreError, meta_json, to_json
+from evo.storage._sqlite import connect, explain
 
 SCHEMA_VERSION = 5
 
@@ -109,21 +110,22 @@ def create(db: sqlite3.Connection) -> None:
 
 
 def holds_run(path: Path) -> bool:
-    """Whether ``path`` is a run.db with something in it; one that is not an SQLite
-    database at all is a StoreError, so that nothing ever overwrites it."""
+    """Whether ``path`` is a run.db with something in it, read without writing (a read-only
+    directory is no error); one that is not an SQLite database at all is a StoreError, so
+    that nothing ever overwrites it."""
     if not path.exists():
         return False
-    try:
-        with contextlib.closing(sqlite3.connect(path)) as db:
+    with contextlib.closing(connect(path, read_only=True)) as db:
+        try:
             return bool(db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
-    except sqlite3.DatabaseError:
-        raise StoreError(f"{path.parent}: run.db is not a run database (damaged, or not written by evo)") from None
+        except sqlite3.DatabaseError as exc:
+            raise explain(exc, path) from None
 
 
 def remove_unborn(path: Path) -> None:
     """Remove a run.db whose driver died inside the transaction that creates it: an
     SQLite database without a table (callers check ``holds_run`` first)."""
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", "-journal"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 

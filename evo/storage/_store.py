@@ -4,7 +4,8 @@ Layout of a run directory::
 
     RUN_DIR/config.yaml   the resolved run config, for people
     RUN_DIR/run.db        this store
-    RUN_DIR/.lock         held (flock) by the one driver writing the directory
+    RUN_DIR/.lock         the pid of the one driver writing the directory (the lock is the
+                          directory's own flock: see ``_lock``)
     RUN_DIR/best/         artifacts of the best trial so far (see RunFiles)
 
 A run kept in memory is the same store without a directory. Both are made by
@@ -14,16 +15,14 @@ A run kept in memory is the same store without a directory. Both are made by
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from evo.storage import _schema
+from evo.storage import _integrity, _schema
+from evo.storage._database import Database, in_memory_copy
+from evo.storage._guard import check_new_run
 from evo.storage._lock import RunDirLock
 from evo.storage._records import (
     CACHEABLE_FAILURES,
@@ -32,10 +31,8 @@ from evo.storage._records import (
     StoreError,
     TrialRecord,
     encode_genome,
-    individual_from_row,
     meta_json,
     to_json,
-    trial_from_row,
 )
 from evo.trial import FailureReason, Objective, TrialResult, TrialStatus
 
@@ -47,26 +44,13 @@ _TRIAL_COLUMNS = (
 )  # fmt: skip
 
 
-class RunStore:
+class RunStore(Database):
     """Reads and writes one run. Every write is its own committed transaction.
 
-    Make one with ``create`` (a new run) or ``open`` (an existing run directory); the
-    constructor only connects.
+    Make one with ``create`` (a new run), ``open`` (an existing run directory, for the
+    driver) or ``read`` (an existing run, read-only: every command that changes nothing);
+    the constructor only connects (``Database``).
     """
-
-    def __init__(self, run_dir: Path | str | None):
-        self.run_dir = None if run_dir is None or str(run_dir) == ":memory:" else Path(run_dir)
-        db = str(self.run_dir / "run.db") if self.run_dir else ":memory:"
-        self._db = sqlite3.connect(db, isolation_level=None, timeout=30.0)
-        self._db.row_factory = sqlite3.Row
-        if self.run_dir:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # Every commit reaches the WAL file before it returns, so a killed driver loses nothing
-            # committed. NORMAL skips the fsync of each commit (FULL cost ~2 ms each, which was most
-            # of the engine's time per evaluation): only a power cut or an OS crash can lose the last
-            # commits, and the store stays consistent; resume trains those trials again.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._lock = RunDirLock(self.run_dir) if self.run_dir else None
 
     # -- lifecycle --------------------------------------------------------------------
     @classmethod
@@ -81,11 +65,14 @@ class RunStore:
         warm_start: Sequence[Mapping[str, Any]] = (),
         warm_started_from: str | None = None,
     ) -> RunStore:
-        """A new run in ``run_dir`` (locked for this driver), or in memory for None."""
+        """A new run in ``run_dir`` (locked for this driver), or in memory for None.
+
+        config.yaml is written once run.db holds the run, so a config.yaml beside a run.db
+        that holds none is never a run's (``check_new_run`` refuses a folder with one)."""
         lock = None
         if run_dir is not None:
             run_dir = Path(run_dir)
-            cls.check_new(run_dir)
+            check_new_run(run_dir)
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -93,7 +80,7 @@ class RunStore:
             lock = RunDirLock(run_dir)
             lock.acquire()  # before run.db is touched: another driver may be creating it
             try:
-                cls.check_new(run_dir)
+                check_new_run(run_dir)
                 _schema.remove_unborn(run_dir / "run.db")
             except BaseException:
                 lock.release()
@@ -102,8 +89,6 @@ class RunStore:
         if lock is not None:
             store._lock = lock
         try:
-            if store.run_dir is not None:
-                (store.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
             meta = {
                 "created_at": time.time(),
                 "config": dict(config),
@@ -119,65 +104,60 @@ class RunStore:
                 db.executemany(
                     "INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, meta_json(v)) for k, v in meta.items()]
                 )
+            store.write_config_file(config)
         except BaseException:
             store.close()
             raise
         return store
 
     @staticmethod
-    def check_new(run_dir: Path) -> None:
-        """Raise StoreError unless a new run can be made in ``run_dir``: it must not be a
-        file, hold a run, or hold a run.db that is not a database (nothing is changed)."""
-        if run_dir.exists() and not run_dir.is_dir():
-            raise StoreError(f"{run_dir}: is a file, not a run directory; choose another --out")
-        if _schema.holds_run(run_dir / "run.db"):
-            raise StoreError(f"{run_dir}: already holds a run; continue it with 'evo resume {run_dir}'")
+    def check_new(run_dir: Path | str) -> None:
+        """Raise a one-line error unless a new run can be made in ``run_dir`` (``check_new_run``)."""
+        check_new_run(run_dir)
 
     @classmethod
     def open(cls, run_dir: Path | str) -> RunStore:
-        """An existing run directory, migrated to the current schema if it is older."""
-        run_dir = Path(run_dir)
+        """An existing run directory, for its driver: migrated to the current schema if it is older."""
+        return cls._existing(Path(run_dir), read_only=False)
+
+    @classmethod
+    def read(cls, run_dir: Path | str) -> RunStore:
+        """An existing run directory, read-only: what every command that changes nothing opens.
+        It never writes a byte of the run (an older schema is migrated in a copy in memory),
+        works on a read-only directory, and reads a run while its driver writes it."""
+        return cls._existing(Path(run_dir), read_only=True)
+
+    @classmethod
+    def _existing(cls, run_dir: Path, *, read_only: bool) -> RunStore:
         if not (run_dir / "run.db").is_file():
             raise StoreError(f"{run_dir}: not a run directory (no run.db)")
         if not _schema.holds_run(run_dir / "run.db"):  # checked before anything can write to the file
             raise StoreError(
                 f"{run_dir}: holds no run (its driver was stopped while creating it); start it again with 'evo run'"
             )
-        store = cls(run_dir)
+        store = cls(run_dir, read_only=read_only)
         try:
-            if _schema.stored_version(store._db, run_dir) < _schema.SCHEMA_VERSION:
+            version = _schema.stored_version(store._db, run_dir)
+            if version < _schema.SCHEMA_VERSION and read_only:
+                store._db = in_memory_copy(store._db)
+            if version < _schema.SCHEMA_VERSION:
                 with store._transaction() as db:  # read again: another process may have migrated it
                     _schema.upgrade(db, _schema.stored_version(db, run_dir), run_dir)
+            _integrity.check(store._db, run_dir)
         except BaseException:
             store.close()
             raise
         return store
 
-    def lock(self) -> None:
-        """Take the directory for this driver (RunDirInUse if another holds it)."""
-        if self._lock is not None:
-            self._lock.acquire()
-
-    def close(self) -> None:
-        self._db.close()
-        if self._lock is not None:
-            self._lock.release()
-
-    def __enter__(self) -> RunStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def verify(self) -> None:
+        """Decode every row once, so that a damaged one is named before a resume builds its
+        fitness. (A read names a damaged row where it decodes it; opening checks only the
+        tables, columns and references, in SQL, which costs nothing next to decoding.)"""
+        for key in ("config", "objectives", "fingerprint"):
+            self.meta(key)
+        self.trials()
+        self.individuals()
+        self.generation_stats()
 
     # -- meta -------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
@@ -188,14 +168,7 @@ class RunStore:
         """Replace the run's resolved config (``evo resume`` with a new run budget), in run.db
         and in config.yaml, which is written aside and renamed so that it is never half written."""
         self.set_meta("config", dict(config))
-        if self.run_dir is not None:
-            staging = self.run_dir / "config.yaml.tmp"
-            staging.write_text(yaml.safe_dump(dict(config), sort_keys=False))
-            staging.replace(self.run_dir / "config.yaml")
-
-    def meta(self, key: str, default: Any = None) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row["value"]) if row else default
+        self.write_config_file(config)
 
     # -- individuals ------------------------------------------------------------------
     def add_individuals(
@@ -214,10 +187,10 @@ class RunStore:
 
     def individuals(self, generation: int | None = None) -> list[IndividualRecord]:
         if generation is None:
-            rows = self._db.execute("SELECT * FROM individuals ORDER BY generation, slot")
+            rows = self._query("SELECT * FROM individuals ORDER BY generation, slot")
         else:
-            rows = self._db.execute("SELECT * FROM individuals WHERE generation = ? ORDER BY slot", (generation,))
-        return [individual_from_row(r) for r in rows]
+            rows = self._query("SELECT * FROM individuals WHERE generation = ? ORDER BY slot", (generation,))
+        return [self._individual(r) for r in rows]
 
     def link(self, individual_id: int, trial_id: int) -> None:
         with self._transaction() as db:
@@ -303,21 +276,21 @@ class RunStore:
 
     def find_reusable(self, fingerprint: str, config_key: str) -> TrialRecord | None:
         """A finished trial of the same config under the same fitness definition, if one exists."""
-        row = self._db.execute(
+        row = self._query(
             "SELECT * FROM trials WHERE fingerprint = ? AND config_key = ?"
             " AND (status = 'complete' OR (status = 'failed' AND reason = ?)) ORDER BY id LIMIT 1",
             (fingerprint, config_key, *CACHEABLE_FAILURES),
         ).fetchone()
-        return trial_from_row(row) if row else None
+        return self._trial(row) if row else None
 
     def trial(self, trial_id: int) -> TrialRecord:
-        return trial_from_row(self._db.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone())
+        return self._trial(self._query("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone())
 
     def trials(self, generation: int | None = None) -> list[TrialRecord]:
         if generation is None:
-            return [trial_from_row(r) for r in self._db.execute("SELECT * FROM trials ORDER BY id")]
-        rows = self._db.execute("SELECT * FROM trials WHERE generation = ? ORDER BY id", (generation,))
-        return [trial_from_row(r) for r in rows]
+            return [self._trial(r) for r in self._query("SELECT * FROM trials ORDER BY id")]
+        rows = self._query("SELECT * FROM trials WHERE generation = ? ORDER BY id", (generation,))
+        return [self._trial(r) for r in rows]
 
     # -- steady-state entries -----------------------------------------------------------
     def enter(self, individual_id: int, state_key: str, population: Sequence[int]) -> None:
@@ -331,7 +304,7 @@ class RunStore:
 
     def entries(self) -> list[int]:
         """Individual ids in the order they entered a steady-state population."""
-        return [r[0] for r in self._db.execute("SELECT individual_id FROM entries ORDER BY seq")]
+        return [r[0] for r in self._query("SELECT individual_id FROM entries ORDER BY seq")]
 
     def outcomes(self, *, after: int, also: Sequence[int] = ()) -> list[TrialRecord]:
         """Trials with an id above ``after``, and those in ``also``, without their metrics
@@ -339,8 +312,8 @@ class RunStore:
         columns = ", ".join(f"'{{}}' AS {c}" if c == "metrics" else c for c in _TRIAL_COLUMNS)
         marks = ", ".join("?" * len(also))
         where = f"id > ? OR id IN ({marks})" if also else "id > ?"
-        rows = self._db.execute(f"SELECT {columns} FROM trials WHERE {where} ORDER BY id", (after, *also))
-        return [trial_from_row(r) for r in rows]
+        rows = self._query(f"SELECT {columns} FROM trials WHERE {where} ORDER BY id", (after, *also))
+        return [self._trial(r) for r in rows]
 
     def interrupt_running(self) -> int:
         """Mark trials left RUNNING by a dead driver as killed; their individuals are evaluated again."""
@@ -356,7 +329,7 @@ class RunStore:
         this run trained to its end: not the ones in flight, not those a dead driver left (trained
         again on resume), not imported ones. A trial that continued a checkpoint added its fidelity
         less the one it resumed from."""
-        rows = self._db.execute(
+        rows = self._query(
             "SELECT t.status, t.fidelity - COALESCE(r.fidelity, 0), json_extract(t.metrics, '$.train_tokens')"
             " FROM trials t LEFT JOIN trials r ON r.id = t.resumed_from"
             " WHERE t.status != 'running' AND t.generation != ? AND NOT (t.status = 'failed' AND t.message = ?)"
@@ -382,16 +355,25 @@ class RunStore:
             )
 
     def population(self, generation: int) -> list[IndividualRecord]:
-        rows = self._db.execute(
+        rows = self._query(
             "SELECT i.* FROM populations p JOIN individuals i ON i.id = p.individual_id"
             " WHERE p.generation = ? ORDER BY p.rank",
             (generation,),
         )
-        return [individual_from_row(r) for r in rows]
+        return [self._individual(r) for r in rows]
 
     def finished_generations(self) -> list[int]:
-        return [r[0] for r in self._db.execute("SELECT generation FROM generations ORDER BY generation")]
+        return [r[0] for r in self._query("SELECT generation FROM generations ORDER BY generation")]
 
     def generation_stats(self) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT stats FROM generations ORDER BY generation")
-        return [json.loads(r[0]) for r in rows]
+        rows = self._query("SELECT generation, stats FROM generations ORDER BY generation")
+        out = []
+        for row in rows:
+            try:
+                out.append(json.loads(row["stats"]))
+            except (TypeError, ValueError):
+                raise StoreError(
+                    f"{self.run_dir}: run.db is damaged: table generations, generation {row['generation']}: "
+                    "stats is not JSON"
+                ) from None
+        return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
@@ -13,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from evo.trial import Budget, ConfigError, Fitness, FitnessBase, GeneDecl, Objective, Trial, TrialResult
 from fitness.qlora.base.architecture import read_architecture
 from fitness.qlora.base.hub import find_model_config
-from fitness.qlora.base.source import ModelSource, default_cache_root, resolve_model
+from fitness.qlora.base.source import ModelSource, check_cache_root, resolve_model
 from fitness.qlora.data.chat import check_chat_data
-from fitness.qlora.data.corpus import Corpus, corpus_for
+from fitness.qlora.data.corpus import MIN_VALIDATION_TOKENS, Corpus, corpus_for
 from fitness.qlora.export import split_sections
 from fitness.qlora.genes import GENES, STRUCTURAL_GENES, genes_for_model
 from fitness.qlora.spec import OBJECTIVES, Device, QLoRASpec
@@ -49,16 +50,35 @@ class QLoRAFitness(FitnessBase):
         self.source = source
         self.corpus_identity = corpus.identity
         self.data_summary = {"data": corpus.description, "data_format": "+".join(corpus.formats)}
+        self.data_tokens = corpus.most_tokens()  # (train, validation), at most
         self._worker = WorkerSupervisor(spec.worker_settings)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> QLoRAFitness:
         parsed = QLoRASpec.from_dict(spec)
-        source, cache_root = resolve_model(parsed.model_settings), default_cache_root(parsed.model_settings)
+        if parsed.device is Device.CUDA:
+            _check_cuda()
+        source, cache_root = resolve_model(parsed.model_settings), check_cache_root(parsed.model_settings)
         # a hub model first: a missing, gated or unreachable one is refused in seconds, before the data is read
         config_file = None if source.is_local else find_model_config(source, cache_root)
         corpus = check_chat_data(corpus_for(parsed.data_settings, cache_root), source, cache_root, parsed.model)
-        model = read_architecture(source, cache_root, config_file)
+        return cls._built(parsed, source, corpus, read_architecture(source, cache_root, config_file))
+
+    @classmethod
+    def for_plan(cls, spec: Mapping[str, Any]) -> QLoRAFitness:
+        """The fitness as ``from_spec`` builds it, checked as a run checks it, minus what only the
+        machine that runs it can tell (``evo plan`` plans a GPU run on a laptop): a GPU is not
+        required, and the model's shape is read as the plan reads it (a config shipped with
+        evo-qlora, the hub cache), writing nothing. The data is read as a run reads it."""
+        from fitness.qlora.plan import model_architecture  # imports torch, so only here
+
+        parsed = QLoRASpec.from_dict(spec)
+        source, cache_root = resolve_model(parsed.model_settings), check_cache_root(parsed.model_settings)
+        model, _ = model_architecture(source, cache_root)
+        return cls._built(parsed, source, corpus_for(parsed.data_settings, cache_root), model)
+
+    @classmethod
+    def _built(cls, parsed: QLoRASpec, source: ModelSource, corpus: Corpus, model: Any) -> QLoRAFitness:
         if model is None:
             return cls(parsed, source=source, corpus=corpus)
         if model.context_length is not None and parsed.eval_seq_length > model.context_length:
@@ -68,6 +88,29 @@ class QLoRAFitness(FitnessBase):
             )
         genes = genes_for_model(model.context_length, model.linear_modules)
         return cls(parsed, source=source, corpus=corpus, genes=genes)
+
+    def check_trials(self, genes: Mapping[str, Sequence[Any]], budget: Budget) -> None:
+        """Refuse data too small for the run: a validation set under MIN_VALIDATION_TOKENS, or a
+        training split under one batch (per_device_train_batch_size x max_seq_length tokens) of
+        the run's smallest trial. Counted without a tokenizer, as an upper bound (bytes), so
+        only data that is too small for certain is refused."""
+        train, validation = self.data_tokens
+        where = f"fitness.{'validation_data' if self.spec.validation_data else 'data'}"
+        if validation < MIN_VALIDATION_TOKENS:
+            raise ConfigError(
+                f"{where}: the validation set holds at most {validation} tokens; scoring a trial needs "
+                f"{MIN_VALIDATION_TOKENS} or more (give more data, a larger validation_fraction, or validation_data)"
+            )
+
+        def smallest(name: str) -> int:
+            return int(min(genes.get(name) or [self._genes[name].default]))
+
+        batch, length = smallest("per_device_train_batch_size"), smallest("max_seq_length")
+        if train < batch * length:
+            raise ConfigError(
+                f"fitness.data: the training split holds at most {train} tokens, fewer than one batch of the "
+                f"smallest trial (per_device_train_batch_size {batch} x max_seq_length {length}); give more data"
+            )
 
     @property
     def genes(self) -> Mapping[str, GeneDecl]:  # type: ignore[override]  # read-only per instance
@@ -179,3 +222,18 @@ class QLoRAFitness(FitnessBase):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_cuda() -> None:
+    """``device: cuda`` where torch sees no GPU is refused before any worker starts. Counting
+    the devices asks NVML (torch.cuda.device_count), so no CUDA context is made in the driver."""
+    from fitness.qlora.worker import devices  # imports torch, so only here
+
+    if devices.visible_cuda_devices():
+        return
+    import torch
+
+    build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a build without CUDA")
+    shown = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = "" if shown is None else f", CUDA_VISIBLE_DEVICES={shown!r}"
+    raise ConfigError(f"fitness.device: cuda, but torch sees no GPU ({build}{visible}); use device: auto or cpu")

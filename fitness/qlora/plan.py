@@ -61,7 +61,7 @@ def plan(
 
     parsed = QLoRASpec.from_dict(spec)
     source, cache_root = resolve_model(parsed.model_settings), default_cache_root(parsed.model_settings)
-    architecture, read_from = _architecture(source, cache_root)
+    architecture, read_from = model_architecture(source, cache_root)
     declared = genes_for_model(architecture.context_length, architecture.linear_modules)
     _check(genes, declared, "")
     _check({k: [v] for k, v in (baseline or {}).items()}, declared, "baseline.")
@@ -142,7 +142,7 @@ def plan(
     }
 
 
-def _architecture(source: ModelSource, cache_root: Path) -> tuple[Architecture, str]:
+def model_architecture(source: ModelSource, cache_root: Path) -> tuple[Architecture, str]:
     """The model's architecture and where its config was read; nothing is written, no weights read."""
     if source.is_local:
         where, config_file = "its config" if source.gguf_file is None else "its GGUF's header", None

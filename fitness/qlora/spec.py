@@ -84,7 +84,12 @@ class QLoRASpec:
         metadata=rule(gt=0, lt=1, help="of topics / files / lines / records, held out when validation_data is unset"),
     )
     validation_tokens: int = field(
-        default=4096, metadata=rule(ge=1, help="cap on the fixed validation set, same for every trial")
+        default=4096,
+        metadata=rule(
+            ge=1,
+            help="cap on the fixed validation set, same for every trial; data giving fewer than 128 "
+            "validation tokens, or a training split under one batch of the smallest trial, is refused",
+        ),
     )
     eval_seq_length: int = field(
         default=256, metadata=rule(ge=1, help="block length of the validation set (independent of the gene)")
@@ -98,7 +103,10 @@ class QLoRASpec:
         ),
     )
     eval_batch_size: int = field(default=8, metadata=rule(ge=1, help="validation blocks per forward pass"))
-    device: Device = field(default=Device.AUTO, metadata=rule(help="auto: a GPU when there is one, else the CPU"))
+    device: Device = field(
+        default=Device.AUTO,
+        metadata=rule(help="auto: a GPU when there is one, else the CPU; cuda is refused where torch sees no GPU"),
+    )
     trial_timeout: float = field(
         default=1800.0,
         metadata=rule(
@@ -142,7 +150,9 @@ class QLoRASpec:
     cache_dir: str | None = field(
         default=None,
         metadata=rule(
-            what="a path", help="model and token caches; null: $EVO_CACHE_DIR, else $XDG_CACHE_HOME/evo-qlora"
+            what="a path",
+            help="model and token caches, a folder this user can write; null: $EVO_CACHE_DIR, else "
+            "$XDG_CACHE_HOME/evo-qlora, else ~/.cache/evo-qlora",
         ),
     )
     objectives: tuple[str, ...] = field(

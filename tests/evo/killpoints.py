@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 
 from evo.search import _breeding as breeding
-from evo.storage import RunStore, StoreError
+from evo.storage import RunStore, StoreError, check_new_run
 from evo.strategies._context import RunContext
 from fitness.synthetic import SyntheticFitness
 
@@ -88,7 +88,7 @@ def main() -> None:
     from fitness import make_fitness
 
     try:
-        RunStore.check_new(run_dir)
+        check_new_run(run_dir)
         fresh = True
     except StoreError:
         fresh = False

@@ -6,12 +6,19 @@ tests can check that what is drawn is what the store holds.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evo.evaluation import RunInfo, RunObserver
 from evo.reporting._rundata import RunData, load_run
+from evo.storage import check_output
+from evo.trial import ConfigError
+
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # what matplotlib writes without extra packages
 
 
 class NothingToPlot(ValueError):
@@ -26,24 +33,44 @@ class PlotReport:
 
 
 def plot_run(run_dir: Path | str, out_dir: Path | str | None = None, data: RunData | None = None) -> PlotReport:
-    """Write every figure that the run's data supports; say why the others were skipped."""
+    """Write every figure that the run's data supports; say why the others were skipped.
+
+    The figures go to RUN_DIR/plots (this command's own folder of the run) or to ``out_dir``,
+    which must not be a folder of another run (``evo.storage.check_output``)."""
     from evo.reporting.plots import _figures as figures  # matplotlib loads only when plotting
 
+    own = Path(run_dir) / "plots"
+    out = check_output(
+        own if out_dir is None else out_dir, flag="--out", directory=True, owner=Path(run_dir), owns=("plots",)
+    )
     data = data or load_run(run_dir)
     if not data.trials and data.baseline is None:
         raise NothingToPlot(f"{run_dir}: nothing to plot yet: no trial has finished")
-    out = Path(out_dir) if out_dir else Path(run_dir) / "plots"
-    out.mkdir(parents=True, exist_ok=True)
     report = PlotReport()
-    for name, figure in figures.FIGURES.items():
-        reason = figures.why_not(name, data)
-        if reason:
-            report.skipped[name] = reason
-            continue
-        path = out / f"{name}.png"
-        report.series[name] = figure(data, path)
-        report.written[name] = path
+    with drawing():
+        for name, figure in figures.FIGURES.items():
+            reason = figures.why_not(name, data)
+            if reason:
+                report.skipped[name] = reason
+                continue
+            path = check_output(out / f"{name}.png", flag="--out", owner=Path(run_dir), owns=("plots/*.png",))
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                report.series[name] = figure(data, path)
+            except OSError as exc:
+                raise ConfigError(f"{path}: cannot write it ({exc.strerror or exc})") from None
+            report.written[name] = path
     return report
+
+
+@contextlib.contextmanager
+def drawing() -> Iterator[None]:
+    """Matplotlib's per-glyph warnings silenced: a run directory named in a script the font
+    lacks would print one line per missing character, even under --quiet (the glyph is drawn
+    as a box)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
+        yield
 
 
 class PlotRefresher(RunObserver):

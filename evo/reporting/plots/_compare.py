@@ -6,17 +6,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evo.reporting._rundata import load_run
-from evo.reporting.plots import NothingToPlot
+from evo.reporting._rundata import RunData, load_run
+from evo.reporting.plots import NothingToPlot, drawing
 from evo.storage import BASELINE_GENERATION
 
 
 def compare_runs(run_dirs: Sequence[Path | str], out: Path | str) -> dict[str, Any]:
     """Overlay best-so-far against compute (training tokens or steps when every run records
     them, trials otherwise) and against trial wall time. Returns the series drawn."""
-    from evo.reporting.plots._figures import DPI, _best_so_far, _label, plt
-
     runs = [load_run(d) for d in run_dirs]
+    with drawing():
+        return _draw(runs, out)
+
+
+def _draw(runs: list[RunData], out: Path | str) -> dict[str, Any]:
+    from evo.reporting.plots._figures import DPI, _best_so_far, _label, plt  # matplotlib loads only here
+
     names = {r.objective.name for r in runs}
     if len(names) > 1:
         raise NothingToPlot(f"the runs optimise different objectives ({', '.join(sorted(names))}); nothing to compare")

@@ -61,12 +61,33 @@ def resolve_model(settings: ModelSettings) -> ModelSource:
 
 def default_cache_root(settings: ModelSettings) -> Path:
     """``fitness.cache_dir``, else $EVO_CACHE_DIR, else $XDG_CACHE_HOME (or ~/.cache) / evo-qlora."""
+    return _cache_root(settings)[0]
+
+
+def _cache_root(settings: ModelSettings) -> tuple[Path, str]:
+    """The cache folder and what named it (a config key or an environment variable)."""
     if settings.cache_dir:
-        return Path(settings.cache_dir).expanduser()
+        return Path(settings.cache_dir).expanduser(), "fitness.cache_dir"
     if os.environ.get("EVO_CACHE_DIR"):
-        return Path(os.environ["EVO_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "evo-qlora"
+        return Path(os.environ["EVO_CACHE_DIR"]).expanduser(), "EVO_CACHE_DIR"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "evo-qlora", "XDG_CACHE_HOME"
+    return Path.home() / ".cache" / "evo-qlora", "HOME"
+
+
+def check_cache_root(settings: ModelSettings) -> Path:
+    """The cache folder, once it is a folder this process can write (or can make): else a
+    one-line ConfigError naming the setting that chose it. Checked before the run, since
+    every trial's worker would fail at start-up without it."""
+    root, named_by = _cache_root(settings)
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    where = f"{named_by}: the model and token cache {root}"
+    if existing is None or not existing.is_dir():
+        culprit = root if existing == root else existing
+        raise ConfigError(f"{where} cannot be a folder: {culprit} is not a folder; name a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where} is not writable ({existing}: permission denied); name a folder this user can write")
+    return root
 
 
 def converted_gguf_dir(source: ModelSource, cache_root: Path) -> Path:

@@ -24,6 +24,10 @@ from fitness.qlora.data.records import Chat, Doc, Fields, record_doc
 from fitness.qlora.data.settings import DEFAULT_DATA, DataSettings
 
 SPLIT_SEED = 1234  # fixed: every run and every trial sees the same validation documents
+MIN_VALIDATION_TOKENS = 128  # fewer and a trial's perplexity is noise (seen: 2 tokens, perplexity 1.4e6)
+# Upper bounds of what a document tokenizes to: byte-level and byte-fallback tokenizers spend at
+# least one UTF-8 byte a token, a document adds its BOS/EOS, a chat template at most this many a message.
+_DOC_SPECIALS, _TEMPLATE_TOKENS = 2, 32
 HUB_PREFIX = "hf:"  # data: hf:owner/name reads a hub dataset, even where a local path of that name exists
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name, as the hub spells dataset ids
 ACCEPTED = (
@@ -49,6 +53,23 @@ class Corpus:
     @property
     def has_chat(self) -> bool:
         return "chat" in self.formats
+
+    def most_tokens(self) -> tuple[int, int]:
+        """At most how many tokens the train and the validation documents hold, whatever the
+        tokenizer (see ``token_bound``): what is checked before a run without loading one."""
+        return token_bound(self.train), token_bound(self.validation)
+
+
+def token_bound(docs: Iterable[Doc]) -> int:
+    """An upper bound of the tokens ``docs`` tokenize to: their UTF-8 bytes, the specials
+    each document adds, and a chat template's most per message."""
+    total = 0
+    for doc in docs:
+        texts = _texts(doc)
+        total += sum(len(t.encode()) for t in texts) + _DOC_SPECIALS
+        if isinstance(doc, Chat):
+            total += _TEMPLATE_TOKENS * len(texts)
+    return total
 
 
 @dataclass(frozen=True)
@@ -146,6 +167,10 @@ def _read(
                     raise
                 raise ConfigError(f"{exc} (and no local path {source} exists)") from None
         raise ConfigError(f"fitness.{key}: {source} does not exist")
+    if not path.is_dir() and not path.is_file():  # reading a named pipe would wait for a writer forever
+        raise ConfigError(
+            f"fitness.{key}: {source} is not a regular file or folder (a named pipe, a device or a socket)"
+        )
     if path.is_dir():
         if hfdata.is_saved_dataset(path):
             return rows(str(path), "disk")
@@ -231,3 +256,7 @@ def _kind(doc: Doc) -> str:
     if isinstance(doc, Chat):
         return "chat"
     return "prompt_completion" if doc[0] else "text"
+
+
+def _texts(doc: Doc) -> tuple[str, ...]:
+    return tuple(content for _, content in doc.messages) if isinstance(doc, Chat) else doc

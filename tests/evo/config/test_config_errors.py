@@ -3,6 +3,7 @@
 import pytest
 
 from evo.cli import main
+from evo.trial import ConfigError
 
 
 def run_cli(capsys, *argv):
@@ -161,3 +162,42 @@ def test_run_into_existing_run_is_refused_and_keeps_it(synthetic_config, write_c
     code, err = run_cli(capsys, "run", write_config(synthetic_config), "--out", out)
     assert code == 2 and "already holds a run" in err[0]
     assert (out / "run.db").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("seed: 1\nseed: 2\n", "YAML line 2: key 'seed' given twice in one mapping (also line 1)"),
+        ("search_space:\n  r:\n    type: int\n    type: bool\n", "YAML line 4: key 'type' given twice"),
+        ("evolution: {generations: 2, generations: 3}\n", "key 'generations' given twice"),
+        ("- {a: 1}\n- {b: 1, b: 2}\n", "key 'b' given twice"),
+    ],
+)
+def test_a_key_given_twice_at_any_depth_is_refused(tmp_path, capsys, text, line):
+    (tmp_path / "c.yaml").write_text(text)
+    assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and line in err and "c.yaml" in err, err
+    assert main(["plan", str(tmp_path / "c.yaml")]) == 2  # plan reads the same way
+
+
+def test_a_merge_key_overridden_by_an_explicit_one_is_yaml_s_own_rule(tmp_path):
+    from evo.config import read_yaml
+
+    (tmp_path / "c.yaml").write_text("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 3\n")
+    assert read_yaml(tmp_path / "c.yaml")["c"] == {"x": 3, "y": 2}
+
+
+@pytest.mark.parametrize("extra", [{"low": 1, "high": 64}, {"low": 1}, {"step": 2}, {"log": True}])
+def test_a_gene_mixing_choices_with_a_range_is_refused(extra):
+    from evo.space import SearchSpace
+
+    with pytest.raises(ConfigError, match="search_space.r: has both choices and .*; give choices, or a range"):
+        SearchSpace.from_spec({"r": {"type": "int", "choices": [4, 8], **extra}})
+
+
+def test_an_error_line_escapes_control_characters_and_cuts_long_words():
+    error = ConfigError("search_space." + "g" * 20_000 + ": bad\nsecond line")
+    assert "\n" not in str(error) and "\\nsecond line" in str(error)
+    assert len(str(error)) < 150 and "(20,014 characters)" in str(error)
+    assert str(ConfigError("café /données/日本")) == "café /données/日本"  # non-ASCII is kept

@@ -60,3 +60,28 @@ def test_identical_genomes_in_flight_together_are_trained_once(tmp_path):
 def test_bad_executor_settings_are_config_errors(synthetic_config, executor, message):
     with pytest.raises(ConfigError, match=message):
         parse_config({**synthetic_config, "executor": executor})
+
+
+def test_an_unreachable_cluster_address_is_refused_within_the_stated_time(monkeypatch):
+    """One TCP connect bounded by REACH_SECONDS, not Ray's half a minute of retries."""
+    import socket
+
+    from evo import executors
+    from tests.fitness.hubserver import closed_port
+
+    with pytest.raises(ConfigError, match=r"executor.address '127.0.0.1:\d+': cannot reach it within 5 s \("):
+        executors.check_reachable(f"127.0.0.1:{closed_port()}")
+    asked = []
+
+    def silent(address, timeout):  # a host that never answers: the connect times out
+        asked.append((address, timeout))
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", silent)
+    with pytest.raises(ConfigError, match=r"within 5 s \(no answer\); start the cluster"):
+        executors.check_reachable("ray://head.example:10001")
+    assert asked == [(("head.example", 10001), executors.REACH_SECONDS)] and executors.REACH_SECONDS == 5.0
+    for address in (None, "auto", "local"):  # found or started on this machine: nothing to probe
+        executors.check_reachable(address)
+    with pytest.raises(ConfigError, match="expected host:port"):
+        executors.check_reachable("head-without-port")

@@ -70,7 +70,7 @@ def test_a_study_that_exists_is_refused_and_study_name_names_another(run_dir, tm
     assert main(["export-optuna", str(run_dir), url]) == 0
     before = len(optuna.load_study(study_name="exp-1", storage=url).trials)
     err = _refused(["export-optuna", str(run_dir), url], capsys)
-    assert "already holds a study named 'exp-1'; name this one with --study-name" in err
+    assert "already holds a study named 'exp-1'; replace it with --overwrite, or name this one with --study-name" in err
     assert len(optuna.load_study(study_name="exp-1", storage=url).trials) == before  # untouched
     assert main(["export-optuna", str(run_dir), url, "--study-name", "exp-1-again"]) == 0
     assert sorted(optuna.get_all_study_names(url)) == ["exp-1", "exp-1-again"]
@@ -121,3 +121,58 @@ def test_a_copy_that_fails_half_way_leaves_no_study(run_dir, tmp_path, monkeypat
     assert optuna.get_all_study_names(url) == []
     monkeypatch.setattr(_optuna_export, "add_trials", real)
     assert main(["export-optuna", str(run_dir), url]) == 0
+
+
+KILLED_HALF_WAY = """
+import os, signal, sys
+from evo.cli import main
+from evo.optuna import _export
+
+real = _export.add_trials
+
+def add_some(study, store, records):  # SIGKILL half-way: nothing can delete the study now
+    real(study, store, list(records)[:3])
+    os.kill(os.getpid(), signal.SIGKILL)
+
+_export.add_trials = add_some
+main(["export-optuna", sys.argv[1], sys.argv[2]])
+"""
+
+
+def test_an_export_killed_half_way_is_marked_partial_and_overwrite_replaces_it(run_dir, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from evo.optuna._export import COMPLETE, EXPORT_STATE, PARTIAL
+    from tests.conftest import ROOT
+
+    url = f"sqlite:///{tmp_path / 'team.db'}"
+    killed = subprocess.run([sys.executable, "-c", KILLED_HALF_WAY, str(run_dir), url], cwd=ROOT, capture_output=True)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    half = optuna.load_study(study_name="exp-1", storage=url)
+    assert half.user_attrs[EXPORT_STATE] == PARTIAL and len(half.trials) == 3
+    err = _refused(["export-optuna", str(run_dir), url], capsys)
+    assert "already holds a partial export (stopped half-way), a study named 'exp-1'" in err
+    assert "replace it with --overwrite" in err
+    assert main(["export-optuna", str(run_dir), url, "--overwrite"]) == 0
+    whole = optuna.load_study(study_name="exp-1", storage=url)
+    with RunStore.read(run_dir) as store:
+        assert len(whole.trials) == len(store.trials()) > 3
+    assert whole.user_attrs[EXPORT_STATE] == COMPLETE and optuna.get_all_study_names(url) == ["exp-1"]
+
+
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("sqlite://", "an in-memory database ends with the command"),
+        ("sqlite:///:memory:", "an in-memory database ends with the command"),
+        ("sqlite:///RUN/run.db", "is run.db of the run"),
+        ("sqlite:///RUN/optuna.journal", "is optuna.journal of the run"),
+        ("sqlite:///RUN/../exp-1/./run.db", "is run.db of the run"),
+    ],
+)
+def test_a_run_s_own_file_or_an_in_memory_database_is_refused(run_dir, capsys, url, says):
+    before = (run_dir / "run.db").read_bytes()
+    err = _refused(["export-optuna", str(run_dir), url.replace("RUN", str(run_dir))], capsys)
+    assert says in err
+    assert (run_dir / "run.db").read_bytes() == before

@@ -108,11 +108,11 @@ def test_resume_of_a_finished_run_does_no_work(synthetic_config, write_config, t
 def test_resume_refuses_a_changed_fitness_definition(synthetic_config, write_config, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["run", str(write_config(synthetic_config)), "--out", str(run_dir), "--quiet", "--no-plots"]) == 0
-    text = (run_dir / "config.yaml").read_text()
-    with RunStore(run_dir) as store:  # somebody edits the stored config's fitness
+    with RunStore(run_dir) as store:  # somebody edits the stored config's fitness, in run.db and config.yaml
         raw = store.meta("config")
         raw["fitness"]["noise"] = 0.2
-        store.set_meta("config", raw)
+        store.set_config(raw)
+    text = (run_dir / "config.yaml").read_text()
     assert main(["resume", str(run_dir)]) == 2
     assert "fitness definition" in capsys.readouterr().err
     assert (run_dir / "config.yaml").read_text() == text

@@ -318,6 +318,11 @@ def test_migration_moves_steady_state_entries_out_of_meta(tmp_path: Path) -> Non
     run_dir = _old_run(tmp_path / "old", V2_DDL, 3)
     with sqlite3.connect(run_dir / "run.db") as db:
         db.execute("DROP TABLE events")  # as schema 3 had it
+        for slot in range(3):  # the individuals that entered
+            db.execute(
+                "INSERT INTO individuals (generation, slot, genome, origin) VALUES (0, ?, ?, 'init')",
+                (slot, json.dumps({"v": 1, "genes": {}})),
+            )
         db.execute(
             "INSERT INTO meta VALUES ('steady_state', ?)", (json.dumps({"population": [3, 1], "entered": [1, 3, 2]}),)
         )

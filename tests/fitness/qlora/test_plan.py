@@ -137,20 +137,25 @@ def test_a_memory_limit_is_the_runs_own_column(cache, capsys):
 @pytest.mark.parametrize(
     "override, line",
     [
-        ("search_space.r.choices=[0, 8]", "evo: error: r=0: must be"),
+        ("search_space.r.choices=[0, 8]", "evo: error: search_space.r.choices: 0 is not accepted by the qlora"),
         (
             "fixed.learning_rte=0.1",
-            "evo: error: learning_rte: the qlora fitness has no gene 'learning_rte' (did you mean",
+            "evo: error: fixed.learning_rte: the qlora fitness has no gene 'learning_rte' (did you mean",
         ),
         (
             "search_space.target_modules.choices=[attention, [q_proj, nope]]",
-            "evo: error: target_modules=['q_proj', 'nope']: module 'nope' is not in the model",
+            "evo: error: search_space.target_modules.choices: ['q_proj', 'nope'] is not accepted by the qlora "
+            "fitness: module 'nope' is not in the model",
         ),
         ("fitness.memory_limit_mb=-1", "evo: error: fitness.memory_limit_mb: must be a number > 0 or null, got -1"),
         ("fitness.model=/no/such/model", "evo: error: fitness.model: /no/such/model is neither"),
     ],
 )
-def test_a_plan_refuses_what_a_run_would_refuse_in_one_line(cache, capsys, override, line):
-    assert main(["plan", str(DEFAULT), f"fitness.cache_dir={cache}", override]) == 2
+def test_a_plan_refuses_what_a_run_would_refuse_in_one_line(cache, capsys, override, line, tmp_path):
+    """The same line as evo run's: plan makes the run's checks (tests/test_hostile_inputs.py: every input)."""
+    argv = [str(DEFAULT), f"fitness.cache_dir={cache}", override]
+    assert main(["plan", *argv]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and len(captured.err.splitlines()) == 1 and captured.err.startswith(line), captured.err
+    assert main(["run", *argv, "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert capsys.readouterr().err == captured.err
