@@ -1,5 +1,5 @@
 """The QLoRA fitness's folders are layers: the base model, then data, then training, then
-the worker that runs trials; no folder imports one above it (lazy imports count too)."""
+the worker that runs trials, then the export to trainers; no folder imports one above it (lazy imports count too)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 QLORA = Path(__file__).resolve().parents[2] / "fitness" / "qlora"
-ORDER = ["base", "data", "training", "worker"]  # bottom first; the top-level modules may use all
+ORDER = ["base", "data", "training", "worker", "export"]  # bottom first; the top-level modules may use all
 
 
 def _imported_folders(path: Path) -> set[str]:
