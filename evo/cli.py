@@ -48,20 +48,20 @@ def _export_sections(spec: Mapping[str, Any], config: Mapping[str, Any]) -> dict
     return export_sections(spec, config)
 
 
-def _trainer_file(args: argparse.Namespace, config: RunConfig, best, entry: Mapping[str, Any], env, front: int) -> str:
-    """The best trial as the file ``--format`` names (trl, llamafactory, axolotl); ``front``: the front's size or 0."""
+def _trainer_files(args: argparse.Namespace, config: RunConfig, best, entry: Mapping[str, Any], env, front: int):
+    """The best trial as the files ``--format`` names, the export first; None: the sections are the export."""
     from fitness import export_for_trainer
 
-    values = ", ".join(f"{k} {v:.6g}" for k, v in best.values.items())
-    notes = [f"evo best {args.run_dir}: trial {best.id} ({values})"]
+    notes = [f"evo best {args.run_dir}: trial {best.id} ({', '.join(f'{k} {v:.6g}' for k, v in best.values.items())})"]
     if front:
         notes.append(f"one of {front} configs on the Pareto front: the best by the first objective")
     if "pbt_schedule" in entry:
         notes.append("a PBT run: the hyperparameters changed during training; these are the last (see --format hf)")
-    applied, adapter = best.applied_config or best.config, entry.get("adapter_path")
+    options = {k: getattr(args, k) for k in ("steps", "epochs", "target_version", "check")}
     return export_for_trainer(
-        config.fitness, args.format, config=applied, adapter_path=adapter, environment=env, notes=notes
-    )
+        config.fitness, args.format, config=best.applied_config or best.config, adapter_path=entry.get("adapter_path"),
+        environment=env, notes=notes, out=args.export, trained_steps=best.metrics.get("budget_steps"), **options,
+    )  # fmt: skip
 
 
 def _executor_overrides(args: argparse.Namespace) -> list[str]:
@@ -282,19 +282,19 @@ def cmd_best(args: argparse.Namespace) -> int:
                     for s in schedule
                 ]
             entries.append(entry)
-    if args.format != "hf":  # a trainer takes one config: the best (on a front, by the first objective)
-        text = _trainer_file(args, config, chosen[0], entries[0], environment, len(entries) if front else 0)
-    elif front:
-        text = yaml.safe_dump({"pareto_front": entries}, sort_keys=False)
-    else:
-        text = yaml.safe_dump(entries[0] if len(entries) == 1 else entries, sort_keys=False)
-    if args.export:
-        Path(args.export).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.export).write_text(text)
-        print(f"wrote {args.export}", file=sys.stderr)
-    else:
-        print(text, end="")
-    return 0
+    files = None  # a trainer takes one config: the best (on a front, by the first objective)
+    if args.format != "hf" or (len(entries) == 1 and "pbt_schedule" not in entries[0]):
+        files = _trainer_files(args, config, chosen[0], entries[0], environment, len(entries) if front else 0)
+    found = {"pareto_front": entries} if front else entries[0] if len(entries) == 1 else entries
+    if files is None and not args.export:
+        print(yaml.safe_dump(found, sort_keys=False), end="")
+        return 0
+    from fitness import write_export
+
+    files = files or {Path(args.export): yaml.safe_dump(found, sort_keys=False)}
+    passed, lines = write_export(files, args.run_dir, args.format, check=args.check)
+    print("\n".join(lines), file=sys.stderr)
+    return 0 if passed else EXIT_CONFIG
 
 
 # -- helpers ---------------------------------------------------------------------------
