@@ -88,9 +88,15 @@ def test_the_exported_precision_is_the_dtype_the_trial_trained_in(data, tmp_path
         dtype = genes["bnb_4bit_compute_dtype"]
         flags = {"bf16": dtype == "bfloat16", "fp16": dtype == "float16"}
         for fmt in ("hf", "trl", "llamafactory", "axolotl"):
-            cfg, _ = export(fmt, request(data, genes, "text", tmp_path / f"{fmt}.yaml"))
+            cfg, _ = export(fmt, request(data, genes, "text", tmp_path / f"{fmt}.yaml", device="cuda"))
             found = cfg.get("training", cfg.get("train", cfg))
             assert {k: found.get(k, cfg.get(k)) for k in flags} == flags, (fmt, dtype)
+            on_cpu, _ = export(fmt, request(data, genes, "text", tmp_path / f"{fmt}.yaml", device="cpu"))
+            found = on_cpu.get("training", on_cpu.get("train", on_cpu))
+            if fmt == "axolotl":  # it passes no use_cpu: no bf16 on a CPU, the 4-bit compute dtype still the trial's
+                assert not on_cpu["bf16"] and on_cpu["bnb_config_kwargs"]["bnb_4bit_compute_dtype"] == dtype
+            else:  # transformers refuses bf16 on a CPU without use_cpu
+                assert found["bf16"] == flags["bf16"] and found.get("use_cpu", False) is flags["bf16"]
         hf, _ = export("hf", request(data, genes, "text", tmp_path / "hf.yaml"))
         assert hf["model"]["dtype"] == hf["quantization"]["bnb_4bit_compute_dtype"] == dtype
         trl, _ = export("trl", request(data, genes, "text", tmp_path / "trl.yaml"))

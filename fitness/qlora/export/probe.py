@@ -87,9 +87,13 @@ def train(fmt: str, file: Path, work: Path) -> None:
         command += ["report_to=none"]  # (its parser reads save_strategy=no as YAML's false)
     else:
         command = [str(bin_dir / "axolotl"), "train", str(file), f"--max-steps={STEPS}", f"--output-dir={out}"]
-        command += ["--save-strategy=no", f"--dataset-prepared-path={work / 'prepared'}"]
+        command += [f"--dataset-prepared-path={work / 'prepared'}"]  # (save_strategy=no reads as YAML false)
     print("$ " + " ".join(command), flush=True)
-    run = subprocess.run(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # as in the trainer's activated venv (axolotl relaunches through `accelerate launch` and PATH's python);
+    # the trainers' usage telemetry off: a check is no training of the user's
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DO_NOT_TRACK": "1"}
+    env.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+    run = subprocess.run(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     print(run.stdout, flush=True)
     if run.returncode != 0:
         raise subprocess.CalledProcessError(run.returncode, command)

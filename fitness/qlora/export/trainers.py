@@ -265,6 +265,7 @@ def _axolotl(request: ExportRequest, data: Dataset) -> Export:
     bnb = _only(
         bnb_4bit_quant_type=quant.get("bnb_4bit_quant_type"),
         bnb_4bit_use_double_quant=quant.get("bnb_4bit_use_double_quant"),
+        bnb_4bit_compute_dtype=quant["bnb_4bit_compute_dtype"],  # the trial's, whatever bf16/fp16 below say
     )
     out.blocks.append(
         (
@@ -317,6 +318,11 @@ def _axolotl(request: ExportRequest, data: Dataset) -> Export:
         gradient_checkpointing=bool(request.config.get("gradient_checkpointing", False)),
         seed=training.get("seed"),
     ), **steps, **warmup, "bf16": training["bf16"], "fp16": training["fp16"]}))  # fmt: skip
+    if training.get("use_cpu"):  # axolotl passes no use_cpu, and TrainingArguments refuses bf16 on a CPU without it
+        out.blocks[-1][1]["bf16"] = False
+        out.remarks["bf16"] = (
+            "a CPU run: axolotl can't train bf16 on a CPU; the 4-bit matmuls compute in bfloat16 as the trial's (bnb_config_kwargs); true on a GPU"
+        )
     out.beside.update(_data_file(data))
     return out
 
