@@ -119,6 +119,17 @@ def test_check_without_the_trainer_says_so_in_one_line_and_exits_2(chat_run, tmp
     assert "--check: /no/python does not exist" in one_line(capsys)
 
 
+def test_check_finds_the_trainers_python_from_its_cli_on_path(chat_run, tmp_path, capsys, monkeypatch):
+    cli = tmp_path / "bin" / "axolotl"  # as pip installs it: a script whose first line names its venv's python
+    cli.parent.mkdir()
+    cli.write_text(f"#!{sys.executable}\nraise SystemExit('not run: only its interpreter is read')\n")
+    cli.chmod(0o755)
+    monkeypatch.setenv("PATH", str(cli.parent))
+    out = tmp_path / "ax.yaml"
+    assert main(["best", str(chat_run), "--export", str(out), "--format", "axolotl", "--check"]) == 2
+    assert f"--check: {sys.executable} has no axolotl (pip install axolotl)" in one_line(capsys)
+
+
 @pytest.mark.slow  # two trainer processes: a minute (test_qlora_export_real.py runs every trainer)
 def test_check_trains_two_steps_in_the_trainers_python_and_fails_on_a_deprecated_key(chat_run, tmp_path, capsys):
     pytest.importorskip("trl")
