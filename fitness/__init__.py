@@ -7,6 +7,7 @@ bitsandbytes) are imported only when their fitness is asked for.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evo.trial import Budget, ConfigError, Fitness, FitnessBase, GeneDecl
@@ -100,21 +101,52 @@ def export_for_trainer(
     config: Mapping[str, Any],
     adapter_path: str | None,
     environment: Mapping[str, Any],
+    out: Path | None,
     notes: Sequence[str] = (),
-) -> str:
-    """``config`` as the YAML file a trainer (``fmt``: trl, llamafactory, axolotl) takes.
+    trained_steps: int | None = None,
+    steps: int | None = None,
+    epochs: float | None = None,
+    target_version: str | None = None,
+    check: str | None = None,
+) -> dict[Path, str] | None:
+    """``config`` as the files a trainer (``fmt``: hf, trl, llamafactory, axolotl) runs as written,
+    the file ``out`` first; None where the export is the fitness's sections (hf of another fitness,
+    or printed rather than written).
 
-    Only the QLoRA fitness trains what these trainers train; ``environment`` is the run's
-    recorded one (its ``data_format`` chooses the loss and dataset lines).
+    Only the QLoRA fitness trains what these trainers train; ``environment`` is the run's recorded
+    one (its ``data_format`` chooses the loss and dataset form, its ``device`` the kernels). ``check``:
+    ``--check``'s PYTHON ("" to find the trainer's), or None.
     """
-    if fmt not in EXPORT_FORMATS or fmt == "hf":
+    if (steps is not None and steps < 1) or (epochs is not None and epochs <= 0):
+        raise ConfigError(f"--{'steps' if steps is not None else 'epochs'}: must be positive")
+    if check is not None and out is None:
+        raise ConfigError("--check: checks the exported file: give --export FILE")
+    if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"--format: unknown trainer format {fmt!r} (known: {', '.join(EXPORT_FORMATS)})")
     if spec.get("type") != "qlora":
+        if check is not None:
+            raise ConfigError(f"--check: a {spec.get('type')!r} run exports its sections, which no trainer runs")
+        if fmt == "hf":
+            return None
         raise ConfigError(f"--format {fmt}: only a qlora run exports for a trainer (this is {spec.get('type')!r})")
-    from fitness.qlora.export_trainers import ExportRequest, trainer_yaml
+    if out is None:
+        if fmt == "hf":
+            return None
+        raise ConfigError(f"--format {fmt}: the file comes with its dataset written beside it: give --export FILE")
+    from fitness.qlora.export.files import export_files, request_for
 
-    data_format = environment.get("data_format")
-    request = ExportRequest(
-        config, spec, adapter_path, data_format if isinstance(data_format, str) else None, tuple(notes)
-    )
-    return trainer_yaml(fmt, request)
+    request = request_for(
+        fmt, spec, config, environment=environment, adapter_path=adapter_path, notes=tuple(notes), out=Path(out),
+        trained_steps=trained_steps, steps=steps, epochs=epochs, target_version=target_version,
+        check_python=check or None,
+    )  # fmt: skip
+    return export_files(fmt, request)
+
+
+def check_export(fmt: str, export: Path, python: str | None) -> Any:
+    """``evo best --check``: the written export loaded with the trainer's own parser and trained two
+    steps in the trainer's Python (``python``, else the one its command on PATH runs); the
+    result's ``ok``, ``line`` (what to say) and ``output`` (what the trainer printed)."""
+    from fitness.qlora.export.check import check
+
+    return check(fmt, export, python)

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_PARTY = {"evo", "fitness", "evobench", "tests", "experiments"}
 # Imported only where they are installed (tests skip without them), by design never required:
-# they pin other transformers/trl versions (tests/fitness/qlora/test_export_trainers.py), and DEHB
+# they pin other transformers/trl versions (tests/fitness/qlora/export/test_trainers.py), and DEHB
 # pins numpy < 2 (evobench/methods/mf_peers.py; its benchmark refuses to start without it). The budget
 # benchmark's Syne Tune and NePS peers (the ``peers`` extra: hundreds of MB, kept out of CI's ``test``)
 # and YAHPO Gym (pins ConfigSpace <= 0.6.1 and numpy < 2) are refused in one line where missing.

@@ -98,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("run_dir", type=Path)
     best.add_argument("--export", metavar="FILE", help="write the YAML to FILE instead of printing it")
     best.add_argument("--format", default="hf", help="hf (default), trl, llamafactory or axolotl: whose file to write")
+    length = best.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="the training length written (default: what each trial trained)")
+    length.add_argument("--epochs", type=float, help="train this many epochs instead of a number of steps")
+    best.add_argument(
+        "--target-version", metavar="X.Y", help="the transformers the trainer runs on (default: read from its Python)"
+    )
+    best.add_argument(
+        "--check",
+        nargs="?",
+        const="",
+        metavar="PYTHON",
+        help="load the export with the trainer's own parser and train two steps (in PYTHON, default: the trainer's)",
+    )
     best.add_argument(
         "--top",
         type=int,

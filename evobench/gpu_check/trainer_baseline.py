@@ -94,7 +94,6 @@ def train_one(
     sections = split_sections(applied)
     training, lora = dict(sections["training"]), sections["lora"]
     batch = training["per_device_train_batch_size"]
-    bf16 = applied["bnb_4bit_compute_dtype"] == "bfloat16"
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     reset_peak_rss()
@@ -103,7 +102,7 @@ def train_one(
     _init_like_ours(model, seed, lora["r"])
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
-            output_dir=scratch, max_steps=steps, seed=seed, bf16=bf16, use_cpu=device == "cpu",
+            output_dir=scratch, max_steps=steps, seed=seed, use_cpu=device == "cpu",  # bf16, fp16: in training
             report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
             dataloader_pin_memory=False, remove_unused_columns=False, **training,
         )  # fmt: skip

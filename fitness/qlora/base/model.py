@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from fitness.qlora.base.settings import Device
-from fitness.qlora.base.source import ModelSource, converted_gguf_dir
+from fitness.qlora.base.source import ModelSource, converted_gguf_dir, portable_tokenizer_class
 from fitness.qlora.genes import ComputeDtype, QuantSettings
 
 _DTYPES = {
@@ -154,6 +154,7 @@ def _converted_gguf(source: ModelSource, cache_root: Path) -> Path:
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        portable_tokenizer_class(staging)
         try:
             staging.rename(target)
         except OSError:  # another process converted it meanwhile

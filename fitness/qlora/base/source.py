@@ -96,6 +96,18 @@ def converted_gguf_dir(source: ModelSource, cache_root: Path) -> Path:
     return cache_root / "gguf" / f"{Path(source.gguf_file).stem}-{source.short_hash}"
 
 
+def portable_tokenizer_class(folder: Path) -> None:
+    """Name a saved fast tokenizer's class as transformers 4 and 5 both read it: transformers 5 saves
+    ``TokenizersBackend``, which 4.x can't load (a trainer on transformers 4.57 gets the copy too)."""
+    config = folder / "tokenizer_config.json"
+    try:
+        text = config.read_text(encoding="utf-8")
+    except OSError:
+        return
+    if '"TokenizersBackend"' in text:
+        config.write_text(text.replace('"TokenizersBackend"', '"PreTrainedTokenizerFast"'), encoding="utf-8")
+
+
 def _embedded_smollm2() -> ModelSource:
     found = importlib.util.find_spec(SMOLLM2_PACKAGE)  # locates without importing (it can't import)
     folders = list(found.submodule_search_locations or []) if found else []

@@ -27,7 +27,7 @@ def test_synthetic_example_runs_then_status_and_best_export(tmp_path, capsys):
     assert set(best) >= {"training", "lora", "objectives"}
     assert best["training"]["learning_rate"] > 0 and best["lora"]["task_type"] == "CAUSAL_LM"
     assert isinstance(best["lora"]["target_modules"], (list, str))
-    assert "max_seq_length" in best["other"]
+    assert "model_max_length" in best["tokenizer"] and "other" not in best  # max_seq_length: what the tokenizer takes
 
 
 def test_overrides_change_the_config(tmp_path, capsys):

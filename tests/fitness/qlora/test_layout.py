@@ -1,7 +1,8 @@
 """The QLoRA fitness's folders are layers: the base model, then data, then memory, then
 training, then the worker that runs trials; no folder imports one above it (lazy imports count too).
 Each reads its own slice of the settings (its ``settings.py``), built by ``spec.py``: of the
-modules beside the folders, the layers import only the genes."""
+modules beside the folders, the layers import only the genes. ``export/`` (the best config as
+a trainer's files) sits with the modules beside the folders, above the layers."""
 
 from __future__ import annotations
 

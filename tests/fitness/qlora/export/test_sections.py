@@ -28,12 +28,19 @@ def test_exported_sections_load_into_trainingarguments_loraconfig_and_bitsandbyt
     assert args.learning_rate == 2e-3 and args.lr_scheduler_type.value == "cosine"
     assert lora.r == 32 and set(lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
     assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "fp4"
-    assert sections["other"] == {"max_seq_length": 128}
+    assert sections["tokenizer"] == {"model_max_length": 128} and "other" not in sections  # no key without a class
+    assert (args.bf16, args.fp16) == (True, False)  # the dtype the trial trained in, stated
 
 
 def test_warmup_ratio_is_named_for_the_installed_transformers():
     assert split_sections({"warmup_ratio": 0.1}, transformers_major=4)["training"] == {"warmup_ratio": 0.1}
     assert split_sections({"warmup_ratio": 0.1}, transformers_major=5)["training"] == {"warmup_steps": 0.1}
+
+
+def test_the_precision_is_stated_for_every_compute_dtype():
+    for dtype, flags in (("float32", (False, False)), ("bfloat16", (True, False)), ("float16", (False, True))):
+        training = split_sections({"bnb_4bit_compute_dtype": dtype})["training"]
+        assert (training["bf16"], training["fp16"]) == flags
 
 
 def test_the_composition_root_exports_without_building_the_fitness():

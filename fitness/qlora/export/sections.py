@@ -1,9 +1,11 @@
 """The QLoRA fitness's export: a config in the sections Hugging Face classes take.
 
-``training`` loads into ``TrainingArguments``, ``lora`` into ``peft.LoraConfig`` and
-``quantization`` into ``BitsAndBytesConfig``; keys that belong to none of them (data
-or model settings of the fitness) go to ``other``. The field lists are written out
-here so that exporting needs neither transformers nor peft.
+``training`` loads into ``TrainingArguments``, ``lora`` into ``peft.LoraConfig``,
+``quantization`` into ``BitsAndBytesConfig`` and ``tokenizer`` into
+``AutoTokenizer.from_pretrained`` (``max_seq_length`` as its ``model_max_length``); keys
+that belong to none of them (another fitness's) go to ``other``. The training section
+states the precision the trial trained in. The field lists are written out here so that
+exporting needs neither transformers nor peft.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ TRAINING_FIELDS = frozenset(
         "bf16",
         "fp16",
         "gradient_checkpointing",
+        "activation_checkpointing",
         "label_smoothing_factor",
         "neftune_noise_alpha",
     }
@@ -70,25 +73,32 @@ TRAINING_FIELDS = frozenset(
 NAMED_MODULE_SETS = {name: list(names) for name, names in TARGET_MODULE_SETS.items() if not isinstance(names, str)}
 
 
-def _transformers_major() -> int | None:
+def _transformers_version() -> tuple[int, int] | None:
     from importlib import metadata
 
     try:
-        return int(metadata.version("transformers").split(".")[0])
+        major, minor = (metadata.version("transformers").split(".") + ["0"])[:2]
+        return int(major), int(minor)
     except (metadata.PackageNotFoundError, ValueError):
         return None
 
 
 def split_sections(config: Mapping[str, Any], transformers_major: int | None = None) -> dict[str, dict[str, Any]]:
-    """The config in ``training`` / ``lora`` / ``quantization`` / ``other`` sections.
+    """The config in ``training`` / ``lora`` / ``quantization`` / ``tokenizer`` / ``other`` sections.
 
     transformers 5 dropped ``warmup_ratio``: its ``warmup_steps`` takes the ratio as a
-    float in [0, 1). The installed version decides which name the export uses.
+    float in [0, 1); 5.23 renamed ``gradient_checkpointing`` ``activation_checkpointing``.
+    The installed version decides the names, unless ``transformers_major`` is given.
     """
-    major = transformers_major if transformers_major is not None else _transformers_major()
-    if major is not None and major >= 5 and "warmup_ratio" in config:
+    version = (transformers_major, 0) if transformers_major is not None else _transformers_version()
+    if version is not None and version[0] >= 5 and "warmup_ratio" in config:
         config = {("warmup_steps" if k == "warmup_ratio" else k): v for k, v in config.items()}
-    sections: dict[str, dict[str, Any]] = {"training": {}, "lora": {}, "quantization": {}, "other": {}}
+    if version is not None and version >= (5, 23) and "gradient_checkpointing" in config:
+        config = {("activation_checkpointing" if k == "gradient_checkpointing" else k): v for k, v in config.items()}
+    sections: dict[str, dict[str, Any]] = {"training": {}, "lora": {}, "quantization": {}, "tokenizer": {}, "other": {}}
+    if config.get("bnb_4bit_compute_dtype") in ("bfloat16", "float16", "float32"):  # the dtype the trial trained in
+        sections["training"].update(bf16=config["bnb_4bit_compute_dtype"] == "bfloat16")
+        sections["training"].update(fp16=config["bnb_4bit_compute_dtype"] == "float16")
     for key, value in config.items():
         if key in LORA_FIELDS:
             if key == "target_modules" and isinstance(value, str):
@@ -98,6 +108,8 @@ def split_sections(config: Mapping[str, Any], transformers_major: int | None = N
             sections["quantization"][key] = value
         elif key in TRAINING_FIELDS:
             sections["training"][key] = value
+        elif key == "max_seq_length":  # the trials' block length: what the tokenizer truncates to
+            sections["tokenizer"]["model_max_length"] = value
         else:
             sections["other"][key] = value
     if sections["quantization"]:
