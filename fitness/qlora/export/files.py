@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evo.trial import ConfigError
 from fitness.qlora.export.facts import ExportRequest, installed_transformers, parse_version
 from fitness.qlora.export.trainers import merge_beside, trainer_export
 

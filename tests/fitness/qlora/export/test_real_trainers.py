@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from evo.cli import main
-from tests.fitness.chatdata import conversations, write_jsonl
+from tests.fitness.qlora.chatdata import conversations, write_jsonl
 from tests.fitness.qlora.export.trainer_envs import ENVS, ensure
 
 pytestmark = pytest.mark.slow

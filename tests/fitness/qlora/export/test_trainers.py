@@ -266,13 +266,15 @@ def test_axolotl_keys_are_its_own(kind, device, data, tmp_path):
 
 
 def test_the_documents_written_are_the_train_split_the_trials_trained_on(data, tmp_path):
+    from fitness.qlora.base.source import default_cache_root
     from fitness.qlora.data.corpus import corpus_for
     from fitness.qlora.spec import QLoRASpec
 
     req = request(data, GENES[0], "chat", tmp_path / "x.yaml")
     _, made = export("axolotl", req)
     written = [json.loads(line) for line in made.beside[tmp_path / "x-data" / "train.jsonl"].splitlines()]
-    train = corpus_for(QLoRASpec.from_dict(req.spec)).train
+    spec = QLoRASpec.from_dict(req.spec)
+    train = corpus_for(spec.data_settings, default_cache_root(spec.model_settings)).train
     assert written == [{"messages": doc.as_dicts()} for doc in train] and len(written) < 30  # not validation
 
 
