@@ -238,7 +238,7 @@ def edited_config(work: Path, env: dict) -> list[str]:
 
 
 def unreachable_ray(work: Path, env: dict) -> list[str]:
-    from tests.fitness.hubserver import closed_port
+    from tests.fitness.qlora.hubserver import closed_port
 
     return _run(work, SYNTHETIC, "--ray-address", f"127.0.0.1:{closed_port()}")
 

@@ -67,7 +67,7 @@ def test_an_unreachable_cluster_address_is_refused_within_the_stated_time(monkey
     import socket
 
     from evo import executors
-    from tests.fitness.hubserver import closed_port
+    from tests.fitness.qlora.hubserver import closed_port
 
     with pytest.raises(ConfigError, match=r"executor.address '127.0.0.1:\d+': cannot reach it within 5 s \("):
         executors.check_reachable(f"127.0.0.1:{closed_port()}")

@@ -13,7 +13,7 @@ from evo.trial import Budget, ConfigError
 from fitness.qlora import QLoRAFitness
 from fitness.qlora.data.corpus import MIN_VALIDATION_TOKENS, load_corpus, token_bound
 from tests.conftest import ROOT, read_only
-from tests.fitness.chatdata import chat_model, conversations, write_jsonl
+from tests.fitness.qlora.chatdata import chat_model, conversations, write_jsonl
 
 
 @pytest.fixture
